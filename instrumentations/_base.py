@@ -1,0 +1,212 @@
+"""What every monitor shares: catalog-driven instruments, isolation, rejected-value counting, refresh."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from otel_telemetry.accumulators import (
+    BoundedKeys,
+    HistogramLayout,
+    HistogramSeries,
+    HistogramSnapshot,
+    HistogramState,
+    SeriesKey,
+    SlidingWindow,
+    difference,
+)
+from otel_telemetry.catalog import CATALOG, Instrument, MetricSpec, Section
+
+_logger = logging.getLogger("instrumentations")
+
+#: ``(value, attributes)`` pairs an observer yields for one instrument.
+Points = Iterable[tuple[float, Mapping[str, str]]]
+
+_NO_ATTRIBUTES: Mapping[str, str] = {}
+
+
+def is_number(value: object) -> bool:
+    """True for real numbers that are finite (bools are not numbers here)."""
+    cls = value.__class__
+    if cls is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    return cls is int or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+
+
+class Monitor:
+    """Base of the four monitors.
+
+    A monitor owns the accumulators of one spec section. :meth:`attach` creates the section's observable
+    instruments on an OpenTelemetry :class:`~opentelemetry.metrics.Meter`; histograms are exposed through
+    :meth:`histograms` for the SDK's producer to merge into every reader's collection. Hot-path calls never raise:
+    a bad value is dropped and counted in :attr:`rejected`, with one warning per call name.
+    """
+
+    section: Section
+
+    def __init__(
+        self,
+        *,
+        percentile_window: float = 60.0,
+        refresh_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._percentile_window = percentile_window
+        self._refresh_interval = refresh_interval
+        self._refresh_lock = threading.Lock()
+        self._last_refresh: float | None = None
+        self._attached = False
+        self._series: dict[SeriesKey, tuple[MetricSpec, HistogramSeries, float]] = {}
+        self._series_lock = threading.Lock()
+        self._previous: dict[SeriesKey, HistogramSnapshot] = {}
+        self._windows: dict[SeriesKey, SlidingWindow] = {}
+        self._states: dict[SeriesKey, HistogramState] = {}
+        self._rejected: dict[str, int] = {}
+        self._warned: set[str] = set()
+        self.callback_errors = 0
+        self._layouts: dict[str, HistogramLayout] = {}
+
+    # -- specs ------------------------------------------------------------------------------------------------------
+    def specs(self) -> list[MetricSpec]:
+        """The catalog entries this monitor serves."""
+        return [s for s in CATALOG if s.section is self.section]
+
+    # -- bad input --------------------------------------------------------------------------------------------------
+    @property
+    def rejected(self) -> Mapping[str, int]:
+        """Dropped values per call name (bad types, NaN, infinities, negative sizes or durations)."""
+        return dict(self._rejected)
+
+    def _reject(self, call: str, value: object) -> None:
+        self._rejected[call] = self._rejected.get(call, 0) + 1
+        if call not in self._warned:
+            self._warned.add(call)
+            _logger.warning(
+                "%s: dropped invalid value %r (logged once; further drops are counted in rejected)",
+                call,
+                value if not isinstance(value, str) else value[:64],
+            )
+
+    # -- histograms -------------------------------------------------------------------------------------------------
+    def _layout(self, spec: MetricSpec, scale: float) -> HistogramLayout:
+        key = f"{spec.name}@{scale}"
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._layouts[key] = HistogramLayout(spec.boundaries, scale)
+        return layout
+
+    def _histogram(self, spec: MetricSpec, scale: float = 1.0, **attributes: str) -> HistogramSeries:
+        """The series of ``spec`` for ``attributes`` (created once; bind it and keep it for the hot path)."""
+        key = SeriesKey(spec.name, tuple(sorted(attributes.items())))
+        with self._series_lock:
+            found = self._series.get(key)
+            if found is None:
+                series = HistogramSeries(self._layout(spec, scale), key.attributes)
+                found = self._series[key] = (spec, series, time.time())
+        return found[1]
+
+    def histograms(self) -> list[HistogramState]:
+        """Every histogram series as of the latest refresh (refreshing first when due)."""
+        self.refresh()
+        return list(self._states.values())
+
+    def histogram_state(self, name: str, **attributes: str) -> HistogramState | None:
+        """One series' state as of the latest refresh, or None when it has not recorded yet."""
+        self.refresh()
+        return self._states.get(SeriesKey(name, tuple(sorted(attributes.items()))))
+
+    # -- refresh ----------------------------------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        """Recompute derived values (rates, windows) if ``refresh_interval`` has passed since the last time.
+
+        Called by every collection; several readers collecting within one interval see the same values.
+        """
+        with self._refresh_lock:
+            now = self._clock()
+            if not force and self._last_refresh is not None and now - self._last_refresh < self._refresh_interval:
+                return
+            self._last_refresh = now
+            with self._series_lock:
+                series = list(self._series.items())
+            for key, (spec, hist, started) in series:
+                cumulative = hist.snapshot()
+                window = self._windows.get(key)
+                if window is None:
+                    window = self._windows[key] = SlidingWindow(hist.layout, self._percentile_window)
+                window.add(now, difference(cumulative, self._previous.get(key)))
+                self._previous[key] = cumulative
+                self._states[key] = HistogramState(spec, key, cumulative, window.snapshot(), started)
+            self._refresh(now)
+
+    def _refresh(self, now: float) -> None:
+        """Subclasses compute their rates here (called under the refresh lock)."""
+
+    # -- instruments ------------------------------------------------------------------------------------------------
+    def _observers(self) -> Mapping[str, Callable[[], Points]]:
+        """Instrument name -> function yielding that instrument's current points. Subclasses provide it."""
+        raise NotImplementedError
+
+    def attach(self, meter: Meter) -> None:
+        """Create this section's observable instruments on ``meter`` (histograms go through the producer)."""
+        observers = self._observers()
+        seen: set[str] = set()
+        for spec in self.specs():
+            if spec.instrument is Instrument.HISTOGRAM or spec.name in seen:
+                continue
+            seen.add(spec.name)
+            observe = observers[spec.name]
+            callback = self._callback(spec.name, observe)
+            kwargs = {"callbacks": [callback], "unit": spec.unit, "description": spec.description}
+            if spec.instrument is Instrument.OBSERVABLE_GAUGE:
+                meter.create_observable_gauge(spec.name, **kwargs)  # type: ignore[arg-type]
+            elif spec.instrument is Instrument.OBSERVABLE_COUNTER:
+                meter.create_observable_counter(spec.name, **kwargs)  # type: ignore[arg-type]
+            else:
+                meter.create_observable_up_down_counter(spec.name, **kwargs)  # type: ignore[arg-type]
+        self._attached = True
+
+    def detach(self) -> None:
+        """Stop reporting: callbacks yield nothing from now on (OpenTelemetry cannot remove instruments)."""
+        self._attached = False
+
+    @property
+    def attached(self) -> bool:
+        """Whether the instruments report."""
+        return self._attached
+
+    def _callback(self, name: str, observe: Callable[[], Points]) -> Callable[[CallbackOptions], Iterator[Observation]]:
+        def callback(_options: CallbackOptions) -> Iterator[Observation]:
+            if not self._attached:
+                return iter(())
+            try:
+                self.refresh()
+                points = [
+                    Observation(value, dict(attributes))
+                    for value, attributes in observe()
+                    if value is not None and not (isinstance(value, float) and math.isnan(value))
+                ]
+            except Exception:
+                self.callback_errors += 1
+                if name not in self._warned:
+                    self._warned.add(name)
+                    _logger.exception("callback for %s failed (logged once; counted in callback_errors)", name)
+                return iter(())
+            return iter(points)
+
+        return callback
+
+
+def single(value: float | None) -> Points:
+    """One point without attributes, or none when ``value`` is None."""
+    return () if value is None else ((value, _NO_ATTRIBUTES),)
+
+
+def bounded_label(keys: BoundedKeys, value: object) -> str:
+    """``value`` as an attribute string admitted by ``keys`` (or the overflow value)."""
+    return keys.admit(value if isinstance(value, str) else str(value))

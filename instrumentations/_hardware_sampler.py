@@ -1,0 +1,357 @@
+"""Host hardware sampling with psutil: CPU, load, memory, memory pressure, disk and NIC rates.
+
+:class:`HardwareSampler` turns psutil's cumulative counters into per-second rates and CPU percentages.
+It runs on a metrics-collection thread, never on the game loop: one ``sample()`` makes one psutil call per
+source and reads ``/proc/pressure/memory`` once.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
+from typing import Final, NamedTuple, Protocol, TypeVar
+
+import psutil
+
+_logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_PSI_MEMORY_PATH: Final = "/proc/pressure/memory"
+
+# The error sources, one per psutil call (plus the PSI file), in the order sample() reads them.
+_SOURCES: Final = ("cpu", "loadavg", "memory", "swap", "psi", "disk", "nic")
+
+_DISK_FIELDS: Final = ("read_bytes", "write_bytes", "read_count", "write_count")
+_NIC_FIELDS: Final = ("bytes_recv", "bytes_sent", "packets_recv", "packets_sent")
+
+
+class _CpuTimes(Protocol):
+    """One psutil ``scputimes`` named tuple (fields vary by platform)."""
+
+    def _asdict(self) -> dict[str, float]: ...
+
+
+class _Memory(NamedTuple):
+    """``psutil.virtual_memory()`` values, converted while the read is still guarded."""
+
+    total: int
+    available: int
+    used: int
+    free: int
+    percent: float
+
+
+class _Counters(NamedTuple):
+    """Cumulative counter values and the monotonic time they were read at."""
+
+    values: tuple[float, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareSample:
+    """One reading of host hardware state; immutable and safe to share between threads.
+
+    A field is ``None`` (or, in ``memory_pressure``, an absent key) when its source failed or is not
+    available on this host, or when a rate cannot be computed for this interval (no earlier reading,
+    no elapsed time, or a cumulative counter went down).
+
+    Attributes:
+        timestamp: ``clock()`` (``time.monotonic()`` by default) when the sample was taken, in seconds.
+        cpu_percent: total CPU busy %, 0..100, over the interval since the previous reading.
+        cpu_percent_per_core: busy % per logical CPU, 0..100, same interval, in psutil's CPU order.
+        load_average: 1, 5 and 15 minute load averages (``psutil.getloadavg()``).
+        memory_total_bytes: physical memory, bytes.
+        memory_used_bytes: ``psutil.virtual_memory().used``, bytes.
+        memory_free_bytes: ``psutil.virtual_memory().free``, bytes (not counting reclaimable cache).
+        memory_usage_percent: ``psutil.virtual_memory().percent``, 0..100.
+        memory_pressure: pressure indicator name -> percent; see :class:`HardwareSampler`.
+        disk_read_bytes_per_sec: bytes read from disks per second, all disks summed.
+        disk_write_bytes_per_sec: bytes written to disks per second.
+        disk_read_ops_per_sec: completed disk read operations per second.
+        disk_write_ops_per_sec: completed disk write operations per second.
+        nic_bytes_recv_per_sec: bytes received per second, all interfaces (loopback included).
+        nic_bytes_sent_per_sec: bytes sent per second, all interfaces.
+        nic_packets_recv_per_sec: packets received per second, all interfaces.
+        nic_packets_sent_per_sec: packets sent per second, all interfaces.
+    """
+
+    timestamp: float
+    cpu_percent: float | None
+    cpu_percent_per_core: tuple[float, ...] | None
+    load_average: tuple[float, float, float] | None
+    memory_total_bytes: int | None
+    memory_used_bytes: int | None
+    memory_free_bytes: int | None
+    memory_usage_percent: float | None
+    # Excluded from the hash: a read-only mapping is not hashable.
+    memory_pressure: Mapping[str, float] = field(hash=False)
+    disk_read_bytes_per_sec: float | None
+    disk_write_bytes_per_sec: float | None
+    disk_read_ops_per_sec: float | None
+    disk_write_ops_per_sec: float | None
+    nic_bytes_recv_per_sec: float | None
+    nic_bytes_sent_per_sec: float | None
+    nic_packets_recv_per_sec: float | None
+    nic_packets_sent_per_sec: float | None
+
+
+class HardwareSampler:
+    """Samples host hardware through psutil, keeping its own baselines for CPU and counter rates.
+
+    Memory pressure indicators (``HardwareSample.memory_pressure``, each a percent, 0..100):
+
+    - ``"unavailable"``: ``100 × (1 − available / total)`` from ``psutil.virtual_memory()``, the share of
+      memory that cannot be handed to new allocations without swapping.
+    - ``"swap_used"``: ``psutil.swap_memory().percent`` (0 on hosts without swap).
+    - ``"psi_some_avg10"``: the ``some avg10`` value of Linux ``/proc/pressure/memory``, the share of the
+      last 10 s in which at least one task stalled on memory. Omitted where the file does not exist.
+
+    Rates are per second over the monotonic time actually elapsed between the two psutil readings. The
+    constructor takes a priming reading of every cumulative source, so the first ``sample()`` already
+    reports rates over the time since construction. CPU percentages come from
+    ``psutil.cpu_times(percpu=True)`` deltas (busy = total − idle − iowait, guest time counted once, as psutil
+    does) against this sampler's own previous reading, so several samplers never disturb each other, unlike
+    ``psutil.cpu_percent()``, whose state is module-global. Until one clock tick of CPU time has passed
+    since the baseline, the CPU fields are ``None`` and the baseline is kept.
+
+    When a cumulative counter goes down (interface or disk removed, counter reset), that counter's rate
+    is ``None`` for the interval and the new reading becomes the baseline. When a source fails, its
+    fields are ``None``, ``errors[source]`` grows by one, the first failure per source is logged as a
+    warning, and the previous baseline is kept so the next good reading yields a rate over the whole gap.
+
+    Thread-safety: ``sample()`` and ``errors`` may be called from any thread; one lock serialises them.
+    Calls less than ``min_interval`` seconds after the previous sample return that same sample object.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        psutil_module: ModuleType | None = None,
+    ) -> None:
+        """Create a sampler and take the priming reading of CPU times and disk and NIC counters.
+
+        Args:
+            min_interval: seconds; a ``sample()`` sooner than this after the previous one returns it again.
+            clock: monotonic clock in seconds, used for sample timestamps and rate denominators.
+            psutil_module: the psutil module to call; ``None`` means the installed ``psutil``.
+
+        Raises:
+            ValueError: ``min_interval`` is negative or not finite.
+        """
+        if not math.isfinite(min_interval) or min_interval < 0:
+            raise ValueError(f"min_interval must be a finite number >= 0, got {min_interval!r}")
+        self._min_interval = min_interval
+        self._clock = clock
+        self._psutil: ModuleType = psutil if psutil_module is None else psutil_module
+        self._lock = threading.Lock()
+        self._errors: dict[str, int] = dict.fromkeys(_SOURCES, 0)
+        self._warned: set[str] = set()
+        self._psi_exists = True
+        self._last: HardwareSample | None = None
+        self._cpu_base = self._read("cpu", self._read_cpu_times)
+        # Baselines of the cumulative counter sources, by source name.
+        self._counter_bases: dict[str, _Counters] = {}
+        for source, read in (("disk", self._read_disk), ("nic", self._read_nic)):
+            primed = self._read(source, read)
+            if primed is not None:
+                self._counter_bases[source] = primed
+
+    @property
+    def errors(self) -> Mapping[str, int]:
+        """Failed reads per source (``cpu``, ``loadavg``, ``memory``, ``swap``, ``psi``, ``disk``, ``nic``).
+
+        A read-only copy; every source is present, with 0 when it never failed.
+        """
+        with self._lock:
+            return MappingProxyType(dict(self._errors))
+
+    def sample(self) -> HardwareSample:
+        """Read every source once and return a new sample, or the previous one if it is recent.
+
+        Never raises: a failing source only leaves its own fields empty (see the class docstring).
+        """
+        with self._lock:
+            now = self._clock()
+            last = self._last
+            if last is not None and now - last.timestamp < self._min_interval:
+                return last
+
+            cpu_total, cpu_per_core = self._cpu_percentages(self._read("cpu", self._read_cpu_times))
+            load = self._read("loadavg", self._read_loadavg)
+            memory = self._read("memory", self._read_virtual_memory)
+            swap_percent = self._read("swap", self._read_swap_percent)
+            psi = self._read("psi", self._read_psi_some_avg10)
+            disk = self._rates("disk", self._read_disk, len(_DISK_FIELDS))
+            nic = self._rates("nic", self._read_nic, len(_NIC_FIELDS))
+
+            pressure: dict[str, float] = {}
+            if memory is not None and memory.total > 0:
+                pressure["unavailable"] = 100.0 * (1.0 - memory.available / memory.total)
+            if swap_percent is not None:
+                pressure["swap_used"] = swap_percent
+            if psi is not None:
+                pressure["psi_some_avg10"] = psi
+
+            result = HardwareSample(
+                timestamp=now,
+                cpu_percent=cpu_total,
+                cpu_percent_per_core=cpu_per_core,
+                load_average=load,
+                memory_total_bytes=None if memory is None else memory.total,
+                memory_used_bytes=None if memory is None else memory.used,
+                memory_free_bytes=None if memory is None else memory.free,
+                memory_usage_percent=None if memory is None else memory.percent,
+                memory_pressure=MappingProxyType(pressure),
+                disk_read_bytes_per_sec=disk[0],
+                disk_write_bytes_per_sec=disk[1],
+                disk_read_ops_per_sec=disk[2],
+                disk_write_ops_per_sec=disk[3],
+                nic_bytes_recv_per_sec=nic[0],
+                nic_bytes_sent_per_sec=nic[1],
+                nic_packets_recv_per_sec=nic[2],
+                nic_packets_sent_per_sec=nic[3],
+            )
+            self._last = result
+            return result
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def _read(self, source: str, read: Callable[[], _T]) -> _T | None:
+        """Run one source's read; on any exception count it, warn once per source and return None."""
+        try:
+            return read()
+        except Exception as exc:
+            self._errors[source] += 1
+            if source not in self._warned:
+                self._warned.add(source)
+                _logger.warning(
+                    "hardware sampler: reading %r failed (%s: %s); its fields are left empty and further "
+                    "failures are only counted",
+                    source,
+                    type(exc).__name__,
+                    exc,
+                )
+            return None
+
+    def _read_cpu_times(self) -> tuple[dict[str, float], ...]:
+        per_core: list[_CpuTimes] = self._psutil.cpu_times(percpu=True)
+        return tuple(times._asdict() for times in per_core)
+
+    def _read_loadavg(self) -> tuple[float, float, float]:
+        one, five, fifteen = self._psutil.getloadavg()
+        return float(one), float(five), float(fifteen)
+
+    def _read_virtual_memory(self) -> _Memory:
+        memory = self._psutil.virtual_memory()
+        return _Memory(
+            int(memory.total),
+            int(memory.available),
+            int(memory.used),
+            int(memory.free),
+            float(memory.percent),
+        )
+
+    def _read_swap_percent(self) -> float:
+        return float(self._psutil.swap_memory().percent)
+
+    def _read_psi_some_avg10(self) -> float | None:
+        if not self._psi_exists:
+            return None
+        try:
+            with open(_PSI_MEMORY_PATH, encoding="ascii") as psi_file:
+                text = psi_file.read()
+        except FileNotFoundError:
+            # Not Linux, or a kernel without PSI: an absent indicator, not a failure.
+            self._psi_exists = False
+            return None
+        for line in text.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "some":
+                fields = dict(item.split("=", 1) for item in rest.split())
+                return float(fields["avg10"])
+        raise ValueError(f"no 'some' line in {_PSI_MEMORY_PATH}: {text!r}")
+
+    def _read_disk(self) -> _Counters | None:
+        counters: object | None = self._psutil.disk_io_counters()
+        at = self._clock()
+        # psutil returns None on hosts without disks: nothing to report, nothing failed.
+        return None if counters is None else _Counters(_values(counters, _DISK_FIELDS), at)
+
+    def _read_nic(self) -> _Counters | None:
+        counters: object | None = self._psutil.net_io_counters()
+        at = self._clock()
+        return None if counters is None else _Counters(_values(counters, _NIC_FIELDS), at)
+
+    # -- computing -------------------------------------------------------------------------------------
+
+    def _cpu_percentages(
+        self, current: tuple[dict[str, float], ...] | None
+    ) -> tuple[float | None, tuple[float, ...] | None]:
+        """Total and per-core busy % since the CPU baseline; moves the baseline when a result is given."""
+        previous = self._cpu_base
+        if current is None:
+            return None, None
+        if previous is None or len(previous) != len(current):
+            # No baseline, or CPUs went on/offline: start over from this reading.
+            self._cpu_base = current
+            return None, None
+        deltas = [_busy_and_total(before, after) for before, after in zip(previous, current, strict=True)]
+        busy_sum = sum(busy for busy, _ in deltas)
+        total_sum = sum(total for _, total in deltas)
+        if total_sum <= 0:
+            # Not one clock tick has passed since the baseline: keep it and measure a longer interval next.
+            return None, None
+        self._cpu_base = current
+        per_core = tuple(_percent(busy, total) for busy, total in deltas)
+        return _percent(busy_sum, total_sum), per_core
+
+    def _rates(self, source: str, read: Callable[[], _Counters | None], width: int) -> tuple[float | None, ...]:
+        """Read one cumulative source and return its per-second rates since its baseline."""
+        empty: tuple[float | None, ...] = (None,) * width
+        current = self._read(source, read)
+        if current is None:
+            return empty
+        previous = self._counter_bases.get(source)
+        if previous is None:
+            self._counter_bases[source] = current
+            return empty
+        elapsed = current.at - previous.at
+        if elapsed <= 0:
+            # The clock has not advanced: keep the baseline so the next reading spans a real interval.
+            return empty
+        self._counter_bases[source] = current
+        return tuple(
+            None if after < before else (after - before) / elapsed
+            for before, after in zip(previous.values, current.values, strict=True)
+        )
+
+
+def _values(counters: object, names: tuple[str, ...]) -> tuple[float, ...]:
+    """The named numeric fields of a psutil counters named tuple, in the given order."""
+    return tuple(float(getattr(counters, name)) for name in names)
+
+
+def _busy_and_total(before: Mapping[str, float], after: Mapping[str, float]) -> tuple[float, float]:
+    """Busy and total CPU time between two ``cpu_times`` readings of one CPU, psutil's way.
+
+    Each field's delta is clamped at 0 (kernel times occasionally step back); guest time is already inside
+    user/nice on Linux, so it is subtracted from the total; idle and iowait are not busy.
+    """
+    delta = {name: max(0.0, after[name] - before.get(name, after[name])) for name in after}
+    total = sum(delta.values()) - delta.get("guest", 0.0) - delta.get("guest_nice", 0.0)
+    busy = total - delta.get("idle", 0.0) - delta.get("iowait", 0.0)
+    return busy, total
+
+
+def _percent(part: float, whole: float) -> float:
+    """``part / whole`` as a percent clamped to 0..100; 0 when ``whole`` is 0 (as psutil reports it)."""
+    if whole <= 0:
+        return 0.0
+    return min(100.0, max(0.0, 100.0 * part / whole))

@@ -1,0 +1,282 @@
+"""PerformanceMonitor: the tick loop — tick rate, tick and frame durations, update-cycle phases.
+
+Use it around the game loop::
+
+    with telemetry.performance.tick():
+        with telemetry.performance.phase("network"):
+            ...
+        with telemetry.performance.phase("entities"):
+            ...
+
+Definitions (all in seconds on export):
+
+* **tick duration**: from entering ``tick()`` to leaving it (the work of one tick);
+* **frame time**: from the start of one tick to the start of the next (work plus idle), so the current tick rate
+  is ticks per second over the last collection interval and ``1 / frame time`` instant by instant;
+* **update cycle**: the total time spent in measured phases during one tick;
+* **phase**: one named part of a tick. The spec's phases are ``systems``, ``entities``, ``network``, ``database``,
+  ``aoi``, ``ecs``, ``serialization``, ``compression``, ``encryption``; other names are allowed up to
+  ``max_phases`` distinct names (further ones report as ``_overflow``).
+
+The tick context managers are meant for the game-loop thread; ``phase()`` may be used from any thread.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from types import TracebackType
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from instrumentations._base import Monitor, Points, single
+from otel_telemetry.accumulators import BoundedKeys, HistogramSeries, RateTracker
+from otel_telemetry.catalog import Section, lookup
+
+__all__ = ["SPEC_PHASES", "PerformanceInstrumentor", "PerformanceMonitor"]
+
+#: The phases the spec names (update cycle and performance breakdown).
+SPEC_PHASES = (
+    "systems",
+    "entities",
+    "network",
+    "database",
+    "aoi",
+    "ecs",
+    "serialization",
+    "compression",
+    "encryption",
+)
+
+
+class _Tick:
+    """Context manager timing one tick (fresh per tick)."""
+
+    __slots__ = ("_monitor", "_start")
+
+    def __init__(self, monitor: PerformanceMonitor) -> None:
+        self._monitor = monitor
+        self._start = 0.0
+
+    def __enter__(self) -> _Tick:
+        self._start = self._monitor._tick_started()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._monitor._tick_ended(self._start)
+
+
+class _Phase:
+    """Context manager timing one phase (fresh per use)."""
+
+    __slots__ = ("_monitor", "_series", "_start")
+
+    def __init__(self, monitor: PerformanceMonitor, series: HistogramSeries) -> None:
+        self._monitor = monitor
+        self._series = series
+        self._start = 0.0
+
+    def __enter__(self) -> _Phase:
+        self._start = self._monitor._perf()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        elapsed = self._monitor._perf() - self._start
+        if elapsed >= 0:
+            self._series.record(elapsed)
+            self._monitor._cycle += elapsed
+
+
+class PerformanceMonitor(Monitor):
+    """Tick-loop telemetry: ``tick()``, ``phase(name)``, and explicit ``record_tick``/``record_phase``.
+
+    Args:
+        target_tick_rate: the loop's target in ticks per second (spec default 60).
+        max_phases: how many distinct phase names are tracked (the spec's nine are always admitted first).
+        perf_clock: the clock ticks are timed with (``time.perf_counter``).
+    """
+
+    section = Section.PERFORMANCE
+
+    def __init__(
+        self,
+        *,
+        target_tick_rate: float = 60.0,
+        max_phases: int = 32,
+        percentile_window: float = 60.0,
+        refresh_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        perf_clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        super().__init__(percentile_window=percentile_window, refresh_interval=refresh_interval, clock=clock)
+        if not (isinstance(target_tick_rate, (int, float)) and 0 < target_tick_rate < math.inf):
+            raise ValueError(f"target_tick_rate must be a positive number, got {target_tick_rate!r}")
+        self.target_tick_rate = float(target_tick_rate)
+        self._perf = perf_clock
+        self._ticks = 0
+        self._last_tick_start: float | None = None
+        self._cycle = 0.0
+        self._tick_series = self._histogram(lookup("performance.frame_time.distribution"))
+        self._frame_series = self._histogram(lookup("performance.frame_time.frame_times"))
+        self._cycle_series = self._histogram(lookup("performance.update_cycle.total"))
+        self._phase_spec = lookup("performance.update_cycle.systems")
+        self._phase_names = BoundedKeys(max(max_phases, len(SPEC_PHASES)))
+        self._phases: dict[str, HistogramSeries] = {}
+        self._phase_lock = threading.Lock()
+        for name in SPEC_PHASES:
+            self._phase_series(name)
+        self._rate = RateTracker(clock(), min_interval=0.0)
+        self._tick_rate: float | None = None
+
+    # -- hot path ---------------------------------------------------------------------------------------------------
+    def tick(self) -> _Tick:
+        """Context manager around one tick of the game loop."""
+        return _Tick(self)
+
+    def phase(self, name: str) -> _Phase:
+        """Context manager around one phase inside a tick (``"network"``, ``"entities"``, ...)."""
+        series = self._phases.get(name)
+        if series is None:
+            series = self._phase_series(name)
+        return _Phase(self, series)
+
+    def record_tick(self, duration_s: float) -> None:
+        """Record a tick timed by the caller (seconds); counts toward the tick rate like ``tick()``."""
+        if not (duration_s.__class__ in (float, int) and 0 <= duration_s < math.inf):
+            return self._reject("record_tick", duration_s)
+        start = self._perf() - duration_s
+        self._tick_started(start)
+        self._tick_series.record(duration_s)
+        self._cycle = 0.0
+
+    def record_phase(self, name: str, duration_s: float) -> None:
+        """Record a phase timed by the caller (seconds)."""
+        if not (duration_s.__class__ in (float, int) and 0 <= duration_s < math.inf):
+            return self._reject("record_phase", duration_s)
+        series = self._phases.get(name)
+        if series is None:
+            series = self._phase_series(name)
+        series.record(duration_s)
+        self._cycle += duration_s
+
+    def _phase_series(self, name: object) -> HistogramSeries:
+        if not isinstance(name, str):
+            self._reject("phase", name)
+            name = str(name)
+        label = self._phase_names.admit(name)
+        with self._phase_lock:
+            series = self._phases.get(label)
+            if series is None:
+                series = self._histogram(self._phase_spec, phase=label)
+                self._phases[label] = series
+            if label != name:
+                return series
+            self._phases[name] = series
+        return series
+
+    def _tick_started(self, start: float | None = None) -> float:
+        now = self._perf() if start is None else start
+        last = self._last_tick_start
+        if last is not None and now >= last:
+            self._frame_series.record(now - last)
+        self._last_tick_start = now
+        self._ticks += 1
+        self._cycle = 0.0
+        return now
+
+    def _tick_ended(self, start: float) -> None:
+        elapsed = self._perf() - start
+        if elapsed >= 0:
+            self._tick_series.record(elapsed)
+        if self._cycle > 0:
+            self._cycle_series.record(self._cycle)
+        self._cycle = 0.0
+
+    # -- reading ----------------------------------------------------------------------------------------------------
+    @property
+    def ticks(self) -> int:
+        """Ticks started since creation."""
+        return self._ticks
+
+    @property
+    def tick_rate(self) -> float | None:
+        """Ticks per second over the last collection interval."""
+        self.refresh()
+        return self._tick_rate
+
+    def _refresh(self, now: float) -> None:
+        self._tick_rate = self._rate.observe(now, self._ticks)
+
+    def tick_rate_variance(self) -> float | None:
+        """Variance of the instantaneous tick rate (1 / frame time) over the percentile window, in FPS²."""
+        state = self.histogram_state(self._frame_series_name)
+        if state is None or state.window.count == 0:
+            return None
+        window = state.window
+        layout = window.layout
+        n = total = total_sq = 0.0
+        for slot, count in enumerate(window.counts):
+            if count:
+                value = layout.representative(slot)
+                if value > 0:
+                    rate = 1.0 / value
+                    n += count
+                    total += rate * count
+                    total_sq += rate * rate * count
+        if n == 0:
+            return None
+        mean = total / n
+        return max(0.0, total_sq / n - mean * mean)
+
+    _frame_series_name = lookup("performance.frame_time.frame_times").name
+
+    def _window(self, stat: str) -> float | None:
+        state = self.histogram_state(self._tick_series_name)
+        if state is None or state.window.count == 0:
+            return None
+        value: float | None = getattr(state.window, stat)()
+        return value
+
+    _tick_series_name = lookup("performance.frame_time.distribution").name
+
+    def _observers(self) -> Mapping[str, Callable[[], Points]]:
+        def deviation() -> Points:
+            rate = self._tick_rate
+            return single(None if rate is None else rate - self.target_tick_rate)
+
+        return {
+            "server.tick_rate": lambda: single(self._tick_rate),
+            "server.tick_rate.target": lambda: single(self.target_tick_rate),
+            "server.tick_rate.deviation": deviation,
+            "server.tick_rate.variance": lambda: single(self.tick_rate_variance()),
+            "server.tick.duration.avg": lambda: single(self._window("mean")),
+            "server.tick.duration.min": lambda: single(self._window("min")),
+            "server.tick.duration.max": lambda: single(self._window("max")),
+        }
+
+
+class PerformanceInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Entry-point instrumentor: ``instrument(meter_provider=..., target_tick_rate=60)``."""
+
+    monitor: PerformanceMonitor | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from instrumentations._wiring import attach_monitor
+
+        self.monitor = PerformanceMonitor(target_tick_rate=kwargs.get("target_tick_rate", 60.0))
+        attach_monitor(self.monitor, kwargs.get("meter_provider"))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if self.monitor is not None:
+            self.monitor.detach()
+            self.monitor = None

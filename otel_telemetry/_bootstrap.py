@@ -1,0 +1,280 @@
+"""``setup_telemetry()``: resource, providers, readers, monitors and the HTTP server, wired once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from opentelemetry.metrics import Meter, MeterProvider, NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import NoOpTracerProvider, Tracer, TracerProvider
+
+from instrumentations import __version__ as _instrumentations_version
+from instrumentations._wiring import SCOPE_NAME
+from instrumentations.game import GameMonitor
+from instrumentations.hardware import HardwareMonitor
+from instrumentations.network import NetworkMonitor
+from instrumentations.performance import PerformanceMonitor
+from otel_telemetry._config import TelemetryConfig
+from otel_telemetry._http import MetricsHTTPServer
+from otel_telemetry._producer import HistogramProducer
+from otel_telemetry._readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
+from otel_telemetry.catalog import Instrument, instruments
+
+_logger = logging.getLogger("otel_telemetry")
+
+__version__ = "0.1.0"
+
+
+def catalog_views() -> list[View]:
+    """One view per catalog instrument: allowed attributes, and explicit buckets for histograms."""
+    views = []
+    for spec in instruments():
+        aggregation = (
+            ExplicitBucketHistogramAggregation(boundaries=spec.boundaries)
+            if spec.instrument is Instrument.HISTOGRAM
+            else None
+        )
+        if aggregation is None:
+            views.append(View(instrument_name=spec.name, attribute_keys=set(spec.attributes)))
+        else:
+            views.append(View(instrument_name=spec.name, attribute_keys=set(spec.attributes), aggregation=aggregation))
+    return views
+
+
+def build_resource(config: TelemetryConfig) -> Resource:
+    """The resource every signal carries: service, server id and host.
+
+    ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` are merged by :meth:`Resource.create`; the configured
+    ``service.name`` and ``service.instance.id`` win. The process command line is deliberately not included: it
+    may carry secrets such as the server token.
+    """
+    return Resource.create(
+        {
+            "service.name": config.service_name,
+            "service.instance.id": config.server_id,
+            "service.version": __version__,
+            "host.name": socket.gethostname(),
+            "host.arch": platform.machine(),
+            "os.type": platform.system().lower(),
+            "process.pid": os.getpid(),
+            "process.runtime.name": platform.python_implementation().lower(),
+            "process.runtime.version": platform.python_version(),
+        }
+    )
+
+
+def _otlp_reader(config: TelemetryConfig) -> MetricReader | None:
+    if config.otlp_endpoint is None:
+        return None
+    endpoint = config.otlp_endpoint
+    exporter: Any
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+
+        exporter = GrpcExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+
+        if not endpoint.endswith("/v1/metrics"):
+            endpoint = endpoint.rstrip("/") + "/v1/metrics"
+        exporter = HttpExporter(endpoint=endpoint)
+    return ProducingPeriodicReader(exporter)
+
+
+class Telemetry:
+    """The handle :func:`setup_telemetry` returns. Thread-safe.
+
+    Attributes:
+        config: the resolved :class:`TelemetryConfig`.
+        hardware, network, performance, game: the four monitors (call their methods from game code).
+        meter_provider, tracer_provider: this handle's own OpenTelemetry providers (never the global ones).
+        resource: the OpenTelemetry resource of every signal.
+
+    Each call to :func:`setup_telemetry` gives an independent handle with its own providers, readers and HTTP
+    server; handles share nothing, so tests and multi-server processes may create many. Use ``shutdown()`` (or
+    the handle as a context manager) to stop it.
+    """
+
+    def __init__(self, config: TelemetryConfig) -> None:
+        self.config = config
+        self.resource = build_resource(config)
+        self._shutdown_lock = threading.Lock()
+        self._shut_down = False
+        self._http: MetricsHTTPServer | None = None
+        self._prometheus: PrometheusReader | None = None
+        self._latest = LatestMetricsExporter()
+        self._readers: list[MetricReader] = []
+        interval = config.collection_interval
+        refresh = interval / 2
+        window = config.percentile_window
+        self.hardware: HardwareMonitor | None = (
+            HardwareMonitor(refresh_interval=refresh) if config.enable_hardware_metrics and config.enabled else None
+        )
+        self.network = NetworkMonitor(
+            max_tracked_players=config.max_tracked_players, percentile_window=window, refresh_interval=refresh
+        )
+        self.performance = PerformanceMonitor(
+            target_tick_rate=config.target_tick_rate, percentile_window=window, refresh_interval=refresh
+        )
+        self.game = GameMonitor(
+            attribute_limit=config.attribute_limit,
+            max_tracked_players=config.max_tracked_players,
+            percentile_window=window,
+            refresh_interval=refresh,
+        )
+        self.meter_provider: MeterProvider
+        self.tracer_provider: TracerProvider
+        if not config.enabled:
+            self.meter_provider = NoOpMeterProvider()
+            self.tracer_provider = NoOpTracerProvider()
+            return
+        self._producer = HistogramProducer(InstrumentationScope(SCOPE_NAME, _instrumentations_version))
+        snapshot_reader = ProducingPeriodicReader(self._latest, export_interval_millis=interval * 1000)
+        self._readers.append(snapshot_reader)
+        if config.enable_prometheus_endpoint:
+            self._prometheus = PrometheusReader()
+            self._readers.append(self._prometheus)
+        otlp = _otlp_reader(config)
+        if otlp is not None:
+            self._readers.append(otlp)
+        for reader in self._readers:
+            reader.attach_producer(self._producer, self.resource)  # type: ignore[attr-defined]
+        self.meter_provider = SdkMeterProvider(
+            resource=self.resource, metric_readers=self._readers, views=catalog_views()
+        )
+        meter = self.meter_provider.get_meter(SCOPE_NAME, _instrumentations_version)
+        for monitor in self.monitors():
+            monitor.attach(meter)
+            self._producer.add_source(monitor.histograms)
+        self.tracer_provider = SdkTracerProvider(resource=self.resource)
+        if self._prometheus is not None:
+            try:
+                self._http = MetricsHTTPServer(
+                    self._prometheus.registry, config.prometheus_host, config.prometheus_port
+                )
+            except OSError:
+                self.shutdown(timeout=2.0)
+                raise
+
+    # -- access -----------------------------------------------------------------------------------------------------
+    def monitors(self) -> list[Any]:
+        """The monitors in spec order (hardware omitted when disabled)."""
+        found: list[Any] = [self.hardware] if self.hardware is not None else []
+        return [*found, self.network, self.performance, self.game]
+
+    @property
+    def enabled(self) -> bool:
+        """False when the SDK is disabled (``OTEL_SDK_DISABLED`` or ``enabled=False``): nothing is exported."""
+        return self.config.enabled
+
+    @property
+    def prometheus_port(self) -> int | None:
+        """The port ``/metrics`` is bound to (useful with ``prometheus_port=0``), or None when not served."""
+        return self._http.port if self._http is not None else None
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """``http://host:port/metrics`` of this handle's endpoint, or None when not served."""
+        return f"{self._http.url}/metrics" if self._http is not None else None
+
+    @property
+    def http_server(self) -> MetricsHTTPServer | None:
+        """The HTTP server behind ``/metrics`` (None when the endpoint is off)."""
+        return self._http
+
+    def get_meter(self, name: str, version: str | None = None) -> Meter:
+        """A meter of this handle's provider, for metrics of your own."""
+        return self.meter_provider.get_meter(name, version)
+
+    def get_tracer(self, name: str, version: str | None = None) -> Tracer:
+        """A tracer of this handle's provider."""
+        return self.tracer_provider.get_tracer(name, version)
+
+    def latest_metrics(self) -> MetricsData | None:
+        """The most recent periodic collection (every ``collection_interval``), or None before the first."""
+        return self._latest.latest()
+
+    def collect(self) -> MetricsData | None:
+        """Collect now (on the calling thread) and return the result; None when disabled."""
+        if not self._readers:
+            return None
+        self._readers[0].collect()
+        return self._latest.latest()
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Stop serving and exporting; returns within ``timeout`` seconds even when an exporter is unreachable.
+
+        Returns True when everything stopped in time. Further calls do nothing and return True.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._shutdown_lock:
+            if self._shut_down:
+                return True
+            self._shut_down = True
+        for monitor in self.monitors():
+            monitor.detach()
+        if self._http is not None:
+            self._http.shutdown(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+
+        def stop_providers() -> None:
+            remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
+            for provider in (self.meter_provider, self.tracer_provider):
+                stop = getattr(provider, "shutdown", None)
+                if stop is None:
+                    continue
+                try:
+                    if isinstance(provider, SdkMeterProvider):
+                        stop(timeout_millis=remaining_ms)
+                    else:
+                        stop()
+                except Exception:
+                    _logger.exception("shutting down %s failed", type(provider).__name__)
+
+        # The providers' shutdown may wait on an unreachable exporter; it runs on a daemon thread so this call
+        # returns by its deadline whatever the network does.
+        stopper = threading.Thread(target=stop_providers, name="otel-telemetry-shutdown", daemon=True)
+        stopper.start()
+        stopper.join(max(0.0, deadline - time.monotonic()))
+        if stopper.is_alive():
+            _logger.warning("telemetry shutdown did not finish within %.1f s; exporters left stopping", timeout)
+            return False
+        return True
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._shut_down else ("enabled" if self.enabled else "disabled")
+        return f"<Telemetry server_id={self.config.server_id!r} {state} prometheus_port={self.prometheus_port}>"
+
+
+def setup_telemetry(config: TelemetryConfig | None = None, **overrides: Any) -> Telemetry:
+    """Set up telemetry for one game server and return its :class:`Telemetry` handle.
+
+    ``config`` defaults to ``TelemetryConfig()`` (environment, then the spec's defaults); keyword ``overrides``
+    are applied on top (``setup_telemetry(enable_prometheus_endpoint=True, prometheus_port=0)``). Invalid settings
+    raise ``ValueError`` naming the field. Nothing global is set: each call gives an independent handle.
+    """
+    if config is None:
+        config = TelemetryConfig(**overrides)
+    elif overrides:
+        config = config.replace(**overrides)
+    return Telemetry(config)

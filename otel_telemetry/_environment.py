@@ -1,0 +1,66 @@
+"""Every environment variable the SDK reads, as documented constants.
+
+Our own variables share one prefix, ``GAME_TELEMETRY_``. The standard OpenTelemetry variables
+(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_SDK_DISABLED``, ``OTEL_EXPORTER_OTLP_*``) keep their
+standard names and meanings. Precedence everywhere: keyword argument, then environment, then default.
+"""
+
+from __future__ import annotations
+
+PREFIX = "GAME_TELEMETRY_"
+
+#: ``TelemetryConfig.server_id``; also exported as the ``service.instance.id`` resource attribute.
+SERVER_ID = PREFIX + "SERVER_ID"
+#: ``TelemetryConfig.collection_interval`` in seconds (spec default 1).
+COLLECTION_INTERVAL = PREFIX + "COLLECTION_INTERVAL"
+#: ``TelemetryConfig.api_send_interval`` in seconds (spec default 5).
+API_SEND_INTERVAL = PREFIX + "API_SEND_INTERVAL"
+#: ``TelemetryConfig.historical_retention``, a number of snapshots (spec default 300).
+HISTORICAL_RETENTION = PREFIX + "HISTORICAL_RETENTION"
+#: ``TelemetryConfig.enable_prometheus_endpoint`` (true/false, spec default false).
+ENABLE_PROMETHEUS_ENDPOINT = PREFIX + "ENABLE_PROMETHEUS_ENDPOINT"
+#: ``TelemetryConfig.prometheus_host``.
+PROMETHEUS_HOST = PREFIX + "PROMETHEUS_HOST"
+#: ``TelemetryConfig.prometheus_port`` (spec default 9090; 0 picks a free port).
+PROMETHEUS_PORT = PREFIX + "PROMETHEUS_PORT"
+#: ``TelemetryConfig.api_endpoint``, the API principal's base URL.
+API_ENDPOINT = PREFIX + "API_ENDPOINT"
+#: ``TelemetryConfig.server_token``, the bearer token for the API principal. Never logged.
+SERVER_TOKEN = PREFIX + "SERVER_TOKEN"
+#: ``TelemetryConfig.target_tick_rate`` in ticks per second (default 60).
+TARGET_TICK_RATE = PREFIX + "TARGET_TICK_RATE"
+#: ``TelemetryConfig.percentile_window`` in seconds (default 60).
+PERCENTILE_WINDOW = PREFIX + "PERCENTILE_WINDOW"
+#: ``TelemetryConfig.max_tracked_players`` (default 2000).
+MAX_TRACKED_PLAYERS = PREFIX + "MAX_TRACKED_PLAYERS"
+#: ``TelemetryConfig.attribute_limit`` (default 100).
+ATTRIBUTE_LIMIT = PREFIX + "ATTRIBUTE_LIMIT"
+#: ``TelemetryConfig.enable_hardware_metrics`` (true/false, default true).
+ENABLE_HARDWARE_METRICS = PREFIX + "ENABLE_HARDWARE_METRICS"
+
+# Standard OpenTelemetry variables we honour.
+OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
+OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+OTEL_EXPORTER_OTLP_METRICS_PROTOCOL = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+
+#: Every variable with our prefix, in the order the configuration reference lists them.
+OWN_VARIABLES = (
+    SERVER_ID,
+    COLLECTION_INTERVAL,
+    API_SEND_INTERVAL,
+    HISTORICAL_RETENTION,
+    ENABLE_PROMETHEUS_ENDPOINT,
+    PROMETHEUS_HOST,
+    PROMETHEUS_PORT,
+    API_ENDPOINT,
+    SERVER_TOKEN,
+    TARGET_TICK_RATE,
+    PERCENTILE_WINDOW,
+    MAX_TRACKED_PLAYERS,
+    ATTRIBUTE_LIMIT,
+    ENABLE_HARDWARE_METRICS,
+)

@@ -1,0 +1,170 @@
+"""Histogram data points produced from our accumulators and merged into every reader's collection.
+
+The OpenTelemetry specification calls this a MetricProducer; the Python SDK has no hook for it, so each of our
+readers merges the produced metrics in ``_receive_metrics`` (the one override ``MetricReader`` documents).
+Cumulative readers get totals since each series started; delta readers get what was recorded since their own
+previous collection (each reader keeps its own previous totals).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricReader,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_telemetry.accumulators import HistogramSnapshot, HistogramState, SeriesKey, difference
+
+_logger = logging.getLogger(__name__)
+
+#: A source of histogram series: usually a monitor's ``histograms`` method.
+HistogramSource = Callable[[], Iterable[HistogramState]]
+
+
+def _min_max(snapshot: HistogramSnapshot, scale: float) -> tuple[float, float]:
+    low, high = snapshot.min(), snapshot.max()
+    if low is None or high is None:
+        return math.inf, -math.inf
+    return low * scale, high * scale
+
+
+class HistogramProducer:
+    """Turns the histogram series of registered sources into OpenTelemetry ``Metric`` objects.
+
+    Thread-safe: readers on different threads may produce at once.
+    """
+
+    def __init__(self, scope: InstrumentationScope) -> None:
+        self._scope = scope
+        self._sources: list[HistogramSource] = []
+        self._lock = threading.Lock()
+        self.failures = 0
+
+    def add_source(self, source: HistogramSource) -> None:
+        """Register a source of histogram series."""
+        with self._lock:
+            self._sources.append(source)
+
+    def _states(self) -> list[HistogramState]:
+        with self._lock:
+            sources = list(self._sources)
+        states: list[HistogramState] = []
+        for source in sources:
+            try:
+                states.extend(source())
+            except Exception:
+                self.failures += 1
+                _logger.exception("a histogram source failed; its series are left out of this collection")
+        return states
+
+    def produce(
+        self,
+        temporality: AggregationTemporality,
+        previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None = None,
+    ) -> list[Metric]:
+        """The histograms as metrics. For DELTA, ``previous`` is the reader's own state and is updated."""
+        now = time.time_ns()
+        by_name: dict[str, tuple[HistogramState, list[HistogramDataPoint]]] = {}
+        for state in self._states():
+            spec, cumulative = state.spec, state.cumulative
+            scale = cumulative.layout.scale
+            start = int(state.start_time * 1e9)
+            if temporality is AggregationTemporality.DELTA and previous is not None:
+                before = previous.get(state.key)
+                point_data = difference(cumulative, before[0] if before else None)
+                start = before[1] if before else start
+                previous[state.key] = (cumulative, now)
+            else:
+                point_data = cumulative
+            low, high = _min_max(point_data, scale)
+            point = HistogramDataPoint(
+                attributes=dict(state.key.attributes),
+                start_time_unix_nano=start,
+                time_unix_nano=now,
+                count=point_data.count,
+                sum=point_data.sum * scale,
+                bucket_counts=point_data.bucket_counts(),
+                explicit_bounds=list(spec.boundaries),
+                min=low,
+                max=high,
+            )
+            entry = by_name.setdefault(spec.name, (state, []))
+            entry[1].append(point)
+        return [
+            Metric(
+                name=state.spec.name,
+                description=state.spec.description,
+                unit=state.spec.unit,
+                data=Histogram(data_points=points, aggregation_temporality=temporality),
+            )
+            for state, points in by_name.values()
+        ]
+
+    def merge(
+        self,
+        metrics_data: MetricsData | None,
+        resource: Resource,
+        temporality: AggregationTemporality,
+        previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None = None,
+    ) -> MetricsData:
+        """``metrics_data`` with our histograms added as one more scope (the SDK's own data untouched)."""
+        produced = self.produce(temporality, previous)
+        scope_metrics = ScopeMetrics(scope=self._scope, metrics=produced, schema_url="")
+        if metrics_data is None or not metrics_data.resource_metrics:
+            return MetricsData(
+                resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=[scope_metrics], schema_url="")]
+            )
+        first, *rest = metrics_data.resource_metrics
+        merged = replace(first, scope_metrics=[*first.scope_metrics, scope_metrics])
+        return MetricsData(resource_metrics=[merged, *rest])
+
+
+class ProducingReaderMixin:
+    """Mixin for ``MetricReader`` subclasses: merges a producer's histograms into every collection.
+
+    Subclasses call :meth:`_merge_produced` at the top of their ``_receive_metrics``.
+    """
+
+    _producer: HistogramProducer | None = None
+    _producer_resource: Resource = Resource.get_empty()
+
+    def attach_producer(self, producer: HistogramProducer, resource: Resource) -> None:
+        """Merge ``producer``'s histograms (under ``resource``) into this reader's collections."""
+        self._producer = producer
+        self._producer_resource = resource
+        self._produced_previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] = {}
+
+    def _merge_produced(self, metrics_data: MetricsData | None) -> MetricsData | None:
+        if self._producer is None:
+            return metrics_data
+        assert isinstance(self, MetricReader)
+        temporality = _histogram_temporality(self)
+        try:
+            return self._producer.merge(metrics_data, self._producer_resource, temporality, self._produced_previous)
+        except Exception:
+            self._producer.failures += 1
+            _logger.exception("merging produced histograms failed; exporting the SDK's metrics alone")
+            return metrics_data
+
+
+def _histogram_temporality(reader: MetricReader) -> AggregationTemporality:
+    """The temporality ``reader`` prefers for histograms."""
+    from opentelemetry.sdk.metrics._internal.instrument import _Histogram
+
+    temporality: AggregationTemporality = reader._instrument_class_temporality[_Histogram]
+    return temporality

@@ -1,0 +1,515 @@
+"""The metric catalog: one declarative entry for every metric the spec's "Metrics Collected" section lists.
+
+The catalog is the single source of truth. Views, the Prometheus names, the metric reference (``docs/metrics.md``),
+alert rules and dashboards are generated from it; a test fails when a generated file is stale.
+
+Each :class:`MetricSpec` names the OpenTelemetry instrument that implements one spec bullet. Several bullets may be
+served by one instrument with a fixed attribute (``selector``): the ten update-cycle and breakdown phases are one
+histogram, ``server.tick.phase.duration``, told apart by its ``phase`` attribute, as Prometheus prefers labels to
+families of names.
+
+Names follow OpenTelemetry conventions (dotted, UCUM units); ``prometheus_name`` is the name on ``/metrics``:
+the OpenTelemetry-to-Prometheus translation of name and unit (base units, ``_total`` on counters), except for the
+names the spec fixes (``server_cpu_usage_percent``, ``server_packets_per_sec_incoming``, ``server_tick_rate_fps``,
+``server_avg_player_ping_ms``, ...), which are kept exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+
+__all__ = [
+    "CATALOG",
+    "SPEC_FIXED_PROMETHEUS_NAMES",
+    "Instrument",
+    "MetricSpec",
+    "Section",
+    "instruments",
+    "lookup",
+    "prometheus_translation",
+]
+
+
+class Instrument(str, Enum):
+    """The OpenTelemetry instrument kind of a catalog entry."""
+
+    OBSERVABLE_GAUGE = "observable_gauge"
+    OBSERVABLE_COUNTER = "observable_counter"
+    OBSERVABLE_UP_DOWN_COUNTER = "observable_up_down_counter"
+    HISTOGRAM = "histogram"
+
+    @property
+    def prometheus_type(self) -> str:
+        """The ``# TYPE`` this kind has on ``/metrics``."""
+        return {
+            Instrument.OBSERVABLE_GAUGE: "gauge",
+            Instrument.OBSERVABLE_COUNTER: "counter",
+            Instrument.OBSERVABLE_UP_DOWN_COUNTER: "gauge",
+            Instrument.HISTOGRAM: "histogram",
+        }[self]
+
+
+class Section(str, Enum):
+    """The spec's four sections of "Metrics Collected"."""
+
+    HARDWARE = "hardware"
+    NETWORK = "network"
+    PERFORMANCE = "performance"
+    GAME = "game"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One documented metric.
+
+    Attributes:
+        id: unique, stable key of this entry (``section.group.slug``).
+        name: the OpenTelemetry instrument name (shared by entries that differ only by ``selector``).
+        instrument: the instrument kind.
+        unit: UCUM unit of the recorded values.
+        description: what the value means; becomes ``# HELP``.
+        section: the spec's section.
+        group: the spec's sub-heading (e.g. "CPU Metrics").
+        documented: the spec's bullet text this entry implements, spelled as in the spec.
+        prometheus_name: the name on ``/metrics`` (counters end in ``_total``; histograms get the usual
+            ``_bucket``/``_sum``/``_count`` series).
+        attributes: the attribute keys a data point may carry (everything else is dropped by the view).
+        selector: fixed attribute values that pick this entry's series out of a shared instrument.
+        boundaries: explicit histogram bucket boundaries, in ``unit``; empty for other kinds.
+        spec_fixed_name: ``prometheus_name`` is fixed by the spec and kept even where conventions differ.
+    """
+
+    id: str
+    name: str
+    instrument: Instrument
+    unit: str
+    description: str
+    section: Section
+    group: str
+    documented: str
+    prometheus_name: str
+    attributes: tuple[str, ...] = ()
+    selector: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    boundaries: tuple[float, ...] = ()
+    spec_fixed_name: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready mapping (used by ``otel-telemetry catalog --format json``)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "instrument": self.instrument.value,
+            "unit": self.unit,
+            "description": self.description,
+            "section": self.section.value,
+            "group": self.group,
+            "documented": self.documented,
+            "prometheus_name": self.prometheus_name,
+            "prometheus_type": self.instrument.prometheus_type,
+            "attributes": list(self.attributes),
+            "selector": dict(self.selector),
+            "boundaries": list(self.boundaries),
+            "spec_fixed_name": self.spec_fixed_name,
+        }
+
+
+# --- Prometheus name translation --------------------------------------------------------------------------------
+# The OpenTelemetry specification's metric-name translation (compatibility/prometheus_and_openmetrics.md): the same
+# rules the OTel Prometheus exporter and the Collector apply, so a name is the same whichever path it takes.
+_UNIT_WORDS = {
+    "s": "seconds",
+    "ms": "milliseconds",
+    "By": "bytes",
+    "%": "percent",
+    "1": "",
+    "Hz": "hertz",
+}
+_PER_WORDS = {"s": "second", "min": "minute", "h": "hour"}
+_ANNOTATION = re.compile(r"\{[^}]*\}")
+_INVALID = re.compile(r"[^a-zA-Z0-9:]+")
+
+
+def _unit_suffix(unit: str) -> str:
+    unit = _ANNOTATION.sub("", unit)
+    if unit in _UNIT_WORDS:
+        return _UNIT_WORDS[unit]
+    top, sep, bottom = unit.partition("/")
+    if sep and bottom:
+        top_word = _UNIT_WORDS.get(top, top)
+        per = _PER_WORDS.get(bottom, bottom)
+        return f"{top_word}_per_{per}" if top_word else f"per_{per}"
+    return _INVALID.sub("_", unit).strip("_")
+
+
+def prometheus_translation(name: str, unit: str, instrument: Instrument) -> str:
+    """The Prometheus name OpenTelemetry's standard translation gives ``name`` with ``unit``."""
+    base = _INVALID.sub("_", name).strip("_")
+    suffix = _unit_suffix(unit)
+    if suffix and not base.endswith("_" + suffix):
+        base = f"{base}_{suffix}"
+    if instrument is Instrument.OBSERVABLE_COUNTER and not base.endswith("_total"):
+        base += "_total"
+    return base
+
+
+# --- Histogram boundaries ----------------------------------------------------------------------------------------
+# Chosen so that Prometheus' histogram_quantile interpolates within a narrow bucket where the mass is.
+#: Tick and frame durations (seconds): dense around the 60 Hz budget of 16.67 ms, then the 30 Hz and 20 Hz marks.
+TICK_BOUNDARIES: tuple[float, ...] = (
+    0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.012, 0.014, 0.015, 0.016, 0.0165, 0.01667, 0.017,
+    0.0175, 0.018, 0.019, 0.020, 0.0225, 0.025, 0.0333, 0.050, 0.1, 0.25, 1.0,
+)  # fmt: skip
+#: Work phases inside one tick (seconds): 50 µs to one whole budget and beyond.
+PHASE_BOUNDARIES: tuple[float, ...] = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.010,
+    0.0125, 0.015, 0.01667, 0.020, 0.0333, 0.050, 0.1,
+)  # fmt: skip
+#: Network latencies and pings (seconds): 5 ms steps from 5 to 100 ms, then 25-100 ms steps to 1 s.
+LATENCY_BOUNDARIES: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.0075, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.045, 0.050, 0.055, 0.060,
+    0.065, 0.070, 0.080, 0.090, 0.100, 0.125, 0.150, 0.175, 0.200, 0.250, 0.300, 0.400, 0.500, 0.750, 1.0, 2.0,
+)  # fmt: skip
+#: Connection and session lengths (seconds): seconds to a day.
+SESSION_BOUNDARIES: tuple[float, ...] = (
+    1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 2700, 3600, 7200, 14400, 28800, 86400,
+)  # fmt: skip
+#: Database and ECS query durations (seconds): 50 µs to 2.5 s.
+QUERY_BOUNDARIES: tuple[float, ...] = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.010, 0.025, 0.050, 0.075, 0.1, 0.25,
+    0.5, 1.0, 2.5,
+)  # fmt: skip
+#: Fragments per fragmented packet.
+FRAGMENT_BOUNDARIES: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 64)
+#: Entities per spatial-partition cell.
+CELL_BOUNDARIES: tuple[float, ...] = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+# --- Factories -----------------------------------------------------------------------------------------------------
+def _spec(
+    id_: str,
+    name: str,
+    instrument: Instrument,
+    unit: str,
+    description: str,
+    documented: str,
+    *,
+    attributes: Sequence[str] = (),
+    selector: Mapping[str, str] | None = None,
+    boundaries: Sequence[float] = (),
+    prometheus_name: str | None = None,
+) -> MetricSpec:
+    section_name, group, _slug = id_.split(".", 2)
+    standard = prometheus_translation(name, unit, instrument)
+    return MetricSpec(
+        id=id_,
+        name=name,
+        instrument=instrument,
+        unit=unit,
+        description=description,
+        section=Section(section_name),
+        group=_GROUPS[group],
+        documented=documented,
+        prometheus_name=prometheus_name or standard,
+        attributes=tuple(attributes),
+        selector=MappingProxyType(dict(selector or {})),
+        boundaries=tuple(float(b) for b in boundaries),
+        spec_fixed_name=prometheus_name is not None,
+    )
+
+
+def _gauge(id_: str, name: str, unit: str, description: str, documented: str, **kw: object) -> MetricSpec:
+    return _spec(id_, name, Instrument.OBSERVABLE_GAUGE, unit, description, documented, **kw)  # type: ignore[arg-type]
+
+
+def _counter(id_: str, name: str, unit: str, description: str, documented: str, **kw: object) -> MetricSpec:
+    return _spec(id_, name, Instrument.OBSERVABLE_COUNTER, unit, description, documented, **kw)  # type: ignore[arg-type]
+
+
+def _updown(id_: str, name: str, unit: str, description: str, documented: str, **kw: object) -> MetricSpec:
+    return _spec(id_, name, Instrument.OBSERVABLE_UP_DOWN_COUNTER, unit, description, documented, **kw)  # type: ignore[arg-type]
+
+
+def _histogram(
+    id_: str, name: str, unit: str, description: str, documented: str, boundaries: Sequence[float], **kw: object
+) -> MetricSpec:
+    return _spec(id_, name, Instrument.HISTOGRAM, unit, description, documented, boundaries=boundaries, **kw)  # type: ignore[arg-type]
+
+
+_GROUPS = {
+    "cpu": "CPU Metrics",
+    "memory": "Memory Metrics",
+    "disk": "Disk I/O Metrics",
+    "nic": "Network Interface Metrics",
+    "packets": "Packet Statistics",
+    "latency": "Latency Metrics",
+    "ping": "Player Ping Metrics",
+    "connections": "Connection Metrics",
+    "reliability": "Reliability Metrics",
+    "tick_rate": "Tick Rate Metrics",
+    "frame_time": "Frame Time Metrics",
+    "update_cycle": "Update Cycle Metrics",
+    "breakdown": "Performance Breakdown",
+    "players": "Player Metrics",
+    "entities": "Entity Metrics",
+    "world": "World Metrics",
+    "database": "Database Metrics",
+    "system": "System Metrics",
+}
+
+_PHASE = "server.tick.phase.duration"
+_PHASE_DESCRIPTION = "Time spent in one phase of a tick, by phase"
+
+
+def _phase(id_: str, phase: str, documented: str) -> MetricSpec:
+    return _histogram(
+        id_,
+        _PHASE,
+        "s",
+        _PHASE_DESCRIPTION,
+        documented,
+        PHASE_BOUNDARIES,
+        attributes=("phase",),
+        selector={"phase": phase},
+    )
+
+
+# fmt: off
+CATALOG: tuple[MetricSpec, ...] = (
+    # ---- Hardware ------------------------------------------------------------------------------------------------
+    _gauge("hardware.cpu.total", "server.cpu.usage", "%",
+           "CPU usage percentage", "Total CPU usage percentage",
+           prometheus_name="server_cpu_usage_percent"),
+    _gauge("hardware.cpu.per_core", "server.cpu.core.usage", "%",
+           "CPU usage percentage of one logical core", "Per-core CPU usage percentage", attributes=("cpu",)),
+    _gauge("hardware.cpu.load_average", "server.cpu.load_average", "{process}",
+           "System load average over 1, 5 and 15 minutes", "CPU load average", attributes=("period",)),
+    _gauge("hardware.memory.total", "server.memory.total", "By",
+           "Total physical memory in bytes", "Total memory (bytes)"),
+    _gauge("hardware.memory.used", "server.memory.used", "By",
+           "Memory used in bytes", "Used memory (bytes)",
+           prometheus_name="server_memory_used_bytes"),
+    _gauge("hardware.memory.free", "server.memory.free", "By",
+           "Free (unused) physical memory in bytes", "Free memory (bytes)"),
+    _gauge("hardware.memory.usage", "server.memory.usage", "%",
+           "Memory usage percentage", "Memory usage percentage"),
+    _gauge("hardware.memory.pressure", "server.memory.pressure", "%",
+           "Memory pressure indicators in percent: unavailable (share of memory not available to new work), "
+           "swap_used (swap in use), psi_some_avg10 (Linux PSI: share of the last 10 s some task stalled on memory)",
+           "Memory pressure indicators", attributes=("indicator",)),
+    _gauge("hardware.disk.read_bytes", "server.disk.read", "By/s",
+           "Disk bytes read per second", "Disk read bytes per second"),
+    _gauge("hardware.disk.write_bytes", "server.disk.write", "By/s",
+           "Disk bytes written per second", "Disk write bytes per second"),
+    _gauge("hardware.disk.read_ops", "server.disk.read_operations", "{operation}/s",
+           "Disk read operations per second", "Disk read operations per second"),
+    _gauge("hardware.disk.write_ops", "server.disk.write_operations", "{operation}/s",
+           "Disk write operations per second", "Disk write operations per second"),
+    _gauge("hardware.nic.bytes_received", "server.nic.received", "By/s",
+           "Bytes received per second on all network interfaces", "Bytes received per second"),
+    _gauge("hardware.nic.bytes_sent", "server.nic.sent", "By/s",
+           "Bytes sent per second on all network interfaces", "Bytes sent per second"),
+    _gauge("hardware.nic.packets_received", "server.nic.received_packets", "{packet}/s",
+           "Packets received per second on all network interfaces", "Packets received per second"),
+    _gauge("hardware.nic.packets_sent", "server.nic.sent_packets", "{packet}/s",
+           "Packets sent per second on all network interfaces", "Packets sent per second"),
+
+    # ---- Network ---------------------------------------------------------------------------------------------------
+    _gauge("network.packets.rate_in", "server.packets_per_sec_incoming", "{packet}/s",
+           "Incoming packets per second", "Packets per second (incoming)",
+           prometheus_name="server_packets_per_sec_incoming"),
+    _gauge("network.packets.rate_out", "server.packets_per_sec_outgoing", "{packet}/s",
+           "Outgoing packets per second", "Packets per second (outgoing)",
+           prometheus_name="server_packets_per_sec_outgoing"),
+    _gauge("network.packets.bytes_rate_in", "server.network.received", "By/s",
+           "Game traffic bytes received per second", "Bytes per second (incoming)"),
+    _gauge("network.packets.bytes_rate_out", "server.network.sent", "By/s",
+           "Game traffic bytes sent per second", "Bytes per second (outgoing)"),
+    _counter("network.packets.total", "server.network.packets", "{packet}",
+             "Game packets processed, by direction", "Total packets processed", attributes=("direction",)),
+    _counter("network.packets.bytes_total", "server.network.io", "By",
+             "Game traffic bytes processed, by direction", "Total bytes processed", attributes=("direction",)),
+    _gauge("network.latency.avg", "server.network.packet_latency.avg", "s",
+           "Average packet latency over the percentile window", "Average packet latency (milliseconds)"),
+    _histogram("network.latency.distribution", "server.network.packet_latency", "s",
+               "Packet latency distribution", "Packet latency percentiles (p50, p95, p99)", LATENCY_BOUNDARIES),
+    _gauge("network.latency.min", "server.network.packet_latency.min", "s",
+           "Minimum packet latency over the percentile window", "Minimum packet latency"),
+    _gauge("network.latency.max", "server.network.packet_latency.max", "s",
+           "Maximum packet latency over the percentile window", "Maximum packet latency"),
+    _gauge("network.ping.avg", "server.avg_player_ping", "ms",
+           "Average player ping in milliseconds", "Average player ping (milliseconds)",
+           prometheus_name="server_avg_player_ping_ms"),
+    _histogram("network.ping.distribution", "server.network.player_ping", "s",
+               "Player ping (round-trip time) distribution", "Player ping percentiles (p50, p95, p99)",
+               LATENCY_BOUNDARIES),
+    _gauge("network.ping.min", "server.network.player_ping.min", "s",
+           "Minimum player ping over the percentile window", "Minimum player ping"),
+    _gauge("network.ping.max", "server.network.player_ping.max", "s",
+           "Maximum player ping over the percentile window", "Maximum player ping"),
+    _gauge("network.ping.per_player", "server.network.player_ping.last", "s",
+           "Most recent ping of each connected player (bounded by max_tracked_players)",
+           "Per-player ping tracking", attributes=("player_id",)),
+    _updown("network.connections.active", "server.active_connections", "{connection}",
+            "Connections currently open", "Active connections count"),
+    _counter("network.connections.total", "server.network.connections", "{connection}",
+             "Connections opened since start", "Total connections count"),
+    _gauge("network.connections.rate_new", "server.network.new_connections", "{connection}/s",
+           "New connections per second", "Connections per second (new)"),
+    _gauge("network.connections.rate_closed", "server.network.disconnections", "{connection}/s",
+           "Disconnections per second", "Disconnections per second"),
+    _histogram("network.connections.duration", "server.network.connection.duration", "s",
+               "How long closed connections lasted", "Connection duration statistics", SESSION_BOUNDARIES),
+    _gauge("network.reliability.loss", "server.network.packet_loss", "%",
+           "Packets lost as a percentage of packets sent over the last collection interval",
+           "Packet loss rate (percentage)"),
+    _gauge("network.reliability.retransmission", "server.network.retransmission", "%",
+           "Packets retransmitted as a percentage of packets sent over the last collection interval",
+           "Retransmission rate (percentage)"),
+    _histogram("network.reliability.ack_latency", "server.network.ack_latency", "s",
+               "Time from sending a reliable packet to its acknowledgment", "Acknowledgment latency",
+               LATENCY_BOUNDARIES),
+    _histogram("network.reliability.fragmentation", "server.network.packet_fragments", "{fragment}",
+               "Fragments per fragmented packet", "Fragmentation statistics", FRAGMENT_BOUNDARIES),
+
+    # ---- Performance -----------------------------------------------------------------------------------------------
+    _gauge("performance.tick_rate.current", "server.tick_rate", "{tick}/s",
+           "Server tick rate in FPS", "Current tick rate (FPS)",
+           prometheus_name="server_tick_rate_fps"),
+    _gauge("performance.tick_rate.target", "server.tick_rate.target", "{tick}/s",
+           "Configured target tick rate in FPS", "Target tick rate (60 FPS)",
+           prometheus_name="server_target_tick_rate_fps"),
+    _gauge("performance.tick_rate.deviation", "server.tick_rate.deviation", "{tick}/s",
+           "Current tick rate minus the target, in FPS (negative when the server falls behind)",
+           "Tick rate deviation from target",
+           prometheus_name="server_tick_rate_deviation_fps"),
+    _gauge("performance.tick_rate.variance", "server.tick_rate.variance", "{fps2}",
+           "Variance of the instantaneous tick rate over the percentile window, in FPS squared",
+           "Tick rate stability (variance)"),
+    _gauge("performance.frame_time.avg", "server.tick.duration.avg", "s",
+           "Average tick duration (time inside one tick) over the percentile window",
+           "Average tick duration (milliseconds)"),
+    _histogram("performance.frame_time.distribution", "server.tick.duration", "s",
+               "Tick duration: time from the start to the end of the work of one tick",
+               "Tick duration percentiles (p50, p95, p99)", TICK_BOUNDARIES),
+    _gauge("performance.frame_time.min", "server.tick.duration.min", "s",
+           "Minimum tick duration over the percentile window", "Minimum tick duration"),
+    _gauge("performance.frame_time.max", "server.tick.duration.max", "s",
+           "Maximum tick duration over the percentile window", "Maximum tick duration"),
+    _histogram("performance.frame_time.frame_times", "server.frame.time", "s",
+               "Frame time: from the start of one tick to the start of the next (work plus idle)",
+               "Frame time distribution", TICK_BOUNDARIES),
+    _histogram("performance.update_cycle.total", "server.update_cycle.duration", "s",
+               "Total time spent in measured phases during one tick", "Total update cycle duration",
+               PHASE_BOUNDARIES),
+    _phase("performance.update_cycle.systems", "systems", "System processing time"),
+    _phase("performance.update_cycle.entities", "entities", "Entity update time"),
+    _phase("performance.update_cycle.network", "network", "Network processing time"),
+    _phase("performance.update_cycle.database", "database", "Database query time"),
+    _phase("performance.update_cycle.aoi", "aoi", "AOI update time"),
+    _phase("performance.breakdown.ecs", "ecs", "Time spent in ECS systems"),
+    _phase("performance.breakdown.network", "network", "Time spent in network processing"),
+    _phase("performance.breakdown.serialization", "serialization", "Time spent in serialization"),
+    _phase("performance.breakdown.compression", "compression", "Time spent in compression"),
+    _phase("performance.breakdown.encryption", "encryption", "Time spent in encryption"),
+
+    # ---- Game ------------------------------------------------------------------------------------------------------
+    _updown("game.players.active", "server.game.active_players", "{player}",
+            "Players currently connected", "Active player count"),
+    _counter("game.players.total", "server.game.players_connected", "{player}",
+             "Players who connected since start", "Total players connected"),
+    _updown("game.players.per_map", "server.game.map.players", "{player}",
+            "Players currently on each map", "Players per map", attributes=("map",)),
+    _histogram("game.players.session_duration", "server.game.session.duration", "s",
+               "Length of finished player sessions (average = sum / count)", "Average session duration",
+               SESSION_BOUNDARIES),
+    _updown("game.entities.total", "server.game.entities", "{entity}",
+            "Entities alive", "Total entities"),
+    _updown("game.entities.per_map", "server.game.map.entities", "{entity}",
+            "Entities alive on each map", "Entities per map", attributes=("map",)),
+    _updown("game.entities.per_type", "server.game.entity_type.entities", "{entity}",
+            "Entities alive of each type (Player, NPC, Monster, ...)",
+            "Entities per type (Player, NPC, Monster, etc.)", attributes=("entity_type",)),
+    _gauge("game.entities.creation_rate", "server.game.entities.created", "{entity}/s",
+           "Entities created per second", "Entity creation rate"),
+    _gauge("game.entities.removal_rate", "server.game.entities.removed", "{entity}/s",
+           "Entities removed per second", "Entity removal rate"),
+    _updown("game.world.active_maps", "server.game.active_maps", "{map}",
+            "Maps currently loaded and running", "Active maps count"),
+    _gauge("game.world.aoi_frequency", "server.game.aoi.updates", "{update}/s",
+           "Area-of-interest updates per second", "AOI update frequency"),
+    _histogram("game.world.spatial_partitioning", "server.game.spatial.cell_occupancy", "{entity}",
+               "Entities per occupied spatial-partition cell, sampled by the game",
+               "Spatial partitioning statistics", CELL_BOUNDARIES),
+    _counter("game.world.collisions", "server.game.collision.tests", "{test}",
+             "Collision tests run, by outcome (hit or miss)", "Collision detection statistics",
+             attributes=("outcome",)),
+    _histogram("game.database.query_time", "server.game.db.query.duration", "s",
+               "Database query duration (average = sum / count)", "Average query time (milliseconds)",
+               QUERY_BOUNDARIES),
+    _gauge("game.database.query_rate", "server.game.db.queries", "{query}/s",
+           "Database queries per second", "Query count per second"),
+    _gauge("game.database.cache_hit", "server.game.db.cache.hit_rate", "%",
+           "Cache hits as a percentage of lookups over the last collection interval", "Cache hit rate (percentage)"),
+    _gauge("game.database.cache_miss", "server.game.db.cache.miss_rate", "%",
+           "Cache misses as a percentage of lookups over the last collection interval",
+           "Cache miss rate (percentage)"),
+    _gauge("game.database.size", "server.game.db.size", "By",
+           "Database size in bytes, as last reported by the game", "Database size (bytes)"),
+    _updown("game.system.components", "server.game.ecs.components", "{component}",
+            "ECS components alive", "ECS component count"),
+    _histogram("game.system.system_time", "server.game.ecs.system.duration", "s",
+               "Execution time of each ECS system per run", "System execution time per system",
+               PHASE_BOUNDARIES, attributes=("system",)),
+    _histogram("game.system.query_time", "server.game.ecs.query.duration", "s",
+               "ECS query execution time", "Query execution time", QUERY_BOUNDARIES),
+    _counter("game.system.allocations", "server.game.ecs.allocations", "{allocation}",
+             "Memory allocations reported by the game's ECS", "Memory allocations (if any)"),
+)
+# fmt: on
+
+#: The Prometheus names the spec fixes (kept exactly even where conventions would differ).
+SPEC_FIXED_PROMETHEUS_NAMES: frozenset[str] = frozenset(s.prometheus_name for s in CATALOG if s.spec_fixed_name)
+
+_BY_ID: Mapping[str, MetricSpec] = MappingProxyType({s.id: s for s in CATALOG})
+
+
+def lookup(entry_id: str) -> MetricSpec:
+    """The entry with ``id`` ``entry_id``; ``KeyError`` naming it when there is none."""
+    try:
+        return _BY_ID[entry_id]
+    except KeyError:
+        raise KeyError(f"no catalog entry with id {entry_id!r}") from None
+
+
+def instruments() -> Iterator[MetricSpec]:
+    """One entry per distinct instrument name (the first entry that names it), in catalog order."""
+    seen: set[str] = set()
+    for spec in CATALOG:
+        if spec.name not in seen:
+            seen.add(spec.name)
+            yield spec
+
+
+def _check() -> None:
+    ids = [s.id for s in CATALOG]
+    if len(ids) != len(set(ids)):
+        raise RuntimeError("duplicate catalog ids")
+    by_name: dict[str, MetricSpec] = {}
+    for spec in CATALOG:
+        first = by_name.setdefault(spec.name, spec)
+        if (first.instrument, first.unit, first.prometheus_name, first.boundaries) != (
+            spec.instrument,
+            spec.unit,
+            spec.prometheus_name,
+            spec.boundaries,
+        ):
+            raise RuntimeError(f"entries sharing instrument {spec.name!r} disagree")
+        if spec.instrument is Instrument.HISTOGRAM and list(spec.boundaries) != sorted(set(spec.boundaries)):
+            raise RuntimeError(f"{spec.id}: boundaries must be strictly increasing")
+
+
+_check()

@@ -1,0 +1,69 @@
+"""The ``otel-telemetry`` command: ``catalog`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from otel_telemetry._docs import catalog_json, metrics_markdown
+
+    sys.stdout.write((catalog_json() if args.format == "json" else metrics_markdown()) + "\n")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from otel_telemetry._demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        duration=args.duration,
+        players=args.players,
+        tick_rate=args.tick_rate,
+        packets_in=args.packets_in,
+        packets_out=args.packets_out,
+        maps=args.maps,
+        host=args.host,
+        port=args.port,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
+    return run_demo(options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="otel-telemetry", description="OpenTelemetry telemetry for multiplayer game servers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    catalog = commands.add_parser("catalog", help="print the metric catalog")
+    catalog.add_argument("--format", choices=("json", "markdown"), default="json")
+    catalog.set_defaults(handler=_catalog)
+
+    demo = commands.add_parser("demo", help="run a simulated 60 Hz game server with telemetry")
+    demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--players", type=int, default=1250, help="concurrent players (spec example: 1250)")
+    demo.add_argument("--tick-rate", type=float, default=60.0, help="target ticks per second")
+    demo.add_argument("--packets-in", type=int, default=15000, help="incoming packets per second")
+    demo.add_argument("--packets-out", type=int, default=12000, help="outgoing packets per second")
+    demo.add_argument("--maps", type=int, default=4, help="number of maps")
+    demo.add_argument("--host", default="127.0.0.1", help="address /metrics binds to")
+    demo.add_argument("--port", type=int, default=9090, help="port /metrics binds to (0: any free port)")
+    demo.add_argument("--quiet", action="store_true", help="no per-second summary")
+    demo.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
