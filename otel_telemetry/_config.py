@@ -361,7 +361,8 @@ class TelemetryConfig:
             raise TypeError(f"TelemetryConfig has no field(s) {sorted(unknown)}")
         values: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
         values.update(changes)
-        return TelemetryConfig(**values)
+        # Every field is already resolved: the environment must not refill the ones that are None.
+        return TelemetryConfig(**values, environ={})
 
     def as_dict(self, *, include_secrets: bool = False) -> dict[str, object]:
         """The resolved settings; the token is replaced by ``"***"`` unless ``include_secrets``."""

@@ -1,0 +1,151 @@
+"""The /metrics endpoint, scraped with a real HTTP client and checked with Prometheus' own linter."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, http_get
+
+from otel_telemetry import Telemetry
+from otel_telemetry._demo import DemoOptions, GameSimulation
+from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments
+
+SPEC_EXAMPLE = (
+    "server_cpu_usage_percent",
+    "server_memory_used_bytes",
+    "server_packets_per_sec_incoming",
+    "server_tick_rate_fps",
+    "server_avg_player_ping_ms",
+)
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool") or str(ROOT / ".venv" / "bin" / "promtool")
+    assert Path(found).exists(), "promtool is missing: `make test` installs it (scripts/install-promtool.sh)"
+    return found
+
+
+def _scrape(telemetry: Telemetry, headers: dict[str, str] | None = None) -> str:
+    assert telemetry.prometheus_url is not None
+    status, _, body = http_get(telemetry.prometheus_url, headers)
+    assert status == 200
+    return body.decode("utf-8")
+
+
+@pytest.fixture
+def busy(make_telemetry: Callable[..., Telemetry]) -> Telemetry:
+    """A handle whose monitors have all been driven by a short run of the demo's game simulation."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True)
+    simulation = GameSimulation(telemetry, DemoOptions(players=40, seed=7))
+    for _ in range(90):
+        simulation.step()
+    for monitor in telemetry.monitors():
+        monitor.refresh(force=True)
+    return telemetry
+
+
+def test_spec_example_names_have_help_type_and_a_sample(busy: Telemetry) -> None:
+    """The five names of the spec's example appear exactly, as gauges with HELP and TYPE and a value."""
+    body = _scrape(busy)
+    for name in SPEC_EXAMPLE:
+        assert re.search(rf"^# HELP {name} \S.*$", body, re.M), name
+        assert re.search(rf"^# TYPE {name} gauge$", body, re.M), name
+        assert re.search(rf"^{name} [-+0-9.e]+$", body, re.M), name
+
+
+def test_every_catalog_metric_is_exposed_under_its_prometheus_name(busy: Telemetry) -> None:
+    """After the simulated game ran, every catalog instrument has a family on /metrics."""
+    body = _scrape(busy)
+    missing = [
+        spec.prometheus_name
+        for spec in instruments()
+        if not re.search(rf"^# TYPE {spec.prometheus_name} {spec.instrument.prometheus_type}$", body, re.M)
+    ]
+    assert missing == []
+
+
+def test_exposition_passes_promtool_except_for_spec_fixed_names(busy: Telemetry) -> None:
+    """`promtool check metrics` finds nothing but the abbreviations the spec itself fixes."""
+    body = _scrape(busy)
+    result = subprocess.run([_promtool(), "check", "metrics"], input=body.encode(), capture_output=True, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).decode().splitlines() if line.strip()]
+    unexpected = [line for line in problems if line.split()[0] not in SPEC_FIXED_PROMETHEUS_NAMES]
+    assert unexpected == [], unexpected
+    assert problems, "promtool should at least flag the spec's own abbreviated names (is it really running?)"
+
+
+def test_no_duplicate_metadata_and_no_scope_labels(busy: Telemetry) -> None:
+    """Each family has one HELP and one TYPE line, and samples carry no otel_scope_* labels."""
+    body = _scrape(busy)
+    metadata = Counter(line.split()[2] + line.split()[1] for line in body.splitlines() if line.startswith("# "))
+    assert [key for key, n in metadata.items() if n > 1] == []
+    assert "otel_scope_" not in body
+
+
+def test_histograms_expose_the_catalog_buckets(busy: Telemetry) -> None:
+    """Tick durations are exported in seconds with the catalog's buckets, consistent with _count."""
+    body = _scrape(busy)
+    buckets = re.findall(r'^server_tick_duration_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', body, re.M)
+    assert [b for b, _ in buckets][:3] == ["0.0005", "0.001", "0.002"]
+    assert buckets[-1][0] == "+Inf"
+    count = float(re.search(r"^server_tick_duration_seconds_count ([0-9.e+]+)$", body, re.M).group(1))  # type: ignore[union-attr]
+    assert float(buckets[-1][1]) == count == busy.performance.ticks
+    values = [float(v) for _, v in buckets]
+    assert values == sorted(values)
+
+
+def test_openmetrics_is_served_when_asked(busy: Telemetry) -> None:
+    """prometheus_client's content negotiation is kept: OpenMetrics on request."""
+    assert busy.prometheus_url is not None
+    status, headers, body = http_get(busy.prometheus_url, {"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.rstrip().endswith(b"# EOF")
+
+
+def test_a_failing_callback_does_not_fail_the_scrape(make_telemetry: Callable[..., Telemetry]) -> None:
+    """A user's observable callback that raises is contained: the scrape is 200 and other metrics are there."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True)
+
+    def broken(_options: object) -> list[object]:
+        raise RuntimeError("boom")
+
+    telemetry.get_meter("user").create_observable_gauge("user.broken", callbacks=[broken])  # type: ignore[list-item]
+    telemetry.network.packet_received(10)
+    body = _scrape(telemetry)
+    assert "server_network_packets_total" in body
+    assert "user_broken" not in body
+
+
+def test_two_handles_are_independent(make_telemetry: Callable[..., Telemetry]) -> None:
+    """Two handles in one process serve their own data on their own ports."""
+    first = make_telemetry(enable_prometheus_endpoint=True, server_id="alpha")
+    second = make_telemetry(enable_prometheus_endpoint=True, server_id="beta")
+    assert first.prometheus_port != second.prometheus_port
+    for _ in range(7):
+        first.network.packet_received(1)
+    body_a, body_b = _scrape(first), _scrape(second)
+    assert 'service_instance_id="alpha"' in body_a and 'service_instance_id="beta"' in body_b
+    assert re.search(r'^server_network_packets_total\{direction="received"\} 7\.0$', body_a, re.M)
+    assert re.search(r'^server_network_packets_total\{direction="received"\} 0\.0$', body_b, re.M)
+
+
+def test_unknown_paths_are_404_and_root_points_to_metrics(make_telemetry: Callable[..., Telemetry]) -> None:
+    """The server answers 404 for unknown paths."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True)
+    assert telemetry.prometheus_url is not None
+    base = telemetry.prometheus_url.removesuffix("/metrics")
+    assert http_get(base + "/nope")[0] == 404
+    assert http_get(base + "/")[0] == 200
+
+
+def test_endpoint_is_off_by_default(make_telemetry: Callable[..., Telemetry]) -> None:
+    """The spec's default is no endpoint."""
+    telemetry = make_telemetry()
+    assert telemetry.prometheus_port is None and telemetry.prometheus_url is None
