@@ -18,7 +18,7 @@ from otel_telemetry.accumulators import (
     HistogramState,
     SeriesKey,
     SlidingWindow,
-    difference,
+    sparse_difference,
 )
 from otel_telemetry.catalog import CATALOG, Instrument, MetricSpec, Section
 
@@ -129,8 +129,9 @@ class Monitor:
         """
         with self._refresh_lock:
             now = self._clock()
-            if not force and self._last_refresh is not None and now - self._last_refresh < self._refresh_interval:
-                return
+            last = self._last_refresh
+            if last is not None and (now <= last or (not force and now - last < self._refresh_interval)):
+                return  # no time has passed (or not enough): the values of the last refresh stand
             self._last_refresh = now
             with self._series_lock:
                 series = list(self._series.items())
@@ -139,7 +140,10 @@ class Monitor:
                 window = self._windows.get(key)
                 if window is None:
                     window = self._windows[key] = SlidingWindow(hist.layout, self._percentile_window)
-                window.add(now, difference(cumulative, self._previous.get(key)))
+                previous = self._previous.get(key)
+                window.add_sparse(
+                    now, sparse_difference(cumulative, previous), cumulative.sum - (previous.sum if previous else 0.0)
+                )
                 self._previous[key] = cumulative
                 self._states[key] = HistogramState(spec, key, cumulative, window.snapshot(), started)
             self._refresh(now)
@@ -152,10 +156,17 @@ class Monitor:
         """Instrument name -> function yielding that instrument's current points. Subclasses provide it."""
         raise NotImplementedError
 
+    #: Instrument names served by :meth:`produced_gauges` instead of an observable instrument.
+    produced_gauge_names: frozenset[str] = frozenset()
+
+    def produced_gauges(self) -> list[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]:
+        """High-cardinality gauges (one series per player) produced directly for exporting readers."""
+        return []
+
     def attach(self, meter: Meter) -> None:
         """Create this section's observable instruments on ``meter`` (histograms go through the producer)."""
         observers = self._observers()
-        seen: set[str] = set()
+        seen: set[str] = set(self.produced_gauge_names)
         for spec in self.specs():
             if spec.instrument is Instrument.HISTOGRAM or spec.name in seen:
                 continue

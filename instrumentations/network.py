@@ -18,12 +18,13 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from instrumentations._base import Monitor, Points, single
 from otel_telemetry.accumulators import RateTracker, ThreadShards
-from otel_telemetry.catalog import Section, lookup
+from otel_telemetry.catalog import MetricSpec, Section, lookup
 
 __all__ = ["NetworkInstrumentor", "NetworkMonitor"]
 
 _RECEIVED = {"direction": "received"}
 _SENT = {"direction": "sent"}
+_PER_PLAYER = lookup("network.ping.per_player")
 
 
 class _Shard:
@@ -222,6 +223,15 @@ class NetworkMonitor(Monitor):
         value = getattr(state.window, stat)()
         return None if value is None else value * scale
 
+    produced_gauge_names = frozenset({"server.network.player_ping.last"})
+
+    def produced_gauges(self) -> list[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]:
+        """The last ping of every tracked player, in seconds, one series per player."""
+        if not self._attached:
+            return []
+        values = [(ms * 0.001, {"player_id": str(pid)}) for pid, ms in self.tracked_pings().items()]
+        return [(_PER_PLAYER, values)]
+
     def _observers(self) -> Mapping[str, Callable[[], Points]]:
         def rate(name: str) -> Callable[[], Points]:
             return lambda: single(self._current[name])
@@ -231,9 +241,6 @@ class NetworkMonitor(Monitor):
 
         def window(entry: str, stat: str, scale: float = 0.001) -> Callable[[], Points]:
             return lambda: single(self._window_stat(entry, stat, scale))
-
-        def per_player() -> Points:
-            return [(ms * 0.001, {"player_id": str(pid)}) for pid, ms in self.tracked_pings().items()]
 
         return {
             "server.packets_per_sec_incoming": rate("packets_in"),
@@ -248,7 +255,6 @@ class NetworkMonitor(Monitor):
             "server.avg_player_ping": window("network.ping.distribution", "mean", 1.0),
             "server.network.player_ping.min": window("network.ping.distribution", "min"),
             "server.network.player_ping.max": window("network.ping.distribution", "max"),
-            "server.network.player_ping.last": per_player,
             "server.active_connections": lambda: single(max(0, self._totals["opened"] - self._totals["closed"])),
             "server.network.connections": lambda: single(self._totals["opened"]),
             "server.network.new_connections": rate("opened"),

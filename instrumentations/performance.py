@@ -33,7 +33,7 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from instrumentations._base import Monitor, Points, single
-from otel_telemetry.accumulators import BoundedKeys, HistogramSeries, RateTracker
+from otel_telemetry.accumulators import BoundedKeys, HistogramSeries, RateTracker, sparse_difference
 from otel_telemetry.catalog import Section, lookup
 
 __all__ = ["SPEC_PHASES", "PerformanceInstrumentor", "PerformanceMonitor"]
@@ -222,14 +222,13 @@ class PerformanceMonitor(Monitor):
         window = state.window
         layout = window.layout
         n = total = total_sq = 0.0
-        for slot, count in enumerate(window.counts):
-            if count:
-                value = layout.representative(slot)
-                if value > 0:
-                    rate = 1.0 / value
-                    n += count
-                    total += rate * count
-                    total_sq += rate * rate * count
+        for slot, count in sparse_difference(window, None):
+            value = layout.representative(slot)
+            if value > 0:
+                rate = 1.0 / value
+                n += count
+                total += rate * count
+                total_sq += rate * rate * count
         if n == 0:
             return None
         mean = total / n

@@ -8,6 +8,7 @@ import platform
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -28,7 +29,7 @@ from instrumentations.network import NetworkMonitor
 from instrumentations.performance import PerformanceMonitor
 from otel_telemetry._config import TelemetryConfig
 from otel_telemetry._http import MetricsHTTPServer
-from otel_telemetry._producer import HistogramProducer
+from otel_telemetry._producer import HistogramProducer, ProducingReaderMixin
 from otel_telemetry._readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
 from otel_telemetry.catalog import Instrument, instruments
 
@@ -107,7 +108,7 @@ class Telemetry:
     the handle as a context manager) to stop it.
     """
 
-    def __init__(self, config: TelemetryConfig) -> None:
+    def __init__(self, config: TelemetryConfig, metric_readers: Sequence[MetricReader] = ()) -> None:
         self.config = config
         self.resource = build_resource(config)
         self._shutdown_lock = threading.Lock()
@@ -149,8 +150,18 @@ class Telemetry:
         otlp = _otlp_reader(config)
         if otlp is not None:
             self._readers.append(otlp)
+        self._readers.extend(metric_readers)
         for reader in self._readers:
-            reader.attach_producer(self._producer, self.resource)  # type: ignore[attr-defined]
+            if not isinstance(reader, ProducingReaderMixin):
+                _logger.warning(
+                    "%s is not a producing reader: it will miss histograms and per-player series "
+                    "(use otel_telemetry.readers.ProducingInMemoryReader or ProducingPeriodicReader)",
+                    type(reader).__name__,
+                )
+                continue
+            # The in-process snapshot reader skips per-player series; exporting readers get everything.
+            exporting = reader is not snapshot_reader
+            reader.attach_producer(self._producer, self.resource, gauges=exporting)  # type: ignore[attr-defined]
         self.meter_provider = SdkMeterProvider(
             resource=self.resource, metric_readers=self._readers, views=catalog_views()
         )
@@ -158,6 +169,7 @@ class Telemetry:
         for monitor in self.monitors():
             monitor.attach(meter)
             self._producer.add_source(monitor.histograms)
+            self._producer.add_gauge_source(monitor.produced_gauges)
         self.tracer_provider = SdkTracerProvider(resource=self.resource)
         if self._prometheus is not None:
             try:
@@ -266,15 +278,20 @@ class Telemetry:
         return f"<Telemetry server_id={self.config.server_id!r} {state} prometheus_port={self.prometheus_port}>"
 
 
-def setup_telemetry(config: TelemetryConfig | None = None, **overrides: Any) -> Telemetry:
+def setup_telemetry(
+    config: TelemetryConfig | None = None, *, metric_readers: Sequence[MetricReader] = (), **overrides: Any
+) -> Telemetry:
     """Set up telemetry for one game server and return its :class:`Telemetry` handle.
 
     ``config`` defaults to ``TelemetryConfig()`` (environment, then the spec's defaults); keyword ``overrides``
     are applied on top (``setup_telemetry(enable_prometheus_endpoint=True, prometheus_port=0)``). Invalid settings
     raise ``ValueError`` naming the field. Nothing global is set: each call gives an independent handle.
+
+    ``metric_readers`` adds readers of your own to the handle's meter provider; use the producing readers of
+    :mod:`otel_telemetry.readers` so that they also receive the histograms and per-player series.
     """
     if config is None:
         config = TelemetryConfig(**overrides)
     elif overrides:
         config = config.replace(**overrides)
-    return Telemetry(config)
+    return Telemetry(config, metric_readers)

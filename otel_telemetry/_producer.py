@@ -17,11 +17,13 @@ from dataclasses import replace
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    Gauge,
     Histogram,
     HistogramDataPoint,
     Metric,
     MetricReader,
     MetricsData,
+    NumberDataPoint,
     ResourceMetrics,
     ScopeMetrics,
 )
@@ -29,11 +31,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_telemetry.accumulators import HistogramSnapshot, HistogramState, SeriesKey, difference
+from otel_telemetry.catalog import MetricSpec
 
 _logger = logging.getLogger(__name__)
 
 #: A source of histogram series: usually a monitor's ``histograms`` method.
 HistogramSource = Callable[[], Iterable[HistogramState]]
+#: A source of high-cardinality gauges (per-player series): ``(spec, [(value, attributes), ...])`` pairs.
+GaugeSource = Callable[[], Iterable[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]]
 
 
 def _min_max(snapshot: HistogramSnapshot, scale: float) -> tuple[float, float]:
@@ -52,6 +57,7 @@ class HistogramProducer:
     def __init__(self, scope: InstrumentationScope) -> None:
         self._scope = scope
         self._sources: list[HistogramSource] = []
+        self._gauge_sources: list[GaugeSource] = []
         self._lock = threading.Lock()
         self.failures = 0
 
@@ -59,6 +65,27 @@ class HistogramProducer:
         """Register a source of histogram series."""
         with self._lock:
             self._sources.append(source)
+
+    def add_gauge_source(self, source: GaugeSource) -> None:
+        """Register a source of per-entity gauges, produced only for readers that export them."""
+        with self._lock:
+            self._gauge_sources.append(source)
+
+    def _gauges(self, now: int) -> list[Metric]:
+        with self._lock:
+            sources = list(self._gauge_sources)
+        metrics: list[Metric] = []
+        for source in sources:
+            try:
+                for spec, values in source():
+                    points = [NumberDataPoint(attributes, now, now, value) for value, attributes in values]
+                    metrics.append(
+                        Metric(name=spec.name, description=spec.description, unit=spec.unit, data=Gauge(points))
+                    )
+            except Exception:
+                self.failures += 1
+                _logger.exception("a gauge source failed; its series are left out of this collection")
+        return metrics
 
     def _states(self) -> list[HistogramState]:
         with self._lock:
@@ -76,8 +103,12 @@ class HistogramProducer:
         self,
         temporality: AggregationTemporality,
         previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None = None,
+        include_gauges: bool = True,
     ) -> list[Metric]:
-        """The histograms as metrics. For DELTA, ``previous`` is the reader's own state and is updated."""
+        """The histograms (and, if asked, the per-entity gauges) as metrics.
+
+        For DELTA, ``previous`` is the reader's own state and is updated.
+        """
         now = time.time_ns()
         by_name: dict[str, tuple[HistogramState, list[HistogramDataPoint]]] = {}
         for state in self._states():
@@ -105,7 +136,7 @@ class HistogramProducer:
             )
             entry = by_name.setdefault(spec.name, (state, []))
             entry[1].append(point)
-        return [
+        metrics = [
             Metric(
                 name=state.spec.name,
                 description=state.spec.description,
@@ -114,6 +145,9 @@ class HistogramProducer:
             )
             for state, points in by_name.values()
         ]
+        if include_gauges:
+            metrics.extend(self._gauges(now))
+        return metrics
 
     def merge(
         self,
@@ -121,9 +155,10 @@ class HistogramProducer:
         resource: Resource,
         temporality: AggregationTemporality,
         previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None = None,
+        include_gauges: bool = True,
     ) -> MetricsData:
-        """``metrics_data`` with our histograms added as one more scope (the SDK's own data untouched)."""
-        produced = self.produce(temporality, previous)
+        """``metrics_data`` with our metrics added as one more scope (the SDK's own data untouched)."""
+        produced = self.produce(temporality, previous, include_gauges)
         scope_metrics = ScopeMetrics(scope=self._scope, metrics=produced, schema_url="")
         if metrics_data is None or not metrics_data.resource_metrics:
             return MetricsData(
@@ -142,11 +177,17 @@ class ProducingReaderMixin:
 
     _producer: HistogramProducer | None = None
     _producer_resource: Resource = Resource.get_empty()
+    _produce_gauges: bool = True
 
-    def attach_producer(self, producer: HistogramProducer, resource: Resource) -> None:
-        """Merge ``producer``'s histograms (under ``resource``) into this reader's collections."""
+    def attach_producer(self, producer: HistogramProducer, resource: Resource, *, gauges: bool = True) -> None:
+        """Merge ``producer``'s metrics (under ``resource``) into this reader's collections.
+
+        ``gauges=False`` leaves out the per-entity gauges (per-player ping): a reader that does not export
+        (the in-process snapshot) need not pay for thousands of series every second.
+        """
         self._producer = producer
         self._producer_resource = resource
+        self._produce_gauges = gauges
         self._produced_previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] = {}
 
     def _merge_produced(self, metrics_data: MetricsData | None) -> MetricsData | None:
@@ -155,7 +196,9 @@ class ProducingReaderMixin:
         assert isinstance(self, MetricReader)
         temporality = _histogram_temporality(self)
         try:
-            return self._producer.merge(metrics_data, self._producer_resource, temporality, self._produced_previous)
+            return self._producer.merge(
+                metrics_data, self._producer_resource, temporality, self._produced_previous, self._produce_gauges
+            )
         except Exception:
             self._producer.failures += 1
             _logger.exception("merging produced histograms failed; exporting the SDK's metrics alone")

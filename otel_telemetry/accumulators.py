@@ -44,8 +44,8 @@ GROWTH = 1.01
 #: Largest relative error of a quantile, min or max read from a layout (half a cell, geometrically).
 QUANTILE_RELATIVE_ERROR = math.sqrt(GROWTH) - 1.0
 #: How far below the first and above the last explicit boundary the fine cells extend (factors).
-_RANGE_BELOW = 1000.0
-_RANGE_ABOVE = 1000.0
+_RANGE_BELOW = 10.0
+_RANGE_ABOVE = 10.0
 
 
 class HistogramLayout:
@@ -62,6 +62,7 @@ class HistogramLayout:
     __slots__ = (
         "base",
         "boundaries",
+        "bucket_end_slot",
         "bucket_of_slot",
         "cells",
         "inv_log_growth",
@@ -114,7 +115,7 @@ class HistogramLayout:
         self.slot_low[last], self.slot_high[last] = edges[self.cells], math.inf
         # bucket_of_slot[s]: index of the explicit bucket (0..len(boundaries)) that slot s lies in. No boundary lies
         # strictly inside a slot, so probing the slot's middle finds it (edges are avoided: float rounding there).
-        # Slot 0 holds values <= low, treated as 0 (low is 1/1000 of the smallest positive boundary).
+        # Slot 0 holds values <= low, treated as 0 (low is 1/10 of the smallest positive boundary).
         self.bucket_of_slot: list[int] = []
         for s in range(self.slot_count):
             if s == 0:
@@ -124,6 +125,13 @@ class HistogramLayout:
             else:
                 probe = math.sqrt(self.slot_low[s] * self.slot_high[s])
             self.bucket_of_slot.append(bisect.bisect_left(recorded, probe))
+        # bucket_end_slot[b]: the last slot of explicit bucket b (buckets are contiguous runs of slots).
+        self.bucket_end_slot: list[int] = [0] * (len(recorded) + 1)
+        for slot, bucket in enumerate(self.bucket_of_slot):
+            self.bucket_end_slot[bucket] = slot
+        for bucket in range(1, len(self.bucket_end_slot)):
+            # An empty bucket (no slot) ends where the previous one ended.
+            self.bucket_end_slot[bucket] = max(self.bucket_end_slot[bucket], self.bucket_end_slot[bucket - 1])
 
     def cell_of(self, value: float) -> int:
         """The fine cell index of a recorded ``value`` > ``low``."""
@@ -162,25 +170,36 @@ class _CellLocal(threading.local):
     cell: HistogramCell
 
 
-@dataclass(frozen=True, slots=True)
 class HistogramSnapshot:
-    """Aggregated state of one histogram series, in the recorded unit unless said otherwise.
+    """Aggregated state of one histogram series, in the recorded unit unless said otherwise. Immutable.
 
-    ``counts`` are per-slot counts (see :class:`HistogramLayout`).
+    ``counts`` are per-slot counts (see :class:`HistogramLayout`). Reading statistics costs C-speed passes over the
+    slots (a running sum computed once per snapshot), not Python loops.
     """
 
-    layout: HistogramLayout
-    counts: tuple[int, ...]
-    count: int
-    sum: float
+    __slots__ = ("_running", "count", "counts", "layout", "sum")
+
+    def __init__(self, layout: HistogramLayout, counts: tuple[int, ...], count: int, sum: float) -> None:
+        self.layout = layout
+        self.counts = counts
+        self.count = count
+        self.sum = sum
+        self._running: list[int] | None = None
+
+    def __repr__(self) -> str:
+        return f"HistogramSnapshot(count={self.count}, sum={self.sum})"
+
+    def _cumulative(self) -> list[int]:
+        running = self._running
+        if running is None:
+            running = self._running = list(itertools.accumulate(self.counts))
+        return running
 
     def bucket_counts(self) -> list[int]:
         """Counts per explicit bucket (``len(boundaries) + 1`` values, the last for +Inf)."""
-        buckets = [0] * (len(self.layout.boundaries) + 1)
-        bucket_of = self.layout.bucket_of_slot
-        for slot in itertools.compress(range(len(self.counts)), self.counts):
-            buckets[bucket_of[slot]] += self.counts[slot]
-        return buckets
+        running = self._cumulative()
+        ends = [running[slot] for slot in self.layout.bucket_end_slot]
+        return [ends[0], *map(sub, ends[1:], ends[:-1])]
 
     def quantile(self, q: float) -> float | None:
         """The ``q``-quantile (0..1) of the recorded values, within 0.5%; None when empty."""
@@ -188,22 +207,23 @@ class HistogramSnapshot:
             raise ValueError(f"quantile must be within 0..1, got {q!r}")
         if self.count == 0:
             return None
-        # Rank of the sample whose value we report: nearest-rank on the 1-based ordered samples.
+        # Nearest rank on the 1-based ordered samples: the first slot whose running count reaches it.
         rank = max(1, math.ceil(q * self.count))
-        seen = 0
-        for slot in itertools.compress(range(len(self.counts)), self.counts):
-            seen += self.counts[slot]
-            if seen >= rank:
-                return self.layout.representative(slot)
-        return self.layout.representative(len(self.counts) - 1)  # pragma: no cover - counts sum to count
+        slot = bisect.bisect_left(self._cumulative(), rank)
+        return self.layout.representative(min(slot, len(self.counts) - 1))
 
     def min(self) -> float | None:
         """Smallest recorded value (within 0.5%); None when empty."""
-        return self.quantile(0.0) if self.count else None
+        if not self.count:
+            return None
+        return self.layout.representative(next(itertools.compress(itertools.count(), self.counts)))
 
     def max(self) -> float | None:
         """Largest recorded value (within 0.5%); None when empty."""
-        return self.quantile(1.0) if self.count else None
+        if not self.count:
+            return None
+        last = len(self.counts) - 1
+        return self.layout.representative(last - next(itertools.compress(itertools.count(), reversed(self.counts))))
 
     def mean(self) -> float | None:
         """Exact mean of the recorded values; None when empty."""
@@ -218,7 +238,7 @@ class HistogramSeries:
     retired total so that threads coming and going do not grow memory.
     """
 
-    __slots__ = ("_cells", "_local", "_lock", "_retired", "_retired_sum", "attributes", "layout")
+    __slots__ = ("_cells", "_has_retired", "_local", "_lock", "_retired", "_retired_sum", "attributes", "layout")
 
     def __init__(self, layout: HistogramLayout, attributes: tuple[tuple[str, str], ...] = ()) -> None:
         self.layout = layout
@@ -228,6 +248,7 @@ class HistogramSeries:
         self._cells: list[tuple[weakref.ref[threading.Thread], HistogramCell]] = []
         self._retired: list[int] = [0] * layout.slot_count
         self._retired_sum = 0.0
+        self._has_retired = False
 
     def _new_cell(self) -> HistogramCell:
         cell = HistogramCell(self.layout.slot_count)
@@ -262,29 +283,38 @@ class HistogramSeries:
         """The cumulative state of every thread's cell, summed."""
         with self._lock:
             live: list[tuple[weakref.ref[threading.Thread], HistogramCell]] = []
-            totals = self._retired
+            totals: list[int] | None = list(self._retired) if self._has_retired else None
             total_sum = self._retired_sum
             for ref, cell in self._cells:
                 thread = ref()
                 counts = list(cell.counts)
-                totals = list(map(add, totals, counts))
                 total_sum += cell.sum
+                totals = counts if totals is None else list(map(add, totals, counts))
                 if thread is None or not thread.is_alive():
                     # The thread is gone and will never write again: fold its cell in for good.
                     self._retired = list(map(add, self._retired, counts))
                     self._retired_sum += cell.sum
+                    self._has_retired = True
                 else:
                     live.append((ref, cell))
             self._cells = live
+        if totals is None:
+            totals = list(self._retired)
         return HistogramSnapshot(self.layout, tuple(totals), sum(totals), total_sum)
-
 
 def difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> HistogramSnapshot:
     """What was recorded between two cumulative snapshots of the same series."""
     if older is None:
         return newer
-    counts = tuple(map(sub, newer.counts, older.counts))
-    return HistogramSnapshot(newer.layout, counts, newer.count - older.count, newer.sum - older.sum)
+    return HistogramSnapshot(
+        newer.layout, tuple(map(sub, newer.counts, older.counts)), newer.count - older.count, newer.sum - older.sum
+    )
+
+
+def sparse_difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> tuple[tuple[int, int], ...]:
+    """``(slot, count)`` pairs recorded between two cumulative snapshots (C-speed passes, no Python loop)."""
+    delta = list(newer.counts) if older is None else list(map(sub, newer.counts, older.counts))
+    return tuple(zip(itertools.compress(itertools.count(), delta), itertools.compress(delta, delta), strict=True))
 
 
 class SlidingWindow:
@@ -294,7 +324,7 @@ class SlidingWindow:
     never by the number of samples. ``add`` and ``snapshot`` are called from the collecting thread only.
     """
 
-    __slots__ = ("_intervals", "_layout", "_sum", "_totals", "window")
+    __slots__ = ("_count", "_intervals", "_layout", "_sum", "_totals", "window")
 
     def __init__(self, layout: HistogramLayout, window: float) -> None:
         if window <= 0:
@@ -303,31 +333,34 @@ class SlidingWindow:
         self._layout = layout
         self._totals = [0] * layout.slot_count
         self._sum = 0.0
+        self._count = 0
         self._intervals: deque[tuple[float, tuple[tuple[int, int], ...], float]] = deque()
 
     def add(self, now: float, interval: HistogramSnapshot) -> None:
         """Add what one collection interval recorded, then drop intervals older than the window."""
-        if interval.count:
-            sparse = tuple(
-                (slot, interval.counts[slot])
-                for slot in itertools.compress(range(len(interval.counts)), interval.counts)
-            )
+        self.add_sparse(now, sparse_difference(interval, None), interval.sum)
+
+    def add_sparse(self, now: float, sparse: tuple[tuple[int, int], ...], total: float) -> None:
+        """Add one interval given as ``(slot, count)`` pairs and its sum, then expire old intervals."""
+        if sparse:
             for slot, n in sparse:
                 self._totals[slot] += n
-            self._sum += interval.sum
-            self._intervals.append((now, sparse, interval.sum))
+            self._sum += total
+            self._count += sum(n for _, n in sparse)
+            self._intervals.append((now, sparse, total))
         horizon = now - self.window
         while self._intervals and self._intervals[0][0] <= horizon:
-            _, sparse, total = self._intervals.popleft()
-            for slot, n in sparse:
+            _, expired, expired_sum = self._intervals.popleft()
+            for slot, n in expired:
                 self._totals[slot] -= n
-            self._sum -= total
+                self._count -= n
+            self._sum -= expired_sum
         if not self._intervals:
             self._sum = 0.0
 
     def snapshot(self) -> HistogramSnapshot:
         """The window's content as a snapshot (quantiles, min, max, mean)."""
-        count = sum(self._totals)
+        count = self._count
         return HistogramSnapshot(self._layout, tuple(self._totals), count, self._sum if count else 0.0)
 
 

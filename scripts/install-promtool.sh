@@ -3,7 +3,8 @@
 # The tests run `promtool check metrics` against our real /metrics output.
 # It comes from Debian's `prometheus` package; we unpack only the binary, so no service is installed or started.
 set -euo pipefail
-dest=${1:-.venv/bin}
+mkdir -p "${1:-.venv/bin}"
+dest=$(cd "${1:-.venv/bin}" && pwd)
 if command -v promtool >/dev/null 2>&1; then
     ln -sf "$(command -v promtool)" "$dest/promtool"
     exit 0
@@ -18,5 +19,5 @@ if ! apt-get download prometheus >/dev/null 2>&1; then
     apt-get download prometheus >/dev/null
 fi
 dpkg-deb -x prometheus_*.deb root
-install -m 0755 root/usr/bin/promtool "$OLDPWD/$dest/promtool"
-"$OLDPWD/$dest/promtool" --version | head -n 1
+install -m 0755 root/usr/bin/promtool "$dest/promtool"
+"$dest/promtool" --version | head -n 1

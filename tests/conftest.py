@@ -31,7 +31,8 @@ def make_telemetry() -> Iterator[Callable[..., Telemetry]]:
         from otel_telemetry import TelemetryConfig
 
         environ = settings.pop("environ")
-        handle = setup_telemetry(TelemetryConfig(environ=environ, **settings))
+        readers = settings.pop("metric_readers", ())
+        handle = setup_telemetry(TelemetryConfig(environ=environ, **settings), metric_readers=readers)
         made.append(handle)
         return handle
 

@@ -180,9 +180,7 @@ def test_load_average_equals_proc_loadavg() -> None:
     after = _proc_loadavg()
     assert sample.load_average is not None
     assert any(
-        all(
-            math.isclose(got, want, abs_tol=0.01) for got, want in zip(sample.load_average, proc, strict=True)
-        )
+        all(math.isclose(got, want, abs_tol=0.01) for got, want in zip(sample.load_average, proc, strict=True))
         for proc in (before, after)
     ), (sample.load_average, before, after)
 
@@ -351,9 +349,7 @@ _FAILURE_CASES = (
         "nic",
         tuple(name for name in _RATE_FIELDS if name.startswith("nic_")),
     ),
-    _FailureCase(
-        "cpu_times", NotImplementedError("cpu_times"), "cpu", ("cpu_percent", "cpu_percent_per_core")
-    ),
+    _FailureCase("cpu_times", NotImplementedError("cpu_times"), "cpu", ("cpu_percent", "cpu_percent_per_core")),
     _FailureCase("getloadavg", None, "loadavg", ("load_average",)),
     _FailureCase(
         "virtual_memory",

@@ -1,0 +1,167 @@
+"""The accumulator layer: exact buckets, quantile accuracy, no lost counts across threads, bounded windows."""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+import threading
+
+import numpy as np
+import pytest
+
+from otel_telemetry.accumulators import (
+    OVERFLOW_VALUE,
+    QUANTILE_RELATIVE_ERROR,
+    BoundedKeys,
+    HistogramLayout,
+    HistogramSeries,
+    RateTracker,
+    SlidingWindow,
+    ThreadShards,
+    difference,
+)
+from otel_telemetry.catalog import CATALOG, LATENCY_BOUNDARIES, TICK_BOUNDARIES, Instrument
+
+
+def _exact_quantile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+DISTRIBUTIONS = {
+    "lognormal ping, median 45 ms": (LATENCY_BOUNDARIES, lambda r: r.lognormvariate(math.log(45.0), 0.6)),
+    "tick ~16.7 ms with 40 ms spikes": (
+        TICK_BOUNDARIES,
+        lambda r: 40.0 + r.random() if r.random() < 0.01 else r.gauss(16.7, 0.3),
+    ),
+    "uniform 1-100 ms": (LATENCY_BOUNDARIES, lambda r: r.uniform(1.0, 100.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(DISTRIBUTIONS))
+def test_quantiles_within_one_percent_of_exact(name: str) -> None:
+    """p50/p95/p99, min and max are within 1% (by design 0.5%) of the exact values of the same samples."""
+    boundaries, draw = DISTRIBUTIONS[name]
+    rng = random.Random(42)
+    samples = [draw(rng) for _ in range(50_000)]
+    series = HistogramSeries(HistogramLayout(boundaries, scale=0.001))
+    for value in samples:
+        series.record(value)
+    snapshot = series.snapshot()
+    for q in (0.5, 0.95, 0.99):
+        exact = float(np.quantile(samples, q, method="inverted_cdf"))
+        assert exact == _exact_quantile(samples, q)
+        assert snapshot.quantile(q) == pytest.approx(exact, rel=0.01)
+        assert abs(snapshot.quantile(q) - exact) / exact <= QUANTILE_RELATIVE_ERROR + 1e-12  # type: ignore[operator]
+    assert snapshot.min() == pytest.approx(min(samples), rel=0.01)
+    assert snapshot.max() == pytest.approx(max(samples), rel=0.01)
+    assert snapshot.mean() == pytest.approx(float(np.mean(samples)), rel=1e-9)
+
+
+@pytest.mark.parametrize("spec", [s for s in CATALOG if s.instrument is Instrument.HISTOGRAM], ids=lambda s: s.id)
+def test_explicit_bucket_counts_are_exact_for_every_catalog_histogram(spec: object) -> None:
+    """Bucket counts derived from the fine slots equal a direct bisect of the samples, boundaries included."""
+    boundaries = spec.boundaries  # type: ignore[attr-defined]
+    series = HistogramSeries(HistogramLayout(boundaries))
+    rng = random.Random(1)
+    samples = [b for b in boundaries] + [b * (1 + 1e-9) for b in boundaries]
+    samples += [rng.uniform(0, boundaries[-1] * 1.5) for _ in range(5000)] + [0.0, boundaries[-1] * 10]
+    for value in samples:
+        series.record(value)
+    expected = [0] * (len(boundaries) + 1)
+    for value in samples:
+        expected[bisect.bisect_left(boundaries, value)] += 1
+    assert series.snapshot().bucket_counts() == expected
+
+
+def test_memory_is_fixed_by_the_layout_not_the_sample_count() -> None:
+    """A series holds the same number of slots after 10 or 100,000 samples."""
+    series = HistogramSeries(HistogramLayout(LATENCY_BOUNDARIES, 0.001))
+    for i in range(10):
+        series.record(float(i + 1))
+    small = len(series.snapshot().counts)
+    for i in range(100_000):
+        series.record(float(i % 500 + 1))
+    assert len(series.snapshot().counts) == small == series.layout.slot_count
+
+
+def test_threads_recording_at_once_lose_nothing() -> None:
+    """Eight threads recording into one histogram and one shard set: totals are exact."""
+    series = HistogramSeries(HistogramLayout(LATENCY_BOUNDARIES, 0.001))
+
+    class Shard:
+        def __init__(self) -> None:
+            self.n = 0
+
+    shards: ThreadShards[Shard] = ThreadShards(Shard)
+    per_thread = 20_000
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for i in range(per_thread):
+            series.record(float(i % 300 + 1))
+            shards.shard().n += 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert series.snapshot().count == 8 * per_thread
+    assert sum(s.n for s in shards.all()) == 8 * per_thread
+
+
+def test_cells_of_finished_threads_are_folded_in_and_kept() -> None:
+    """When recording threads end, their counts stay in the totals and their cells are released."""
+    series = HistogramSeries(HistogramLayout(LATENCY_BOUNDARIES, 0.001))
+    for _ in range(3):
+        thread = threading.Thread(target=lambda: [series.record(10.0) for _ in range(100)])
+        thread.start()
+        thread.join(10)
+    assert series.snapshot().count == 300
+    assert len(series._cells) == 0
+    series.record(5.0)
+    assert series.snapshot().count == 301
+
+
+def test_sliding_window_forgets_old_intervals() -> None:
+    """Intervals older than the window stop counting; the window's memory is bounded by its intervals."""
+    layout = HistogramLayout(LATENCY_BOUNDARIES, 0.001)
+    series = HistogramSeries(layout)
+    window = SlidingWindow(layout, window=10.0)
+    previous = None
+    for second in range(30):
+        series.record(100.0 if second < 15 else 10.0)
+        current = series.snapshot()
+        window.add(float(second), difference(current, previous))
+        previous = current
+    snapshot = window.snapshot()
+    assert snapshot.count == 10
+    assert snapshot.max() == pytest.approx(10.0, rel=0.01)
+    assert len(window._intervals) == 10
+
+
+def test_rate_tracker_uses_real_elapsed_time_and_survives_resets() -> None:
+    """Rates divide by the actual interval; a counter going down yields None, then rates resume."""
+    tracker = RateTracker(now=0.0, start=0.0, min_interval=0.0)
+    assert tracker.observe(2.0, 100) == 50.0
+    assert tracker.observe(2.5, 150) == 100.0
+    assert tracker.observe(3.5, 10) is None
+    assert tracker.observe(4.5, 30) == 20.0
+
+
+def test_bounded_keys_cap_and_overflow() -> None:
+    """Beyond the limit new keys map to the overflow value and are counted; forgetting frees a slot."""
+    keys = BoundedKeys(2)
+    assert [keys.admit(k) for k in ("a", "b", "c", "a")] == ["a", "b", OVERFLOW_VALUE, "a"]
+    assert keys.overflowed == 1
+    keys.forget("a")
+    assert keys.admit("c") == "c"
+
+
+def test_layout_rejects_boundaries_closer_than_a_cell() -> None:
+    """Two boundaries inside one 1% cell cannot both be exact: that is an error at setup."""
+    with pytest.raises(ValueError, match="closer than one cell"):
+        HistogramLayout((1.0, 1.001))

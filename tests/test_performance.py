@@ -1,0 +1,88 @@
+"""PerformanceMonitor: tick rate, tick and frame durations, phases, deviation and stability."""
+
+from __future__ import annotations
+
+import pytest
+
+from instrumentations.performance import SPEC_PHASES, PerformanceMonitor
+from otel_telemetry.accumulators import OVERFLOW_VALUE
+
+
+class Clocks:
+    """One controllable clock serving as both the monotonic and the perf clock."""
+
+    def __init__(self) -> None:
+        self.now = 10.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(monitor: PerformanceMonitor, clocks: Clocks, ticks: int, frame: float, work: float) -> None:
+    for _ in range(ticks):
+        with monitor.tick():
+            with monitor.phase("network"):
+                clocks.now += work / 2
+            with monitor.phase("entities"):
+                clocks.now += work / 2
+        clocks.now += frame - work
+
+
+def test_tick_rate_durations_and_phases_from_a_50_fps_loop() -> None:
+    """A loop at 50 FPS doing 8 ms of work: tick rate 50, deviation -10, tick duration 8 ms, frame time 20 ms."""
+    clocks = Clocks()
+    monitor = PerformanceMonitor(target_tick_rate=60, clock=clocks, perf_clock=clocks, refresh_interval=0.0)
+    monitor.refresh()
+    _run(monitor, clocks, ticks=100, frame=0.020, work=0.008)
+    assert monitor.tick_rate == pytest.approx(50.0)
+    tick = monitor.histogram_state("server.tick.duration")
+    frame = monitor.histogram_state("server.frame.time")
+    cycle = monitor.histogram_state("server.update_cycle.duration")
+    network = monitor.histogram_state("server.tick.phase.duration", phase="network")
+    assert tick is not None and frame is not None and cycle is not None and network is not None
+    assert tick.window.count == 100 and tick.window.mean() == pytest.approx(0.008)
+    assert frame.window.count == 99 and frame.window.quantile(0.5) == pytest.approx(0.020, rel=0.01)
+    assert cycle.window.mean() == pytest.approx(0.008)
+    assert network.window.mean() == pytest.approx(0.004)
+    assert monitor.tick_rate_variance() == pytest.approx(0.0, abs=1.0)
+
+
+def test_jittery_loop_has_variance() -> None:
+    """Alternating 10 ms and 30 ms frames: instantaneous rates 100 and 33 FPS give a large variance."""
+    clocks = Clocks()
+    monitor = PerformanceMonitor(clock=clocks, perf_clock=clocks, refresh_interval=0.0)
+    for i in range(40):
+        with monitor.tick():
+            clocks.now += 0.002
+        clocks.now += (0.010 if i % 2 else 0.030) - 0.002
+    variance = monitor.tick_rate_variance()
+    assert variance is not None and variance == pytest.approx(((100 - 33.33) / 2) ** 2, rel=0.05)
+
+
+def test_spec_phases_exist_and_user_phases_are_bounded() -> None:
+    """The spec's nine phases are always there; extra names are admitted up to max_phases, then overflow."""
+    monitor = PerformanceMonitor(max_phases=len(SPEC_PHASES) + 2)
+    for name in ("pathfinding", "scripting", "audio", "telemetry"):
+        with monitor.phase(name):
+            pass
+    labels = {dict(state.key.attributes).get("phase") for state in monitor.histograms()}
+    assert set(SPEC_PHASES) | {"pathfinding", "scripting", OVERFLOW_VALUE} <= labels
+    assert "audio" not in labels and "telemetry" not in labels
+
+
+def test_explicit_recording_and_bad_durations() -> None:
+    """record_tick/record_phase accept seconds; negative or NaN durations are dropped and counted."""
+    monitor = PerformanceMonitor(refresh_interval=0.0)
+    monitor.record_tick(0.015)
+    monitor.record_phase("database", 0.002)
+    monitor.record_tick(-1.0)
+    monitor.record_phase("database", float("nan"))
+    assert monitor.rejected == {"record_tick": 1, "record_phase": 1}
+    tick = monitor.histogram_state("server.tick.duration")
+    assert tick is not None and tick.cumulative.count == 1
+
+
+def test_target_must_be_positive() -> None:
+    """A zero or negative target tick rate is an error at construction."""
+    with pytest.raises(ValueError, match="target_tick_rate"):
+        PerformanceMonitor(target_tick_rate=0)
