@@ -10,15 +10,49 @@ One call gives a server every documented metric::
     telemetry.shutdown()
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from otel_telemetry._bootstrap import Telemetry, __version__, setup_telemetry
 from otel_telemetry._config import TelemetryConfig
+from otel_telemetry._snapshot import (
+    Distribution,
+    FieldSummary,
+    GameMetrics,
+    HardwareMetrics,
+    NetworkMetrics,
+    Percentiles,
+    PerformanceMetrics,
+    ServerMetrics,
+)
 from otel_telemetry.catalog import CATALOG, MetricSpec
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+
+def decode_otlp_metrics(data: bytes) -> ExportMetricsServiceRequest:
+    """Read back OTLP protobuf bytes (from :meth:`Telemetry.current_metrics_otlp`) with the official classes."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    return ExportMetricsServiceRequest.FromString(data)
+
 
 __all__ = [
     "CATALOG",
+    "Distribution",
+    "FieldSummary",
+    "GameMetrics",
+    "HardwareMetrics",
     "MetricSpec",
+    "NetworkMetrics",
+    "Percentiles",
+    "PerformanceMetrics",
+    "ServerMetrics",
     "Telemetry",
     "TelemetryConfig",
     "__version__",
+    "decode_otlp_metrics",
     "setup_telemetry",
 ]

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +32,7 @@ from otel_telemetry._config import TelemetryConfig
 from otel_telemetry._http import MetricsHTTPServer
 from otel_telemetry._producer import HistogramProducer, ProducingReaderMixin
 from otel_telemetry._readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
+from otel_telemetry._snapshot import History, ServerMetrics, build_server_metrics
 from otel_telemetry.catalog import Instrument, instruments
 
 _logger = logging.getLogger("otel_telemetry")
@@ -116,6 +118,7 @@ class Telemetry:
         self._http: MetricsHTTPServer | None = None
         self._prometheus: PrometheusReader | None = None
         self._latest = LatestMetricsExporter()
+        self._history = History(config.historical_retention)
         self._readers: list[MetricReader] = []
         interval = config.collection_interval
         refresh = interval / 2
@@ -171,6 +174,8 @@ class Telemetry:
             self._producer.add_source(monitor.histograms)
             self._producer.add_gauge_source(monitor.produced_gauges)
         self.tracer_provider = SdkTracerProvider(resource=self.resource)
+        # Each periodic collection also becomes a ServerMetrics snapshot in the history ring.
+        self._latest.add_listener(self._on_collection)
         if self._prometheus is not None:
             try:
                 self._http = MetricsHTTPServer(
@@ -218,6 +223,37 @@ class Telemetry:
         """The most recent periodic collection (every ``collection_interval``), or None before the first."""
         return self._latest.latest()
 
+    def _on_collection(self, _metrics_data: MetricsData) -> None:
+        self._history.append(build_server_metrics(self))
+
+    def get_current_metrics(self) -> ServerMetrics:
+        """The latest :class:`ServerMetrics` snapshot (taken every ``collection_interval``).
+
+        Before the first periodic collection (or when the SDK is disabled) a snapshot is built on the spot.
+        Never blocks recording: snapshots are built on the collecting thread from accumulated state.
+        """
+        latest = self._history.latest()
+        return latest if latest is not None else build_server_metrics(self)
+
+    def get_history(self, since: datetime | None = None) -> list[ServerMetrics]:
+        """The last ``historical_retention`` snapshots, oldest first (optionally only those since ``since``)."""
+        return self._history.snapshots(since)
+
+    @property
+    def history(self) -> History:
+        """The snapshot ring, with ``summary("performance.tick_rate_fps")`` for window aggregates."""
+        return self._history
+
+    def current_metrics_otlp(self) -> bytes:
+        """The latest collection as OTLP protobuf bytes (an ``ExportMetricsServiceRequest``), the standard binary
+        form; decode with :func:`otel_telemetry.decode_otlp_metrics`. Empty bytes before the first collection."""
+        data = self._latest.latest()
+        if data is None:
+            return b""
+        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+        return encode_metrics(data).SerializeToString()  # type: ignore[no-any-return]
+
     def collect(self) -> MetricsData | None:
         """Collect now (on the calling thread) and return the result; None when disabled."""
         if not self._readers:
@@ -236,8 +272,6 @@ class Telemetry:
             if self._shut_down:
                 return True
             self._shut_down = True
-        for monitor in self.monitors():
-            monitor.detach()
         if self._http is not None:
             self._http.shutdown(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
 
@@ -260,6 +294,9 @@ class Telemetry:
         stopper = threading.Thread(target=stop_providers, name="otel-telemetry-shutdown", daemon=True)
         stopper.start()
         stopper.join(max(0.0, deadline - time.monotonic()))
+        # Detach only now: the providers' final collection above must still see every instrument.
+        for monitor in self.monitors():
+            monitor.detach()
         if stopper.is_alive():
             _logger.warning("telemetry shutdown did not finish within %.1f s; exporters left stopping", timeout)
             return False

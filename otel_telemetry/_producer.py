@@ -165,7 +165,16 @@ class HistogramProducer:
                 resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=[scope_metrics], schema_url="")]
             )
         first, *rest = metrics_data.resource_metrics
-        merged = replace(first, scope_metrics=[*first.scope_metrics, scope_metrics])
+        # The produced metrics belong to the monitors' own scope: join it when the SDK already reported it (an
+        # encoder keyed by scope would otherwise keep only one of two entries with the same scope).
+        scopes = list(first.scope_metrics)
+        for index, existing in enumerate(scopes):
+            if existing.scope == self._scope:
+                scopes[index] = replace(existing, metrics=[*existing.metrics, *produced])
+                break
+        else:
+            scopes.append(scope_metrics)
+        merged = replace(first, scope_metrics=scopes)
         return MetricsData(resource_metrics=[merged, *rest])
 
 

@@ -286,11 +286,13 @@ class HistogramSeries:
             totals: list[int] | None = list(self._retired) if self._has_retired else None
             total_sum = self._retired_sum
             for ref, cell in self._cells:
+                # Liveness first: a thread found dead here wrote its last value before the copy below.
                 thread = ref()
+                alive = thread is not None and thread.is_alive()
                 counts = list(cell.counts)
                 total_sum += cell.sum
                 totals = counts if totals is None else list(map(add, totals, counts))
-                if thread is None or not thread.is_alive():
+                if not alive:
                     # The thread is gone and will never write again: fold its cell in for good.
                     self._retired = list(map(add, self._retired, counts))
                     self._retired_sum += cell.sum
@@ -301,6 +303,7 @@ class HistogramSeries:
         if totals is None:
             totals = list(self._retired)
         return HistogramSnapshot(self.layout, tuple(totals), sum(totals), total_sum)
+
 
 def difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> HistogramSnapshot:
     """What was recorded between two cumulative snapshots of the same series."""

@@ -1,0 +1,84 @@
+"""OTLP export to a real receiver on 127.0.0.1, decoded with the official protobuf classes."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+
+from otel_telemetry import Telemetry
+
+
+class _Receiver(http.server.ThreadingHTTPServer):
+    requests: list[ExportMetricsServiceRequest]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        if self.path == "/v1/metrics":
+            self.server.requests.append(ExportMetricsServiceRequest.FromString(body))
+        reply = ExportMetricsServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    """An OTLP/HTTP metrics receiver on 127.0.0.1."""
+    server = _Receiver(("127.0.0.1", 0), _Handler)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_metrics_arrive_over_otlp_http(make_telemetry: Callable[..., Telemetry], receiver: _Receiver) -> None:
+    """With otlp_endpoint set, shutdown's final export delivers our histograms and gauges to the receiver."""
+    port = receiver.server_address[1]
+    telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{port}", server_id="otlp-1")
+    for _ in range(5):
+        with telemetry.performance.tick():
+            telemetry.network.packet_received(100)
+            telemetry.network.player_ping("p1", 42.0)
+    assert telemetry.shutdown(timeout=10)
+    deadline = time.monotonic() + 5
+    while not receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert receiver.requests, "no OTLP request arrived"
+    metrics = {
+        m.name: m
+        for request in receiver.requests
+        for rm in request.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert metrics["server.tick.duration"].histogram.data_points[0].count == 5
+    ping = metrics["server.network.player_ping.last"].gauge.data_points[0]
+    assert ping.as_double == pytest.approx(0.042)
+    assert {a.key: a.value.string_value for a in ping.attributes} == {"player_id": "p1"}
+    packets = metrics["server.network.packets"].sum
+    assert packets.is_monotonic
+    received = [p for p in packets.data_points if p.attributes[0].value.string_value == "received"]
+    assert received[0].as_int == 5
