@@ -7,11 +7,12 @@ collects:
 * counters: one ``ObservableUpDownCounter`` per name (``decrement`` makes them non-monotonic), reporting the
   totals since the facade was created;
 * gauges: one ``ObservableGauge`` per name, reporting the last value set;
-* timings: no OpenTelemetry instrument. :meth:`MetricsFacade.histogram_states` returns, per series, the name,
-  the attributes and the cumulative :class:`~otel_telemetry.accumulators.HistogramSnapshot` (unit
-  :data:`TIMING_UNIT`, explicit boundaries in ``snapshot.layout.boundaries``, start time
-  :attr:`MetricsFacade.start_time_unix_nano`) for the SDK's producer to merge into every reader's collection,
-  as it does for the monitors' histograms. A synchronous ``Histogram.record`` costs ten times a facade timing.
+* timings: no OpenTelemetry instrument (a synchronous ``Histogram.record`` costs about ten times a facade
+  timing). :meth:`MetricsFacade.histogram_states` returns, per series, the exported name, the attributes and
+  the cumulative :class:`~otel_telemetry.accumulators.HistogramSnapshot` (unit :data:`TIMING_UNIT`, explicit
+  boundaries in ``snapshot.layout.boundaries``); :meth:`MetricsFacade.histograms` returns the same series as
+  :class:`~otel_telemetry.accumulators.HistogramState` objects, so ``producer.add_source(facade.histograms)``
+  merges them into every reader's collection like the monitors' histograms.
 
 Local view and export
 ---------------------
@@ -65,9 +66,12 @@ from otel_telemetry.accumulators import (
     HistogramLayout,
     HistogramSeries,
     HistogramSnapshot,
+    HistogramState,
+    SeriesKey,
     SlidingWindow,
     difference,
 )
+from otel_telemetry.catalog import Instrument, MetricSpec, Section, prometheus_translation
 
 __all__ = [
     "OVERFLOW_ATTRIBUTES",
@@ -191,13 +195,15 @@ class _CounterSeries:
             total = self._retired
             live = []
             for ref, cell in self._cells:
+                # Liveness first: a thread seen dead writes no more, so the value read after is final.
+                thread = ref()
+                alive = thread is not None and thread.is_alive()
                 value = cell[0]
                 total += value
-                thread = ref()
-                if thread is None or not thread.is_alive():
-                    self._retired += value
-                else:
+                if alive:
                     live.append((ref, cell))
+                else:
+                    self._retired += value
             self._cells = live
         return total
 
@@ -251,10 +257,21 @@ def _merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
 class _TimingSeries:
     """A lock-free histogram (writes) plus the sliding window of the local view (reads, under ``lock``)."""
 
-    __slots__ = ("_commit_interval", "_committed_at", "_duration", "_previous", "_window", "attributes", "hist", "lock")
+    __slots__ = (
+        "_commit_interval",
+        "_committed_at",
+        "_duration",
+        "_previous",
+        "_window",
+        "attributes",
+        "hist",
+        "lock",
+        "started",
+    )
 
     def __init__(self, layout: HistogramLayout, attributes: Mapping[str, str], window: float) -> None:
         self.attributes = attributes
+        self.started = time.time()
         self.hist = HistogramSeries(layout, tuple(attributes.items()))
         self.lock = threading.Lock()
         self._duration = window
@@ -278,12 +295,11 @@ class _TimingSeries:
         with self.lock:
             return self._advance(now, self.hist.snapshot())
 
-    def cumulative(self, now: float) -> HistogramSnapshot:
-        """The cumulative state since creation (feeds the window on the way)."""
+    def cumulative(self, now: float) -> tuple[HistogramSnapshot, HistogramSnapshot]:
+        """The cumulative state since creation and the window's (feeding the window on the way)."""
         with self.lock:
             cumulative = self.hist.snapshot()
-            self._advance(now, cumulative)
-            return cumulative
+            return cumulative, self._advance(now, cumulative)
 
     def reset(self) -> None:
         with self.lock:
@@ -292,7 +308,6 @@ class _TimingSeries:
             self._committed_at = None
 
 
-_Series = _CounterSeries | _GaugeSeries | _TimingSeries
 _S = TypeVar("_S", _CounterSeries, _GaugeSeries, _TimingSeries)
 
 
@@ -372,6 +387,7 @@ class MetricsFacade:
         self._timings: dict[str, dict[TagKey, _TimingSeries]] = {}
         self._exported: dict[tuple[str, str], str] = {}  # (kind, name) -> exported name ("" when not exported)
         self._taken: set[str] = set()
+        self._specs: dict[str, MetricSpec] = {}
         self._overflowed = 0
         self._rejected: dict[str, int] = {}
         self._warned: set[str] = set()
@@ -506,7 +522,7 @@ class MetricsFacade:
                 series = self._series(_GAUGE, "gauge", name, key, _GaugeSeries)
                 if series is None:
                     return
-            series.set(number)
+            series.set(float(number))
         except Exception:
             self._reject("gauge", name)
 
@@ -666,8 +682,47 @@ class MetricsFacade:
             if not exported:
                 continue
             for series in list(by_tags.values()):
-                states.append(TimingState(exported, dict(series.attributes), series.cumulative(now)))
+                states.append(TimingState(exported, dict(series.attributes), series.cumulative(now)[0]))
         return states
+
+    def histograms(self) -> list[HistogramState]:
+        """:meth:`histogram_states` in the shape of the monitors' ``histograms()``, for ``HistogramProducer``.
+
+        ``producer.add_source(facade.histograms)`` exports every timing as an explicit-bucket histogram
+        (unit ``s``). Each exported name gets a :class:`~otel_telemetry.catalog.MetricSpec` of its own (id
+        ``facade.<name>``, section ``game``, group ``Facade timings``); those specs are not in the catalog.
+        Also advances the timing windows. Thread-safe.
+        """
+        now = self._clock()
+        states: list[HistogramState] = []
+        for name, by_tags in list(self._timings.items()):
+            exported = self._exported.get((_TIMING, name), "")
+            if not exported:
+                continue
+            spec = self._timing_spec(exported)
+            for series in list(by_tags.values()):
+                cumulative, window = series.cumulative(now)
+                key = SeriesKey(exported, tuple(sorted(series.attributes.items())))
+                states.append(HistogramState(spec, key, cumulative, window, series.started))
+        return states
+
+    def _timing_spec(self, exported: str) -> MetricSpec:
+        spec = self._specs.get(exported)
+        if spec is None:
+            spec = MetricSpec(
+                id=f"facade.{exported}",
+                name=exported,
+                instrument=Instrument.HISTOGRAM,
+                unit=TIMING_UNIT,
+                description=f"Facade timing {exported}",
+                section=Section.GAME,
+                group="Facade timings",
+                documented="",
+                prometheus_name=prometheus_translation(exported, TIMING_UNIT, Instrument.HISTOGRAM),
+                boundaries=self._layout.boundaries,
+            )
+            self._specs = {**self._specs, exported: spec}
+        return spec
 
     # -- reading ----------------------------------------------------------------------------------------------
     @staticmethod

@@ -163,9 +163,17 @@ class _Handler:
         """Start the span and make it current; None when that failed (counted)."""
         try:
             span = ht.tracer.start_span(self.name, attributes=self.span_attributes)
-            token = context_api.attach(trace.set_span_in_context(span))
         except Exception:
             ht._failed(f"starting the span of {self.name}")
+            return None
+        try:
+            token = context_api.attach(trace.set_span_in_context(span))
+        except Exception:
+            ht._failed(f"attaching the span of {self.name}")
+            try:
+                span.end()
+            except Exception:
+                ht._failed(f"ending the span of {self.name}")
             return None
         return span, token, time.perf_counter()
 
@@ -297,6 +305,8 @@ def traced(
     """
     if callable(fn_or_name) or isinstance(fn_or_name, (staticmethod, classmethod)):
         return _decorate(fn_or_name, name, attributes)
+    if fn_or_name is not None and not isinstance(fn_or_name, str):
+        raise TypeError(f"@traced takes a function or a name, got {fn_or_name!r}")
     if fn_or_name is not None and name is not None:
         raise TypeError("@traced takes the name positionally or as name=, not both")
     chosen = fn_or_name if fn_or_name is not None else name

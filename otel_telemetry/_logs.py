@@ -1,0 +1,104 @@
+"""``JsonLogHandler``: an opt-in ``logging`` handler writing one JSON object per line, with trace correlation.
+
+Each line holds ``timestamp`` (ISO-8601, UTC), ``level``, ``logger`` and ``message``; ``trace_id`` (32 lowercase
+hex digits) and ``span_id`` (16) when a valid span is current on the logging thread; ``exc_info`` (the formatted
+traceback) and ``stack_info`` when present; and the record's ``extra`` fields whose values JSON can encode (the
+fields above win over an ``extra`` of the same name)::
+
+    logging.getLogger().addHandler(JsonLogHandler())
+    log.info("player joined", extra={"player_id": 42})
+    {"timestamp": "2025-10-03T12:00:00.000123Z", "level": "INFO", "logger": "game", "message": "player joined",
+     "player_id": 42, "trace_id": "4bf9...", "span_id": "00f0..."}
+
+The current span is read when the record is emitted, so put this handler where records are emitted
+synchronously (not behind a ``QueueHandler``), or the ids are those of the queue's thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import TextIO
+
+from opentelemetry import trace
+from opentelemetry.trace import format_span_id, format_trace_id
+
+__all__ = ["JsonLogHandler"]
+
+# Attributes every LogRecord has; whatever else a record carries came from ``extra``.
+_STANDARD = frozenset(logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def _iso(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class JsonLogHandler(logging.Handler):
+    """Writes each record as one JSON line to ``stream`` (default ``sys.stderr``, looked up at each write).
+
+    Never raises: a failure goes to :meth:`logging.Handler.handleError`. Thread-safe (``logging.Handler``
+    serialises :meth:`emit` with its lock).
+
+    Args:
+        stream: a text stream; None for the current ``sys.stderr``.
+        level: the handler's threshold.
+    """
+
+    def __init__(self, stream: TextIO | None = None, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.stream = stream
+        self._exception_formatter = logging.Formatter()
+
+    def to_dict(self, record: logging.LogRecord) -> dict[str, object]:
+        """The JSON object for ``record`` (before encoding)."""
+        document: dict[str, object] = {}
+        for key, value in record.__dict__.items():
+            if key in _STANDARD or key.startswith("_"):
+                continue
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                continue
+            document[key] = value
+        document["timestamp"] = _iso(record.created)
+        document["level"] = record.levelname
+        document["logger"] = record.name
+        document["message"] = record.getMessage()
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            document["trace_id"] = format_trace_id(span_context.trace_id)
+            document["span_id"] = format_span_id(span_context.span_id)
+        if record.exc_info:
+            document["exc_info"] = self._exception_formatter.formatException(record.exc_info)
+        elif record.exc_text:
+            document["exc_info"] = record.exc_text
+        if record.stack_info:
+            document["stack_info"] = self._exception_formatter.formatStack(record.stack_info)
+        return document
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write ``record`` as one JSON line."""
+        try:
+            line = json.dumps(self.to_dict(record), ensure_ascii=False, default=str)
+            stream = self.stream if self.stream is not None else sys.stderr
+            stream.write(line + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Flush the stream (errors are ignored: a closed stream has nothing left to flush)."""
+        self.acquire()
+        try:
+            stream = self.stream if self.stream is not None else sys.stderr
+            stream.flush()
+        except Exception:
+            pass
+        finally:
+            self.release()
