@@ -168,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("counter: packet_received(nbytes)", "ours_packet_received_ns", "otel_counter_add_ns", "OTel Counter.add"),
         ("counter: prometheus_client inc()", "prometheus_counter_inc_ns", "otel_counter_add_ns", "OTel Counter.add"),
-        ("histogram: packet_latency(ms)", "ours_packet_latency_ns", "otel_histogram_record_ns", "OTel Histogram.record"),
+        (
+            "histogram: packet_latency(ms)",
+            "ours_packet_latency_ns",
+            "otel_histogram_record_ns",
+            "OTel Histogram.record",
+        ),
         ("histogram: player_ping(id, ms)", "ours_player_ping_ns", "otel_histogram_record_ns", "OTel Histogram.record"),
         (
             "histogram: prometheus_client observe()",

@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING
 
 from otel_telemetry._bootstrap import Telemetry, __version__, setup_telemetry
 from otel_telemetry._config import TelemetryConfig
+from otel_telemetry._events import Event
+from otel_telemetry._facade import GaugeStats, MetricsFacade, TimingStats
+from otel_telemetry._health import ComponentHealth, HealthRegistry, HealthStatus
+from otel_telemetry._logs import JsonLogHandler
 from otel_telemetry._snapshot import (
     Distribution,
     FieldSummary,
@@ -26,6 +30,7 @@ from otel_telemetry._snapshot import (
     PerformanceMetrics,
     ServerMetrics,
 )
+from otel_telemetry._tracing import timer, traced
 from otel_telemetry.catalog import CATALOG, MetricSpec
 
 if TYPE_CHECKING:
@@ -36,23 +41,34 @@ def decode_otlp_metrics(data: bytes) -> ExportMetricsServiceRequest:
     """Read back OTLP protobuf bytes (from :meth:`Telemetry.current_metrics_otlp`) with the official classes."""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-    return ExportMetricsServiceRequest.FromString(data)
+    request: ExportMetricsServiceRequest = ExportMetricsServiceRequest.FromString(data)
+    return request
 
 
 __all__ = [
     "CATALOG",
+    "ComponentHealth",
     "Distribution",
+    "Event",
     "FieldSummary",
     "GameMetrics",
+    "GaugeStats",
     "HardwareMetrics",
+    "HealthRegistry",
+    "HealthStatus",
+    "JsonLogHandler",
     "MetricSpec",
+    "MetricsFacade",
     "NetworkMetrics",
     "Percentiles",
     "PerformanceMetrics",
     "ServerMetrics",
     "Telemetry",
     "TelemetryConfig",
+    "TimingStats",
     "__version__",
     "decode_otlp_metrics",
     "setup_telemetry",
+    "timer",
+    "traced",
 ]

@@ -8,12 +8,13 @@ import platform
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.metrics import Meter, MeterProvider, NoOpMeterProvider
+from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -29,10 +30,14 @@ from instrumentations.hardware import HardwareMonitor
 from instrumentations.network import NetworkMonitor
 from instrumentations.performance import PerformanceMonitor
 from otel_telemetry._config import TelemetryConfig
+from otel_telemetry._events import Event, EventRecorder
+from otel_telemetry._facade import MetricsFacade
+from otel_telemetry._health import HealthRegistry, HealthStatus
 from otel_telemetry._http import MetricsHTTPServer
 from otel_telemetry._producer import HistogramProducer, ProducingReaderMixin
 from otel_telemetry._readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
 from otel_telemetry._snapshot import History, ServerMetrics, build_server_metrics
+from otel_telemetry._tracing import HandlerTelemetry, bind_handler_telemetry, bound_handler_telemetry
 from otel_telemetry.catalog import Instrument, instruments
 
 _logger = logging.getLogger("otel_telemetry")
@@ -102,6 +107,9 @@ class Telemetry:
     Attributes:
         config: the resolved :class:`TelemetryConfig`.
         hardware, network, performance, game: the four monitors (call their methods from game code).
+        metrics: the statsd-style facade (``timing``, ``increment``, ``gauge``, ``get_timing``...).
+        health: the health registry served at ``/health``, ``/health/live`` and ``/health/ready``.
+        events: recent events and per-name hooks (see :meth:`record_event`).
         meter_provider, tracer_provider: this handle's own OpenTelemetry providers (never the global ones).
         resource: the OpenTelemetry resource of every signal.
 
@@ -118,6 +126,7 @@ class Telemetry:
         self._http: MetricsHTTPServer | None = None
         self._prometheus: PrometheusReader | None = None
         self._latest = LatestMetricsExporter()
+        self._last_collection: float | None = None
         self._history = History(config.historical_retention)
         self._readers: list[MetricReader] = []
         interval = config.collection_interval
@@ -140,9 +149,14 @@ class Telemetry:
         )
         self.meter_provider: MeterProvider
         self.tracer_provider: TracerProvider
+        self.health = HealthRegistry()
+        self._handlers: HandlerTelemetry | None = None
         if not config.enabled:
             self.meter_provider = NoOpMeterProvider()
             self.tracer_provider = NoOpTracerProvider()
+            self.metrics = MetricsFacade(None, tag_limit=config.attribute_limit, window=window)
+            self.metrics.enabled = False
+            self.events = EventRecorder(None)
             return
         self._producer = HistogramProducer(InstrumentationScope(SCOPE_NAME, _instrumentations_version))
         snapshot_reader = ProducingPeriodicReader(self._latest, export_interval_millis=interval * 1000)
@@ -163,8 +177,8 @@ class Telemetry:
                 )
                 continue
             # The in-process snapshot reader skips per-player series; exporting readers get everything.
-            exporting = reader is not snapshot_reader
-            reader.attach_producer(self._producer, self.resource, gauges=exporting)  # type: ignore[attr-defined]
+            exporting = reader is not cast(MetricReader, snapshot_reader)
+            reader.attach_producer(self._producer, self.resource, gauges=exporting)
         self.meter_provider = SdkMeterProvider(
             resource=self.resource, metric_readers=self._readers, views=catalog_views()
         )
@@ -174,12 +188,29 @@ class Telemetry:
             self._producer.add_source(monitor.histograms)
             self._producer.add_gauge_source(monitor.produced_gauges)
         self.tracer_provider = SdkTracerProvider(resource=self.resource)
+        # The statsd-style facade: its counters and gauges are observable instruments, its timings produced.
+        self.metrics = MetricsFacade(
+            self.meter_provider.get_meter("otel_telemetry.metrics", __version__),
+            tag_limit=config.attribute_limit,
+            window=window,
+        )
+        self._producer.add_source(self.metrics.histograms)
+        # @traced handlers and timer() report to the most recently set-up handle (process-wide binding).
+        self._handlers = HandlerTelemetry(
+            self.tracer_provider.get_tracer("otel_telemetry.handlers", __version__),
+            self.meter_provider.get_meter("otel_telemetry.handlers", __version__),
+        )
+        bind_handler_telemetry(self._handlers)
+        self.logger_provider = SdkLoggerProvider(resource=self.resource)
+        self.events = EventRecorder(self.logger_provider.get_logger("otel_telemetry.events", __version__))
+        self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
+        self.health.start()
         # Each periodic collection also becomes a ServerMetrics snapshot in the history ring.
         self._latest.add_listener(self._on_collection)
         if self._prometheus is not None:
             try:
                 self._http = MetricsHTTPServer(
-                    self._prometheus.registry, config.prometheus_host, config.prometheus_port
+                    self._prometheus.registry, config.prometheus_host, config.prometheus_port, [self.health.handle]
                 )
             except OSError:
                 self.shutdown(timeout=2.0)
@@ -223,7 +254,32 @@ class Telemetry:
         """The most recent periodic collection (every ``collection_interval``), or None before the first."""
         return self._latest.latest()
 
+    def record_event(self, name: str, attributes: Mapping[str, object] | None = None, severity: str = "info") -> Event:
+        """Record a game event: an OpenTelemetry log record (and span event inside a span), kept in memory too.
+
+        See :attr:`events` for querying recent events and hooking callbacks per event name.
+        """
+        return self.events.record_event(name, attributes, severity)
+
+    def _own_health(self) -> tuple[HealthStatus, str]:
+        """Telemetry's own component: degraded when collections are late or exports fail."""
+        problems = []
+        if self._producer.failures:
+            problems.append(f"{self._producer.failures} produced-metric failures")
+        if self._latest.listener_failures:
+            problems.append(f"{self._latest.listener_failures} snapshot failures")
+        if self._prometheus is not None and self._prometheus.scrape_failures:
+            problems.append(f"{self._prometheus.scrape_failures} scrape translation failures")
+        last = self._last_collection
+        late_after = 3 * self.config.collection_interval + 1.0
+        if last is not None and time.monotonic() - last > late_after:
+            problems.append(f"no collection for more than {late_after:.0f} s")
+        if problems:
+            return HealthStatus.DEGRADED, "; ".join(problems)
+        return HealthStatus.HEALTHY, "collecting"
+
     def _on_collection(self, _metrics_data: MetricsData) -> None:
+        self._last_collection = time.monotonic()
         self._history.append(build_server_metrics(self))
 
     def get_current_metrics(self) -> ServerMetrics:
@@ -274,10 +330,13 @@ class Telemetry:
             self._shut_down = True
         if self._http is not None:
             self._http.shutdown(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+        self.health.stop(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+        if self._handlers is not None and bound_handler_telemetry() is self._handlers:
+            bind_handler_telemetry(None)
 
         def stop_providers() -> None:
             remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-            for provider in (self.meter_provider, self.tracer_provider):
+            for provider in (self.meter_provider, self.tracer_provider, getattr(self, "logger_provider", None)):
                 stop = getattr(provider, "shutdown", None)
                 if stop is None:
                     continue

@@ -41,10 +41,8 @@ def test_every_catalog_entry_receives_data_in_the_demo(make_telemetry: Callable[
             for p in points.get(spec.name, [])
             if all(dict(p.attributes or {}).get(k) == v for k, v in spec.selector.items())  # type: ignore[attr-defined]
         ]
-        if spec.instrument is Instrument.HISTOGRAM:
-            ok = any(p.count > 0 for p in matching)  # type: ignore[attr-defined]
-        else:
-            ok = bool(matching)
+        histogram = spec.instrument is Instrument.HISTOGRAM
+        ok = any(p.count > 0 for p in matching) if histogram else bool(matching)  # type: ignore[attr-defined]
         if not ok:
             never.append(f"{spec.id} ({spec.prometheus_name})")
     assert never == []

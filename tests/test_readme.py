@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import ROOT
+
 from otel_telemetry import TelemetryConfig
 from otel_telemetry import _environment as env
 from otel_telemetry._config import CONFIG_FIELDS
@@ -33,7 +34,7 @@ def test_configuration_table_matches_the_config() -> None:
     table = {field: (variables, default) for field, variables, default in rows}
     assert list(table) == list(CONFIG_FIELDS)
     defaults = TelemetryConfig(environ={})
-    for field, (variables, default) in table.items():
+    for field, (_variables, default) in table.items():
         if field not in ("server_id",):
             assert default.strip("`") == str(getattr(defaults, field)), field
     documented = set(re.findall(r"`(GAME_TELEMETRY_\w+)`", README))

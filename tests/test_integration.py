@@ -1,0 +1,139 @@
+"""Handlers, facade, health and events wired into one handle and one HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+from collections.abc import Callable
+
+from conftest import http_get
+from prometheus_client.parser import text_string_to_metric_families
+from test_prometheus import _promtool
+
+import otel_telemetry
+from otel_telemetry import HealthStatus, Telemetry, traced
+from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES
+
+
+def _samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus exposition, parsed by prometheus_client; empty labels dropped (= absent)."""
+    found = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if v != ""))
+            found[(sample.name, labels)] = sample.value
+    return found
+
+
+@traced
+def handle_move(player: str, dx: float) -> float:
+    """A sync packet handler."""
+    return dx * 2
+
+
+@traced("rpc.trade", attributes={"kind": "rpc"})
+async def handle_trade(item: str) -> str:
+    """An async RPC handler that fails for one item."""
+    if item == "cursed":
+        raise ValueError("cursed item")
+    return item
+
+
+def test_public_names_are_pinned() -> None:
+    """The package's public surface is exactly this list (changing it is a deliberate act)."""
+    assert sorted(otel_telemetry.__all__) == sorted(
+        [
+            "CATALOG",
+            "ComponentHealth",
+            "Distribution",
+            "Event",
+            "FieldSummary",
+            "GameMetrics",
+            "GaugeStats",
+            "HardwareMetrics",
+            "HealthRegistry",
+            "HealthStatus",
+            "JsonLogHandler",
+            "MetricSpec",
+            "MetricsFacade",
+            "NetworkMetrics",
+            "Percentiles",
+            "PerformanceMetrics",
+            "ServerMetrics",
+            "Telemetry",
+            "TelemetryConfig",
+            "TimingStats",
+            "__version__",
+            "decode_otlp_metrics",
+            "setup_telemetry",
+            "timer",
+            "traced",
+        ]
+    )
+
+
+def test_traced_handlers_and_facade_reach_the_metrics_endpoint(make_telemetry: Callable[..., Telemetry]) -> None:
+    """Handler calls and facade timings/counters show up on /metrics, which promtool still accepts."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True)
+    for i in range(3):
+        handle_move("p", float(i))
+    asyncio.run(handle_trade("sword"))
+    with contextlib.suppress(ValueError):
+        asyncio.run(handle_trade("cursed"))
+    telemetry.metrics.timing("db.save", 0.012, tags={"table": "players"})
+    telemetry.metrics.increment("logins", 2)
+    assert telemetry.prometheus_url is not None
+    body = http_get(telemetry.prometheus_url)[2].decode()
+    samples = _samples(body)
+    assert samples[("handler_requests_total", (("handler", "test_integration.handle_move"),))] == 3
+    errors = ("handler_errors_total", (("error_type", "ValueError"), ("handler", "rpc.trade"), ("kind", "rpc")))
+    assert samples[errors] == 1
+    assert samples[("db_save_seconds_count", (("table", "players"),))] == 1
+    assert samples[("logins", ())] == 2
+    result = subprocess.run([_promtool(), "check", "metrics"], input=body.encode(), capture_output=True, timeout=60)
+    problems = (result.stdout + result.stderr).decode().splitlines()
+    assert [p for p in problems if p.strip() and p.split()[0] not in SPEC_FIXED_PROMETHEUS_NAMES] == []
+    stats = telemetry.metrics.get_timing("db.save", tags={"table": "players"})
+    assert stats is not None and stats.count == 1
+
+
+def test_health_is_served_next_to_metrics(make_telemetry: Callable[..., Telemetry]) -> None:
+    """/health, /health/live and /health/ready answer on the /metrics server; unhealthy gives 503."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True)
+    assert telemetry.prometheus_url is not None
+    base = telemetry.prometheus_url.removesuffix("/metrics")
+    status, headers, body = http_get(base + "/health")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    document = json.loads(body)
+    assert document["status"] in ("healthy", "degraded")
+    assert "telemetry" in {c["name"] for c in document["components"]}
+    assert http_get(base + "/health/live")[0] == 200
+    telemetry.health.set("database", HealthStatus.UNHEALTHY, "connection refused")
+    assert http_get(base + "/health")[0] == 503
+    assert http_get(base + "/health/ready")[0] == 503
+    telemetry.health.set("database", HealthStatus.HEALTHY)
+    assert http_get(base + "/health/ready")[0] == 200
+
+
+def test_events_are_recorded_and_hooked(make_telemetry: Callable[..., Telemetry]) -> None:
+    """record_event keeps the event, calls hooks for its name, and never raises for a bad severity."""
+    telemetry = make_telemetry()
+    seen: list[str] = []
+    telemetry.events.on("boss_killed", lambda event: seen.append(event.name))
+    telemetry.record_event("boss_killed", {"boss": "dragon", "players": 5}, "info")
+    telemetry.record_event("boss_killed", {"boss": "lich"}, "not-a-severity")
+    assert seen == ["boss_killed", "boss_killed"]
+    assert [e.attributes["boss"] for e in telemetry.events.events("boss_killed")] == ["dragon", "lich"]
+
+
+def test_handlers_are_unbound_after_shutdown(make_telemetry: Callable[..., Telemetry]) -> None:
+    """After the handle that bound @traced shuts down, handlers run unbound (and still work)."""
+    from otel_telemetry._tracing import bound_handler_telemetry
+
+    telemetry = make_telemetry()
+    assert bound_handler_telemetry() is not None
+    telemetry.shutdown()
+    assert bound_handler_telemetry() is None
+    assert handle_move("p", 1.0) == 2.0
