@@ -1,0 +1,676 @@
+"""PrincipalExporter against a real, scriptable HTTP principal on 127.0.0.1."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+
+from otel_telemetry import __version__
+from otel_telemetry._principal import PrincipalExporter, _retry_after_seconds, encode_payload
+
+TOKEN = "tok-S3CRET-5f2a9c"
+
+
+@dataclass
+class Reply:
+    """How the principal answers one request."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False  # hold the request until the test ends
+
+
+@dataclass
+class Received:
+    """One request as the principal saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    at: float
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that time out leave broken pipes behind; that is expected here."""
+
+
+class Principal:
+    """A scriptable API principal: replies in order from ``script``, then ``default``; can refuse and re-accept."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.default = Reply()
+        self.clock: Callable[[], float] = time.monotonic
+        self.release = threading.Event()
+        self.tls: ssl.SSLContext | None = None
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        self.accept()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies.extend(replies)
+
+    def _next(self) -> Reply:
+        with self._lock:
+            return self._replies.popleft() if self._replies else self.default
+
+    def _record(self, received: Received) -> None:
+        with self._lock:
+            self.received.append(received)
+
+    def requests(self) -> list[Received]:
+        with self._lock:
+            return list(self.received)
+
+    def delivered(self) -> list[Any]:
+        """Bodies of the requests answered 2xx, in arrival order."""
+        return [r.json for r in self.requests() if 200 <= r.status < 300]
+
+    def accept(self) -> None:
+        """(Re)bind the same port and serve."""
+        principal = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                reply = principal._next()
+                principal._record(
+                    Received("POST", self.path, dict(self.headers.items()), body, reply.status, principal.clock())
+                )
+                if reply.hang:
+                    principal.release.wait(30)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:
+                    pass
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = _Server(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_port
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
+
+    def refuse(self) -> None:
+        """Close the listening socket: connections are refused until ``accept``."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def close(self) -> None:
+        self.release.set()
+        self.refuse()
+
+
+class FakeTime:
+    """An injectable clock and sleep: sleeping advances the clock instantly and records the duration."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        time.sleep(0.001)
+
+
+class Payloads:
+    """A payload callable producing ``{"seq": n}``; ``limit`` makes it return None after that many."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.produced: list[int] = []
+        self.limit = limit
+
+    def __call__(self) -> Mapping[str, object] | None:
+        if self.limit is not None and len(self.produced) >= self.limit:
+            return None
+        seq = len(self.produced)
+        self.produced.append(seq)
+        return {"seq": seq, "server_id": "server-001"}
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def principal() -> Iterator[Principal]:
+    """A principal on 127.0.0.1, a free port; stopped (and any hung request released) afterwards."""
+    server = Principal()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_exporter() -> Iterator[Callable[..., PrincipalExporter]]:
+    """Build exporters with fast test defaults; every one is shut down afterwards."""
+    made: list[PrincipalExporter] = []
+
+    def make(endpoint: str, payload: Callable[[], Mapping[str, object] | None], **overrides: Any) -> PrincipalExporter:
+        settings: dict[str, Any] = {
+            "token": TOKEN,
+            "interval": 60.0,
+            "timeout": 2.0,
+            "initial_backoff": 0.01,
+            "max_backoff": 0.05,
+        }
+        settings.update(overrides)
+        exporter = PrincipalExporter(endpoint=endpoint, payload=payload, **settings)
+        made.append(exporter)
+        return exporter
+
+    yield make
+    for exporter in made:
+        exporter.shutdown(timeout=1.0)
+
+
+def test_posts_json_with_bearer_token_and_user_agent(principal: Principal, make_exporter: Any) -> None:
+    """One payload is POSTed to /api/v1/telemetry with Bearer auth, JSON content type, our User-Agent and the body."""
+    body = {"server_id": "server-001", "timestamp": "2025-01-15T10:30:00Z", "hardware": {"cpu_usage_percent": 45.2}}
+    exporter = make_exporter(principal.url + "/", lambda: body)
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent == 1, "one delivery")
+    (request,) = principal.requests()
+    assert request.method == "POST"
+    assert request.path == "/api/v1/telemetry"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == f"otel-telemetry/{__version__}"
+    assert request.json == body
+    assert exporter.stats.pending == 0 and exporter.stats.failures == 0
+
+
+def test_no_authorization_header_without_token(principal: Principal, make_exporter: Any) -> None:
+    """With token=None the request carries no Authorization header."""
+    exporter = make_exporter(principal.url, Payloads(), token=None)
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent == 1, "one delivery")
+    assert "Authorization" not in principal.requests()[0].headers
+
+
+def test_endpoint_path_prefix_is_kept(principal: Principal, make_exporter: Any) -> None:
+    """A base URL with a path prefix posts under that prefix."""
+    exporter = make_exporter(principal.url + "/principal", Payloads())
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: len(principal.requests()) == 1, "one request")
+    assert principal.requests()[0].path == "/principal/api/v1/telemetry"
+
+
+def test_periodic_sends_every_interval(principal: Principal, make_exporter: Any) -> None:
+    """Without send_now, the thread calls payload() every interval and delivers each result."""
+    payloads = Payloads()
+    exporter = make_exporter(principal.url, payloads, interval=0.03)
+    exporter.start()
+    wait_for(lambda: len(principal.delivered()) >= 3, "three periodic deliveries")
+    assert [b["seq"] for b in principal.delivered()][:3] == [0, 1, 2]
+
+
+def test_payloads_delivered_in_order(principal: Principal, make_exporter: Any) -> None:
+    """Payloads queued back to back arrive strictly oldest first, each exactly once."""
+    payloads = Payloads()
+    exporter = make_exporter(principal.url, payloads)
+    exporter.start()
+    for _ in range(20):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.sent == 20, "twenty deliveries")
+    assert [b["seq"] for b in principal.delivered()] == list(range(20))
+
+
+def test_outage_loses_nothing_and_keeps_order(principal: Principal, make_exporter: Any) -> None:
+    """While the principal refuses connections for several intervals, payloads wait; afterwards all arrive in order."""
+    principal.refuse()
+    payloads = Payloads()
+    exporter = make_exporter(principal.url, payloads, interval=0.03)
+    exporter.start()
+    wait_for(lambda: len(payloads.produced) >= 8 and exporter.stats.failures >= 5, "an outage of several intervals")
+    assert principal.requests() == []
+    assert exporter.stats.pending >= 7
+    principal.accept()
+    wait_for(lambda: exporter.stats.pending == 0, "the backlog to drain")
+    assert exporter.shutdown(timeout=2.0) is True
+    stats = exporter.stats
+    delivered = [b["seq"] for b in principal.delivered()]
+    assert delivered == payloads.produced == list(range(len(payloads.produced)))
+    assert stats.sent == len(delivered)
+    assert stats.dropped == 0
+    assert stats.retries >= 5
+    assert stats.failures == stats.retries
+    assert stats.attempts == stats.sent + stats.failures
+
+
+def test_5xx_is_retried_until_accepted(principal: Principal, make_exporter: Any) -> None:
+    """503 and 500 keep the payload; it is retried and delivered once the principal answers 200."""
+    principal.script(Reply(503), Reply(500))
+    exporter = make_exporter(principal.url, Payloads())
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent == 1, "delivery after two 5xx")
+    requests = principal.requests()
+    assert [r.status for r in requests] == [503, 500, 200]
+    assert len({r.body for r in requests}) == 1
+    stats = exporter.stats
+    assert (stats.attempts, stats.failures, stats.retries, stats.dropped, stats.pending) == (3, 2, 2, 0, 0)
+
+
+def test_backoff_doubles_with_full_jitter_and_cap(principal: Principal, make_exporter: Any) -> None:
+    """Retry delays are uniform(0, cap) from the injected rng, cap = initial_backoff doubling up to max_backoff."""
+    principal.script(*[Reply(503)] * 5)
+    fake = FakeTime()
+    exporter = make_exporter(
+        principal.url,
+        Payloads(limit=1),
+        interval=1000.0,
+        initial_backoff=1.0,
+        max_backoff=4.0,
+        clock=fake.clock,
+        sleep=fake.sleep,
+        rng=random.Random(7),
+    )
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent == 1, "delivery after five 503s")
+    reference = random.Random(7)
+    expected = [reference.uniform(0.0, cap) for cap in (1.0, 2.0, 4.0, 4.0, 4.0)]
+    assert fake.sleeps[:5] == pytest.approx(expected)
+    assert exporter.stats.retries == 5
+
+
+def test_connection_timeout_is_retried(principal: Principal, make_exporter: Any) -> None:
+    """A principal slower than the socket timeout counts a failure and the payload is retried, not lost."""
+    principal.script(Reply(hang=True))
+    exporter = make_exporter(principal.url, Payloads(), timeout=0.2)
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent == 1, "delivery after a timeout")
+    stats = exporter.stats
+    assert stats.failures == 1 and stats.retries == 1 and stats.dropped == 0
+
+
+def test_429_waits_retry_after_seconds(principal: Principal, make_exporter: Any) -> None:
+    """429 with Retry-After: 7 delays the next attempt by exactly 7 s on the injected clock; counted as rate limited."""
+    fake = FakeTime()
+    principal.clock = fake.clock
+    principal.script(Reply(429, {"Retry-After": "7"}))
+    exporter = make_exporter(principal.url, Payloads(limit=1), interval=1000.0, clock=fake.clock, sleep=fake.sleep)
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent == 1, "delivery after 429")
+    first, second = principal.requests()
+    assert (first.status, second.status) == (429, 200)
+    assert second.at - first.at == pytest.approx(7.0)
+    assert first.body == second.body
+    assert exporter.stats.rate_limited == 1
+
+
+def test_429_honours_retry_after_http_date(principal: Principal, make_exporter: Any) -> None:
+    """Retry-After given as an HTTP date is converted to a delay from now."""
+    fake = FakeTime()
+    principal.clock = fake.clock
+    principal.script(Reply(429, {"Retry-After": email.utils.formatdate(time.time() + 30, usegmt=True)}))
+    exporter = make_exporter(principal.url, Payloads(limit=1), interval=1000.0, clock=fake.clock, sleep=fake.sleep)
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent == 1, "delivery after 429")
+    first, second = principal.requests()
+    assert 28.0 <= second.at - first.at <= 31.0
+
+
+def test_429_retry_after_in_real_time(principal: Principal, make_exporter: Any) -> None:
+    """With the default clock and wait, the next attempt comes no sooner than Retry-After (1 s) later."""
+    principal.script(Reply(429, {"Retry-After": "1"}))
+    exporter = make_exporter(principal.url, Payloads())
+    exporter.send_now()
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent == 1, "delivery after 429")
+    first, second = principal.requests()
+    assert 1.0 <= second.at - first.at < 2.0
+
+
+def test_retry_after_parsing() -> None:
+    """Retry-After accepts delta seconds or an HTTP date; invalid values fall back to backoff (None)."""
+    assert _retry_after_seconds("12") == 12.0
+    assert _retry_after_seconds(" 3 ") == 3.0
+    assert _retry_after_seconds("-4") == 0.0
+    assert _retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412480.0 - 10) == 10.0
+    assert _retry_after_seconds("soon") is None
+    assert _retry_after_seconds("nan") is None
+    assert _retry_after_seconds(None) is None
+    assert _retry_after_seconds("99999999") == 3600.0
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failure_drops_and_logs_once_without_token(
+    principal: Principal, make_exporter: Any, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """401/403 drop each payload after one attempt, log one error naming endpoint and status, never the token."""
+    caplog.set_level(logging.DEBUG)
+    principal.default = Reply(status)
+    exporter = make_exporter(principal.url, Payloads())
+    exporter.start()
+    for _ in range(3):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.dropped == 3, "three rejected payloads")
+    stats = exporter.stats
+    assert len(principal.requests()) == 3
+    assert (stats.auth_failures, stats.retries, stats.pending, stats.sent) == (3, 0, 0, 0)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    message = errors[0].getMessage()
+    assert exporter.url in message and str(status) in message
+    assert TOKEN not in caplog.text
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
+def test_each_auth_status_logged_once(
+    principal: Principal, make_exporter: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401 then 403: one error line per status, later payloads still attempted."""
+    caplog.set_level(logging.DEBUG)
+    principal.script(Reply(401), Reply(401), Reply(403), Reply(403))
+    exporter = make_exporter(principal.url, Payloads())
+    exporter.start()
+    for _ in range(5):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.sent == 1 and exporter.stats.dropped == 4, "four rejections then a delivery")
+    assert [b["seq"] for b in principal.delivered()] == [4]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2
+    assert "401" in errors[0] and "403" in errors[1]
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("status", [400, 404, 413])
+def test_other_4xx_drops_payload_and_logs_once(
+    principal: Principal, make_exporter: Any, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """Other 4xx responses drop the payload (counted, not retried), log once, and later payloads go through."""
+    caplog.set_level(logging.DEBUG)
+    principal.script(Reply(status), Reply(status))
+    exporter = make_exporter(principal.url, Payloads())
+    exporter.start()
+    for _ in range(3):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.sent == 1, "the third payload delivered")
+    stats = exporter.stats
+    assert (stats.dropped, stats.retries, stats.auth_failures, stats.failures) == (2, 0, 0, 2)
+    assert [b["seq"] for b in principal.delivered()] == [2]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(status) in errors[0] and exporter.url in errors[0]
+
+
+def test_buffer_overflow_drops_oldest_and_counts(principal: Principal, make_exporter: Any) -> None:
+    """A full buffer evicts its oldest payload, counts it in dropped, and keeps the newest."""
+
+    class MaxJitter(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
+    principal.default = Reply(503)
+    payloads = Payloads()
+    exporter = make_exporter(
+        principal.url, payloads, buffer_size=3, initial_backoff=60.0, max_backoff=60.0, rng=MaxJitter()
+    )
+    exporter.start()
+    for _ in range(6):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.dropped == 3, "three evictions")
+    assert exporter.stats.pending == 3
+    principal.default = Reply(200)
+    assert exporter.shutdown(timeout=2.0) is True
+    assert [b["seq"] for b in principal.delivered()] == [3, 4, 5]
+    assert exporter.stats.dropped == 3
+    assert exporter.stats.sent == 3
+
+
+def test_shutdown_returns_within_timeout_when_principal_hangs(principal: Principal, make_exporter: Any) -> None:
+    """With a request stuck in a hung principal, shutdown returns False within its timeout; callers never block."""
+    principal.default = Reply(hang=True)
+    exporter = make_exporter(principal.url, Payloads(), timeout=5.0)
+    exporter.start()
+    exporter.send_now()
+    wait_for(lambda: len(principal.requests()) == 1, "the request to be in flight")
+    began = time.monotonic()
+    exporter.send_now()
+    exporter.start()
+    _ = exporter.stats
+    assert time.monotonic() - began < 0.05
+    began = time.monotonic()
+    assert exporter.shutdown(timeout=0.5) is False
+    assert time.monotonic() - began < 0.8
+    assert exporter.stats.pending == 1
+
+
+def test_shutdown_final_attempt_is_bounded_by_timeout(principal: Principal, make_exporter: Any) -> None:
+    """An exporter never started still delivers on shutdown; against a hung principal it gives up within the timeout."""
+    principal.default = Reply(hang=True)
+    exporter = make_exporter(principal.url, Payloads(), timeout=5.0)
+    exporter.send_now()
+    began = time.monotonic()
+    assert exporter.shutdown(timeout=0.4) is False
+    assert time.monotonic() - began < 0.7
+    assert len(principal.requests()) == 1
+
+
+def test_shutdown_delivers_pending_and_requested(principal: Principal, make_exporter: Any) -> None:
+    """shutdown collects outstanding send_now requests and delivers them before returning True."""
+    exporter = make_exporter(principal.url, Payloads())
+    exporter.send_now()
+    exporter.send_now()
+    assert exporter.shutdown(timeout=2.0) is True
+    assert [b["seq"] for b in principal.delivered()] == [0, 1]
+    assert exporter.shutdown(timeout=0.1) is True
+    exporter.send_now()
+    exporter.start()
+    assert exporter.stats.pending == 0
+
+
+def test_start_is_idempotent(principal: Principal, make_exporter: Any) -> None:
+    """Calling start twice runs one thread."""
+    before = set(threading.enumerate())
+    exporter = make_exporter(principal.url, Payloads())
+    exporter.start()
+    exporter.start()
+    started = [t for t in threading.enumerate() if t not in before and t.name == "otel-telemetry-principal"]
+    assert len(started) == 1
+
+
+def test_raising_payload_is_contained(
+    principal: Principal, make_exporter: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A payload callable that raises is logged once, counted as a failure, and the loop keeps sending."""
+    caplog.set_level(logging.DEBUG)
+    calls = {"n": 0}
+
+    def payload() -> Mapping[str, object]:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise RuntimeError("snapshot not ready")
+        return {"n": calls["n"]}
+
+    exporter = make_exporter(principal.url, payload, interval=0.02)
+    exporter.start()
+    wait_for(lambda: exporter.stats.sent >= 1, "a delivery after three failures")
+    assert exporter.stats.failures == 3
+    assert principal.delivered()[0] == {"n": 4}
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "snapshot not ready" in errors[0].getMessage()
+
+
+def test_unserialisable_and_nan_payloads(principal: Principal, make_exporter: Any) -> None:
+    """NaN becomes null; a payload JSON cannot encode is counted as a failure instead of raising."""
+    payloads: deque[Any] = deque([{"p99": float("nan"), "ok": 1.5}, {"bad": object()}, ["not", "a", "mapping"]])
+    exporter = make_exporter(principal.url, lambda: payloads.popleft() if payloads else None)
+    exporter.start()
+    for _ in range(3):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.sent + exporter.stats.failures == 3, "three payloads handled")
+    assert principal.delivered() == [{"p99": None, "ok": 1.5}]
+    assert exporter.stats.failures == 2
+    assert encode_payload({"a": [1, float("inf")]}) == b'{"a":[1,null]}'
+
+
+def test_token_never_in_repr_or_errors(principal: Principal) -> None:
+    """repr shows the endpoint but not the token; invalid tokens are rejected without echoing them."""
+    exporter = PrincipalExporter(endpoint=principal.url, token=TOKEN, payload=dict)
+    assert principal.url in repr(exporter) and TOKEN not in repr(exporter)
+    with pytest.raises(ValueError) as raised:
+        PrincipalExporter(endpoint=principal.url, token=TOKEN + "\r\nX: y", payload=dict)
+    assert TOKEN not in str(raised.value) and "token" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("endpoint", "ftp://example.com"),
+        ("endpoint", "example.com"),
+        ("endpoint", "http://example.com/?x=1"),
+        ("interval", 0),
+        ("interval", float("inf")),
+        ("buffer_size", 0),
+        ("buffer_size", 2.5),
+        ("timeout", -1),
+        ("initial_backoff", 0),
+        ("max_backoff", 0.001),
+    ],
+)
+def test_invalid_arguments_raise_naming_them(argument: str, value: object) -> None:
+    """Construction rejects a bad argument with a ValueError naming it and its value."""
+    settings: dict[str, Any] = {"endpoint": "http://127.0.0.1:9", "token": None, "payload": dict, argument: value}
+    with pytest.raises(ValueError, match=argument) as raised:
+        PrincipalExporter(**settings)
+    assert repr(value) in str(raised.value)
+
+
+def test_endpoint_credentials_rejected_without_echo() -> None:
+    """A URL with user:password is refused and the password is not echoed."""
+    with pytest.raises(ValueError, match="credentials") as raised:
+        PrincipalExporter(endpoint="https://user:hunter2@example.com", token=None, payload=dict)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_self_telemetry_counters(principal: Principal, make_exporter: Any) -> None:
+    """With a meter, the exporter counters appear in a real MeterProvider's InMemoryMetricReader, exporter=principal."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        principal.script(Reply(503), Reply(400))
+        exporter = make_exporter(principal.url, Payloads(), meter=provider.get_meter("test"))
+        exporter.start()
+        exporter.send_now()
+        exporter.send_now()
+        wait_for(lambda: exporter.stats.sent == 1 and exporter.stats.dropped == 1, "a 503, a 400 and a delivery")
+        data = reader.get_metrics_data()
+        assert data is not None
+        found: dict[str, tuple[str, float, dict[str, Any]]] = {}
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    (point,) = metric.data.data_points
+                    assert isinstance(point, NumberDataPoint)
+                    found[metric.name] = (metric.unit or "", point.value, dict(point.attributes or {}))
+        expected = {"attempts": 3, "failures": 2, "retries": 1, "dropped": 1, "pending": 0}
+        for name, count in expected.items():
+            unit, observed, attributes = found[f"telemetry.exporter.{name}"]
+            assert (unit, observed, attributes) == ("{payload}", count, {"exporter": "principal"}), name
+        assert TOKEN not in data.to_json()
+    finally:
+        provider.shutdown()
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_verifies_certificates_by_default(
+    principal: Principal, make_exporter: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An untrusted certificate fails by default (kept for retry); an ssl_context trusting it delivers."""
+    cert, key = _self_signed(tmp_path)
+    principal.refuse()
+    principal.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    principal.tls.load_cert_chain(cert, key)
+    principal.accept()
+    endpoint = principal.url
+    assert endpoint.startswith("https://")
+
+    caplog.set_level(logging.WARNING)
+    default = make_exporter(endpoint, Payloads())
+    default.send_now()
+    default.start()
+    wait_for(lambda: default.stats.failures >= 1, "a verification failure")
+    assert default.stats.sent == 0 and default.stats.pending == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+    default.shutdown(timeout=0.5)
+
+    trusting = make_exporter(endpoint, Payloads(), ssl_context=ssl.create_default_context(cafile=str(cert)))
+    trusting.send_now()
+    trusting.start()
+    wait_for(lambda: trusting.stats.sent == 1, "delivery over verified TLS")
+    assert principal.delivered()[-1]["seq"] == 0
