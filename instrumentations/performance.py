@@ -201,6 +201,11 @@ class PerformanceMonitor(Monitor):
 
     # -- reading ----------------------------------------------------------------------------------------------------
     @property
+    def phases_overflowed(self) -> int:
+        """Phase names reported under ``_overflow`` because ``max_phases`` was reached."""
+        return self._phase_names.overflowed
+
+    @property
     def ticks(self) -> int:
         """Ticks started since creation."""
         return self._ticks

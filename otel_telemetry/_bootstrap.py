@@ -32,9 +32,12 @@ from instrumentations.performance import PerformanceMonitor
 from otel_telemetry._config import TelemetryConfig
 from otel_telemetry._events import Event, EventRecorder
 from otel_telemetry._facade import MetricsFacade
+from otel_telemetry._files import SnapshotFileWriter
 from otel_telemetry._health import HealthRegistry, HealthStatus
 from otel_telemetry._http import MetricsHTTPServer
+from otel_telemetry._principal import PrincipalExporter
 from otel_telemetry._producer import HistogramProducer, ProducingReaderMixin
+from otel_telemetry._selftelemetry import CollectionStats, CountingExporter, ExportCounts, register_self_telemetry
 from otel_telemetry._readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
 from otel_telemetry._snapshot import History, ServerMetrics, build_server_metrics
 from otel_telemetry._tracing import HandlerTelemetry, bind_handler_telemetry, bound_handler_telemetry
@@ -83,7 +86,7 @@ def build_resource(config: TelemetryConfig) -> Resource:
     )
 
 
-def _otlp_reader(config: TelemetryConfig) -> MetricReader | None:
+def _otlp_reader(config: TelemetryConfig, counts: ExportCounts) -> MetricReader | None:
     if config.otlp_endpoint is None:
         return None
     endpoint = config.otlp_endpoint
@@ -98,7 +101,40 @@ def _otlp_reader(config: TelemetryConfig) -> MetricReader | None:
         if not endpoint.endswith("/v1/metrics"):
             endpoint = endpoint.rstrip("/") + "/v1/metrics"
         exporter = HttpExporter(endpoint=endpoint)
-    return ProducingPeriodicReader(exporter)
+    return ProducingPeriodicReader(CountingExporter(exporter, counts))
+
+
+class _PrincipalCounts:
+    """Export attempts/failures of the principal exporter, for self-telemetry."""
+
+    name = "principal"
+
+    def __init__(self, exporter: PrincipalExporter) -> None:
+        self._exporter = exporter
+
+    @property
+    def attempts(self) -> int:
+        return self._exporter.stats.attempts
+
+    @property
+    def failures(self) -> int:
+        return self._exporter.stats.failures
+
+
+class _SnapshotReader(ProducingPeriodicReader):
+    """The periodic in-process reader; it also times its collections for self-telemetry."""
+
+    stats: CollectionStats | None = None
+
+    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]  # timing wrapper only
+        stats = self.stats
+        if stats is not None:
+            stats.started()
+        try:
+            super().collect(timeout_millis=timeout_millis)
+        finally:
+            if stats is not None:
+                stats.finished()
 
 
 class Telemetry:
@@ -159,14 +195,21 @@ class Telemetry:
             self.events = EventRecorder(None)
             return
         self._producer = HistogramProducer(InstrumentationScope(SCOPE_NAME, _instrumentations_version))
-        snapshot_reader = ProducingPeriodicReader(self._latest, export_interval_millis=interval * 1000)
+        self._collection_stats = CollectionStats()
+        snapshot_reader = _SnapshotReader(self._latest, export_interval_millis=interval * 1000)
+        snapshot_reader.stats = self._collection_stats
+        self._export_counts: list[Any] = []
         self._readers.append(snapshot_reader)
         if config.enable_prometheus_endpoint:
             self._prometheus = PrometheusReader()
             self._readers.append(self._prometheus)
-        otlp = _otlp_reader(config)
+        if self._prometheus is not None:
+            self._export_counts.append(self._prometheus.export_counts)
+        otlp_counts = ExportCounts("otlp")
+        otlp = _otlp_reader(config, otlp_counts)
         if otlp is not None:
             self._readers.append(otlp)
+            self._export_counts.append(otlp_counts)
         self._readers.extend(metric_readers)
         for reader in self._readers:
             if not isinstance(reader, ProducingReaderMixin):
@@ -203,6 +246,29 @@ class Telemetry:
         bind_handler_telemetry(self._handlers)
         self.logger_provider = SdkLoggerProvider(resource=self.resource)
         self.events = EventRecorder(self.logger_provider.get_logger("otel_telemetry.events", __version__))
+        register_self_telemetry(
+            self.meter_provider.get_meter("otel_telemetry.self", __version__),
+            self._collection_stats,
+            self._export_counts,
+            [self._drops],
+        )
+        self._principal: PrincipalExporter | None = None
+        if config.api_endpoint is not None:
+            self._principal = PrincipalExporter(
+                endpoint=config.api_endpoint,
+                token=config.server_token,
+                payload=lambda: self.get_current_metrics().to_dict(),
+                interval=config.api_send_interval,
+                buffer_size=config.api_buffer_size,
+            )
+            self._export_counts.append(_PrincipalCounts(self._principal))
+            self._principal.start()
+        self._snapshot_file: SnapshotFileWriter | None = None
+        if config.snapshot_file is not None:
+            self._snapshot_file = SnapshotFileWriter(
+                config.snapshot_file,
+                format=config.snapshot_file_format,  # type: ignore[arg-type]
+            )
         self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
         self.health.start()
         # Each periodic collection also becomes a ServerMetrics snapshot in the history ring.
@@ -261,6 +327,30 @@ class Telemetry:
         """
         return self.events.record_event(name, attributes, severity)
 
+    def _drops(self) -> list[tuple[str, str, int]]:
+        """Everything dropped so far, as ``(source, reason, count)``."""
+        found: list[tuple[str, str, int]] = []
+        for monitor in self.monitors():
+            source = monitor.section.value
+            found += [(source, f"invalid:{call}", n) for call, n in monitor.rejected.items()]
+            if monitor.callback_errors:
+                found.append((source, "callback_error", monitor.callback_errors))
+        found.append(("network", "player_overflow", self.network.players_overflowed))
+        found.append(("game", "attribute_overflow", self.game.overflowed))
+        found.append(("performance", "phase_overflow", self.performance.phases_overflowed))
+        found += [("metrics", f"invalid:{call}", n) for call, n in self.metrics.rejected.items()]
+        found.append(("metrics", "tag_overflow", self.metrics.overflowed))
+        found.append(("events", "buffer_full", self.events.dropped))
+        found.append(("producer", "source_failure", self._producer.failures))
+        if self._principal is not None:
+            stats = self._principal.stats
+            found.append(("principal", "buffer_full_or_rejected", stats.dropped))
+        if self._snapshot_file is not None:
+            found.append(("snapshot_file", "io_error", self._snapshot_file.errors))
+        if self._prometheus is not None:
+            found.append(("prometheus", "unrepresentable", self._prometheus.dropped_points))
+        return found
+
     def _own_health(self) -> tuple[HealthStatus, str]:
         """Telemetry's own component: degraded when collections are late or exports fail."""
         problems = []
@@ -278,9 +368,18 @@ class Telemetry:
             return HealthStatus.DEGRADED, "; ".join(problems)
         return HealthStatus.HEALTHY, "collecting"
 
-    def _on_collection(self, _metrics_data: MetricsData) -> None:
+    def _on_collection(self, metrics_data: MetricsData) -> None:
         self._last_collection = time.monotonic()
-        self._history.append(build_server_metrics(self))
+        snapshot = build_server_metrics(self)
+        self._history.append(snapshot)
+        writer = self._snapshot_file
+        if writer is not None:
+            if writer.format == "jsonl":
+                writer.write(snapshot.to_dict())
+            else:
+                from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+                writer.write(encode_metrics(metrics_data).SerializeToString())
 
     def get_current_metrics(self) -> ServerMetrics:
         """The latest :class:`ServerMetrics` snapshot (taken every ``collection_interval``).
@@ -331,6 +430,9 @@ class Telemetry:
         if self._http is not None:
             self._http.shutdown(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
         self.health.stop(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+        if getattr(self, "_principal", None) is not None:
+            # One last bounded attempt to deliver what is pending, within half of what is left.
+            self._principal.shutdown(timeout=max(0.0, deadline - time.monotonic()) / 2)  # type: ignore[union-attr]
         if self._handlers is not None and bound_handler_telemetry() is self._handlers:
             bind_handler_telemetry(None)
 
@@ -353,6 +455,8 @@ class Telemetry:
         stopper = threading.Thread(target=stop_providers, name="otel-telemetry-shutdown", daemon=True)
         stopper.start()
         stopper.join(max(0.0, deadline - time.monotonic()))
+        if getattr(self, "_snapshot_file", None) is not None:
+            self._snapshot_file.close()  # type: ignore[union-attr]
         # Detach only now: the providers' final collection above must still see every instrument.
         for monitor in self.monitors():
             monitor.detach()

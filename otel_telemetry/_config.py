@@ -95,6 +95,13 @@ def _parse_text(field: str, value: object) -> str:
 
 
 _PROTOCOLS = ("grpc", "http/protobuf")
+_FILE_FORMATS = ("jsonl", "otlp")
+
+
+def _parse_file_format(field: str, value: object) -> str:
+    if not isinstance(value, str) or value.strip() not in _FILE_FORMATS:
+        raise _bad(field, value, f"expected one of {', '.join(_FILE_FORMATS)}")
+    return value.strip()
 
 
 def _parse_protocol(field: str, value: object) -> str:
@@ -140,6 +147,9 @@ _FIELDS: tuple[str, ...] = (
     "enable_hardware_metrics",
     "otlp_endpoint",
     "otlp_protocol",
+    "api_buffer_size",
+    "snapshot_file",
+    "snapshot_file_format",
     "enabled",
 )
 
@@ -175,6 +185,9 @@ class TelemetryConfig:
     enable_hardware_metrics: bool
     otlp_endpoint: str | None
     otlp_protocol: str
+    api_buffer_size: int
+    snapshot_file: str | None
+    snapshot_file_format: str
     enabled: bool
 
     def __init__(
@@ -197,6 +210,9 @@ class TelemetryConfig:
         enable_hardware_metrics: bool | None = None,
         otlp_endpoint: str | None = None,
         otlp_protocol: str | None = None,
+        api_buffer_size: int | None = None,
+        snapshot_file: str | None = None,
+        snapshot_file_format: str | None = None,
         enabled: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -341,6 +357,17 @@ class TelemetryConfig:
             self,
             "otlp_protocol",
             pick("otlp_protocol", otlp_protocol, protocol_env, "http/protobuf", _parse_protocol),
+        )
+        set_(
+            self,
+            "api_buffer_size",
+            pick("api_buffer_size", api_buffer_size, env.API_BUFFER_SIZE, 120, lambda f, v: _parse_int(f, v, 1)),
+        )
+        set_(self, "snapshot_file", pick("snapshot_file", snapshot_file, env.SNAPSHOT_FILE, None, _parse_text))
+        set_(
+            self,
+            "snapshot_file_format",
+            pick("snapshot_file_format", snapshot_file_format, env.SNAPSHOT_FILE_FORMAT, "jsonl", _parse_file_format),
         )
         # OTEL_SDK_DISABLED=true turns the SDK off; the keyword wins over it, as everywhere.
         if enabled is not None:

@@ -38,6 +38,13 @@ ATTRIBUTE_LIMIT = PREFIX + "ATTRIBUTE_LIMIT"
 #: ``TelemetryConfig.enable_hardware_metrics`` (true/false, default true).
 ENABLE_HARDWARE_METRICS = PREFIX + "ENABLE_HARDWARE_METRICS"
 
+#: ``TelemetryConfig.api_buffer_size``: payloads kept for the API principal while it is unreachable (default 120).
+API_BUFFER_SIZE = PREFIX + "API_BUFFER_SIZE"
+#: ``TelemetryConfig.snapshot_file``: append every snapshot to this file (rotated by size); unset = off.
+SNAPSHOT_FILE = PREFIX + "SNAPSHOT_FILE"
+#: ``TelemetryConfig.snapshot_file_format``: ``jsonl`` (the JSON payload per line) or ``otlp`` (length-delimited).
+SNAPSHOT_FILE_FORMAT = PREFIX + "SNAPSHOT_FILE_FORMAT"
+
 # Standard OpenTelemetry variables we honour.
 OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
 OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
@@ -63,4 +70,7 @@ OWN_VARIABLES = (
     MAX_TRACKED_PLAYERS,
     ATTRIBUTE_LIMIT,
     ENABLE_HARDWARE_METRICS,
+    API_BUFFER_SIZE,
+    SNAPSHOT_FILE,
+    SNAPSHOT_FILE_FORMAT,
 )

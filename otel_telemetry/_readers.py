@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from otel_telemetry._producer import ProducingReaderMixin
+from otel_telemetry._selftelemetry import ExportCounts
 from otel_telemetry.catalog import CATALOG
 
 _logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class PrometheusReader(ProducingReaderMixin, PrometheusMetricReader):
         )
         self.dropped_points = 0
         self.scrape_failures = 0
+        self.export_counts = ExportCounts("prometheus")
         inner = self._collector
         self.registry.unregister(inner)
         self._guard = _GuardedCollector(inner, self._count_scrape_failure)
@@ -97,11 +99,13 @@ class PrometheusReader(ProducingReaderMixin, PrometheusMetricReader):
 
     def _count_scrape_failure(self) -> None:
         self.scrape_failures += 1
+        self.export_counts.record(False)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         merged = self._merge_produced(metrics_data)
         if merged is None:
             return
+        self.export_counts.record(True)  # one scrape served
         super()._receive_metrics(self._for_prometheus(merged), timeout_millis=timeout_millis, **kwargs)
 
     def _for_prometheus(self, metrics_data: MetricsData) -> MetricsData:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import json
 import subprocess
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pytest
 from conftest import http_get
 from prometheus_client.parser import text_string_to_metric_families
 from test_prometheus import _promtool
@@ -137,3 +142,88 @@ def test_handlers_are_unbound_after_shutdown(make_telemetry: Callable[..., Telem
     telemetry.shutdown()
     assert bound_handler_telemetry() is None
     assert handle_move("p", 1.0) == 2.0
+
+
+class _Principal(http.server.ThreadingHTTPServer):
+    bodies: list[tuple[str, dict[str, str], dict[str, object]]]
+
+
+class _PrincipalHandler(http.server.BaseHTTPRequestHandler):
+    server: _Principal
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.bodies.append((self.path, dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def principal() -> Iterator[_Principal]:
+    """A recording API principal on 127.0.0.1."""
+    server = _Principal(("127.0.0.1", 0), _PrincipalHandler)
+    server.bodies = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_snapshots_are_pushed_to_the_api_principal(
+    make_telemetry: Callable[..., Telemetry], principal: _Principal
+) -> None:
+    """With api_endpoint set, snapshots are POSTed to /api/v1/telemetry with the bearer token, in order."""
+    token = "server-token-123"
+    telemetry = make_telemetry(
+        api_endpoint=f"http://127.0.0.1:{principal.server_address[1]}",
+        server_token=token,
+        server_id="server-001",
+        collection_interval=0.1,
+        api_send_interval=0.2,
+    )
+    telemetry.network.player_ping("p1", 40.0)
+    deadline = time.monotonic() + 10
+    while len(principal.bodies) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(principal.bodies) >= 2
+    path, headers, body = principal.bodies[0]
+    assert path == "/api/v1/telemetry"
+    assert headers["Authorization"] == f"Bearer {token}"
+    assert headers["Content-Type"] == "application/json"
+    assert body["server_id"] == "server-001"
+    assert set(body) >= {"server_id", "timestamp", "hardware", "network", "performance", "game"}
+    stamps = [b["timestamp"] for _, _, b in principal.bodies]
+    assert stamps == sorted(stamps)
+    assert token not in repr(telemetry) and token not in repr(telemetry.config)
+
+
+def test_snapshots_are_appended_to_a_file(make_telemetry: Callable[..., Telemetry], tmp_path: Path) -> None:
+    """snapshot_file appends one JSON payload per collection, readable back."""
+    from otel_telemetry._files import read_jsonl
+
+    path = tmp_path / "snapshots.jsonl"
+    telemetry = make_telemetry(snapshot_file=str(path), collection_interval=3600, server_id="file-1")
+    telemetry.collect()
+    telemetry.collect()
+    telemetry.shutdown()
+    records = list(read_jsonl(path))
+    assert len(records) >= 2 and all(r["server_id"] == "file-1" for r in records)
+
+
+def test_self_telemetry_counts_collections_exports_and_drops(make_telemetry: Callable[..., Telemetry]) -> None:
+    """telemetry_* metrics: collections run, scrapes served, and dropped values by source and reason."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True)
+    telemetry.network.packet_latency(float("nan"))
+    telemetry.collect()
+    assert telemetry.prometheus_url is not None
+    http_get(telemetry.prometheus_url)
+    samples = _samples(http_get(telemetry.prometheus_url)[2].decode())
+    assert samples[("telemetry_collections_total", ())] >= 1
+    assert samples[("telemetry_exporter_attempts_total", (("exporter", "prometheus"),))] >= 1
+    assert samples[("telemetry_dropped_total", (("reason", "invalid:packet_latency"), ("source", "network")))] == 1
+    assert ("telemetry_collection_duration_seconds", ()) in samples
