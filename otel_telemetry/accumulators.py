@@ -314,10 +314,32 @@ def difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> His
     )
 
 
+_CHUNK = 64
+
+
 def sparse_difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> tuple[tuple[int, int], ...]:
-    """``(slot, count)`` pairs recorded between two cumulative snapshots (C-speed passes, no Python loop)."""
-    delta = list(newer.counts) if older is None else list(map(sub, newer.counts, older.counts))
-    return tuple(zip(itertools.compress(itertools.count(), delta), itertools.compress(delta, delta), strict=True))
+    """``(slot, count)`` pairs recorded between two cumulative snapshots.
+
+    Most slots do not change between two collections, so the slots are compared in chunks first (a slice
+    comparison runs in C) and only chunks that differ are subtracted slot by slot.
+    """
+    counts = newer.counts
+    if older is None:
+        return tuple(
+            zip(itertools.compress(itertools.count(), counts), itertools.compress(counts, counts), strict=True)
+        )
+    before = older.counts
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(counts), _CHUNK):
+        end = start + _CHUNK
+        chunk = counts[start:end]
+        previous = before[start:end]
+        if chunk != previous:
+            delta = list(map(sub, chunk, previous))
+            pairs.extend(
+                zip(itertools.compress(itertools.count(start), delta), itertools.compress(delta, delta), strict=True)
+            )
+    return tuple(pairs)
 
 
 class SlidingWindow:
