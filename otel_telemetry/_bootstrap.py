@@ -152,6 +152,11 @@ class Telemetry:
     Each call to :func:`setup_telemetry` gives an independent handle with its own providers, readers and HTTP
     server; handles share nothing, so tests and multi-server processes may create many. Use ``shutdown()`` (or
     the handle as a context manager) to stop it.
+
+    The monitors are attached the way the ``opentelemetry_instrumentor`` entry points attach them
+    (``instrumentations._wiring.attach_monitor``), but per handle: OpenTelemetry instrumentors are process-wide
+    singletons, which would make a second handle impossible. The entry-point instrumentors serve
+    ``opentelemetry-instrument`` style auto-instrumentation, with one monitor per process.
     """
 
     def __init__(self, config: TelemetryConfig, metric_readers: Sequence[MetricReader] = ()) -> None:
