@@ -15,11 +15,13 @@ from typing import Any, cast
 
 from opentelemetry.metrics import Meter, MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NoOpTracerProvider, Tracer, TracerProvider
 
@@ -102,6 +104,24 @@ def _otlp_reader(config: TelemetryConfig, counts: ExportCounts) -> MetricReader 
             endpoint = endpoint.rstrip("/") + "/v1/metrics"
         exporter = HttpExporter(endpoint=endpoint)
     return ProducingPeriodicReader(CountingExporter(exporter, counts))
+
+
+def _otlp_trace_and_log_exporters(config: TelemetryConfig) -> tuple[Any, Any] | None:
+    """OTLP span and log exporters for the configured endpoint (traces from @traced, events as log records)."""
+    if config.otlp_endpoint is None:
+        return None
+    base = config.otlp_endpoint.rstrip("/")
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+
+        insecure = base.startswith("http://")
+        return GrpcSpans(endpoint=base, insecure=insecure), GrpcLogs(endpoint=base, insecure=insecure)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+
+    base = base.removesuffix("/v1/metrics")
+    return HttpSpans(endpoint=base + "/v1/traces"), HttpLogs(endpoint=base + "/v1/logs")
 
 
 class _PrincipalCounts:
@@ -250,6 +270,11 @@ class Telemetry:
         )
         bind_handler_telemetry(self._handlers)
         self.logger_provider = SdkLoggerProvider(resource=self.resource)
+        otlp_exporters = _otlp_trace_and_log_exporters(config)
+        if otlp_exporters is not None:
+            span_exporter, log_exporter = otlp_exporters
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+            self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
         self.events = EventRecorder(self.logger_provider.get_logger("otel_telemetry.events", __version__))
         register_self_telemetry(
             self.meter_provider.get_meter("otel_telemetry.self", __version__),

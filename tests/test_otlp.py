@@ -13,12 +13,20 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from otel_telemetry import Telemetry
+from otel_telemetry import Telemetry, traced
+
+
+@traced("rpc.join")
+def _join(player: str) -> str:
+    return player
 
 
 class _Receiver(http.server.ThreadingHTTPServer):
     requests: list[ExportMetricsServiceRequest]
+    spans: list[ExportTraceServiceRequest]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -30,6 +38,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         if self.path == "/v1/metrics":
             self.server.requests.append(ExportMetricsServiceRequest.FromString(body))
+        elif self.path == "/v1/traces":
+            self.server.spans.append(ExportTraceServiceRequest.FromString(body))
         reply = ExportMetricsServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -46,6 +56,7 @@ def receiver() -> Iterator[_Receiver]:
     """An OTLP/HTTP metrics receiver on 127.0.0.1."""
     server = _Receiver(("127.0.0.1", 0), _Handler)
     server.requests = []
+    server.spans = []
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server
@@ -54,7 +65,7 @@ def receiver() -> Iterator[_Receiver]:
     thread.join(5)
 
 
-def test_metrics_arrive_over_otlp_http(make_telemetry: Callable[..., Telemetry], receiver: _Receiver) -> None:
+def test_metrics_arrive_over_otlp_http(receiver: _Receiver, make_telemetry: Callable[..., Telemetry]) -> None:
     """With otlp_endpoint set, shutdown's final export delivers our histograms and gauges to the receiver."""
     port = receiver.server_address[1]
     telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{port}", server_id="otlp-1")
@@ -82,3 +93,53 @@ def test_metrics_arrive_over_otlp_http(make_telemetry: Callable[..., Telemetry],
     assert packets.is_monotonic
     received = [p for p in packets.data_points if p.attributes[0].value.string_value == "received"]
     assert received[0].as_int == 5
+
+
+def _histogram_points(receiver: _Receiver, name: str) -> list[object]:
+    return [
+        point
+        for request in receiver.requests
+        for rm in request.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+        for point in m.histogram.data_points
+    ]
+
+
+def test_delta_temporality_is_selected_by_the_standard_variable(
+    receiver: _Receiver, make_telemetry: Callable[..., Telemetry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta: our histograms are exported as deltas."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    # Monitors refresh at most every collection_interval / 2; wait past that between the two exports.
+    telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}", collection_interval=0.1)
+    otlp_reader = telemetry._readers[-1]
+    for _ in range(4):
+        telemetry.performance.record_tick(0.010)
+    time.sleep(0.06)
+    otlp_reader.force_flush()
+    for _ in range(2):
+        telemetry.performance.record_tick(0.010)
+    time.sleep(0.06)
+    otlp_reader.force_flush()
+    metric = next(
+        m
+        for request in receiver.requests
+        for rm in request.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "server.tick.duration"
+    )
+    assert metric.histogram.aggregation_temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+    counts = [p.count for p in _histogram_points(receiver, "server.tick.duration")]  # type: ignore[attr-defined]
+    assert counts[:2] == [4, 2]
+
+
+def test_traced_spans_arrive_over_otlp(receiver: _Receiver, make_telemetry: Callable[..., Telemetry]) -> None:
+    """@traced spans go to {endpoint}/v1/traces through the batch processor."""
+    telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}")
+    _join("p1")
+    assert telemetry.shutdown(timeout=10)
+    names = [s.name for r in receiver.spans for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert "rpc.join" in names
