@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 
@@ -32,6 +33,30 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(options)
 
 
+def _top(args: argparse.Namespace) -> int:
+    from otel_telemetry._top import top_command
+
+    return top_command(args.rest)
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from otel_telemetry._alerts import rules_command
+
+    return rules_command(args.rest)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from otel_telemetry._alerts import default_rules, write_rules_file
+    from otel_telemetry._collector import write_all
+    from otel_telemetry._dashboard import write_dashboard
+
+    written = [*write_all(args.directory), write_dashboard(args.directory)]
+    written.append(write_rules_file(Path(args.directory) / "alert-rules.yml", default_rules()))
+    for path in written:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
@@ -55,13 +80,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no per-second summary")
     demo.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
     demo.set_defaults(handler=_demo)
+
+    top = commands.add_parser(
+        "top", help="live terminal view of a server's /metrics (see `otel-telemetry top --help`)", add_help=False
+    )
+    top.add_argument("rest", nargs=argparse.REMAINDER)
+    top.set_defaults(handler=_top)
+
+    rules = commands.add_parser("rules", help="print the default alert rules as Prometheus alerting rules (YAML)")
+    rules.add_argument("rest", nargs=argparse.REMAINDER)
+    rules.set_defaults(handler=_rules)
+
+    generate = commands.add_parser(
+        "collector-config", help="regenerate collector-config/: Collector, Prometheus, alert rules, Grafana dashboard"
+    )
+    generate.add_argument("directory", nargs="?", default="collector-config")
+    generate.set_defaults(handler=_generate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # `top` and `rules` own their options (argparse's REMAINDER would not pass a leading --help through).
+    if arguments and arguments[0] in ("top", "rules"):
+        return int(build_parser().parse_args([arguments[0]]).handler(argparse.Namespace(rest=arguments[1:])))
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     return int(args.handler(args))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,11 @@ def _meminfo_total() -> int:
 def test_exported_hardware_values_match_proc(make_telemetry: Callable[..., Telemetry]) -> None:
     """Memory total equals /proc/meminfo, one per-core series per CPU, load average as /proc/loadavg."""
     telemetry = make_telemetry()
+    # CPU percentages need CPU time to have passed since the sampler's baseline (a 10 ms kernel tick at least):
+    # a reading right after start is None by design (never a fake 0). Spin briefly so the kernel counts some.
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        sum(range(1000))
     data = telemetry.collect()
     assert value(data, "server.memory.total") == _meminfo_total()
     cores = points(data, "server.cpu.core.usage")
