@@ -56,7 +56,6 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from numbers import Real
-from operator import add
 from types import TracebackType
 from typing import Any, NamedTuple, ParamSpec, TypeVar, cast
 
@@ -70,6 +69,7 @@ from otel_telemetry.accumulators import (
     SeriesKey,
     SlidingWindow,
     difference,
+    merge,
 )
 from otel_telemetry.catalog import Instrument, MetricSpec, Section, prometheus_translation
 
@@ -248,12 +248,6 @@ class _GaugeSeries:
             self.sum = 0.0
 
 
-def _merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
-    if not b.count:
-        return a
-    return HistogramSnapshot(a.layout, tuple(map(add, a.counts, b.counts)), a.count + b.count, a.sum + b.sum)
-
-
 class _TimingSeries:
     """A lock-free histogram (writes) plus the sliding window of the local view (reads, under ``lock``)."""
 
@@ -288,7 +282,7 @@ class _TimingSeries:
             self._previous = cumulative
             self._committed_at = now
             return self._window.snapshot()
-        return _merge(self._window.snapshot(), pending)
+        return merge(self._window.snapshot(), pending)
 
     def view(self, now: float) -> HistogramSnapshot:
         """What the window holds now, including values not fed yet."""

@@ -173,17 +173,21 @@ class _CellLocal(threading.local):
 class HistogramSnapshot:
     """Aggregated state of one histogram series, in the recorded unit unless said otherwise. Immutable.
 
-    ``counts`` are per-slot counts (see :class:`HistogramLayout`). Reading statistics costs C-speed passes over the
-    slots (a running sum computed once per snapshot), not Python loops.
+    ``counts`` are per-slot counts (see :class:`HistogramLayout`) for the slots ``offset .. offset+len(counts)-1``;
+    every slot outside that range is empty. Sliding-window snapshots keep only the occupied range, so reading
+    their statistics costs C-speed passes over a few hundred slots, not the whole layout.
     """
 
-    __slots__ = ("_running", "count", "counts", "layout", "sum")
+    __slots__ = ("_running", "count", "counts", "layout", "offset", "sum")
 
-    def __init__(self, layout: HistogramLayout, counts: tuple[int, ...], count: int, sum: float) -> None:
+    def __init__(
+        self, layout: HistogramLayout, counts: tuple[int, ...], count: int, sum: float, offset: int = 0
+    ) -> None:
         self.layout = layout
         self.counts = counts
         self.count = count
         self.sum = sum
+        self.offset = offset
         self._running: list[int] | None = None
 
     def __repr__(self) -> str:
@@ -198,7 +202,11 @@ class HistogramSnapshot:
     def bucket_counts(self) -> list[int]:
         """Counts per explicit bucket (``len(boundaries) + 1`` values, the last for +Inf)."""
         running = self._cumulative()
-        ends = [running[slot] for slot in self.layout.bucket_end_slot]
+        last = len(running) - 1
+        ends = []
+        for slot in self.layout.bucket_end_slot:
+            index = slot - self.offset
+            ends.append(0 if index < 0 or last < 0 else running[min(index, last)])
         return [ends[0], *map(sub, ends[1:], ends[:-1])]
 
     def quantile(self, q: float) -> float | None:
@@ -209,20 +217,20 @@ class HistogramSnapshot:
             return None
         # Nearest rank on the 1-based ordered samples: the first slot whose running count reaches it.
         rank = max(1, math.ceil(q * self.count))
-        slot = bisect.bisect_left(self._cumulative(), rank)
-        return self.layout.representative(min(slot, len(self.counts) - 1))
+        index = bisect.bisect_left(self._cumulative(), rank)
+        return self.layout.representative(self.offset + min(index, len(self.counts) - 1))
 
     def min(self) -> float | None:
         """Smallest recorded value (within 0.5%); None when empty."""
         if not self.count:
             return None
-        return self.layout.representative(next(itertools.compress(itertools.count(), self.counts)))
+        return self.layout.representative(next(itertools.compress(itertools.count(self.offset), self.counts)))
 
     def max(self) -> float | None:
         """Largest recorded value (within 0.5%); None when empty."""
         if not self.count:
             return None
-        last = len(self.counts) - 1
+        last = self.offset + len(self.counts) - 1
         return self.layout.representative(last - next(itertools.compress(itertools.count(), reversed(self.counts))))
 
     def mean(self) -> float | None:
@@ -314,6 +322,23 @@ def difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> His
     )
 
 
+def merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
+    """Both snapshots' values together (the same layout); either may cover only its occupied slots."""
+    if not b.count:
+        return a
+    if not a.count:
+        return b
+    low = min(a.offset, b.offset)
+    high = max(a.offset + len(a.counts), b.offset + len(b.counts))
+    counts = [0] * (high - low)
+    for snapshot in (a, b):
+        start = snapshot.offset - low
+        counts[start : start + len(snapshot.counts)] = map(
+            add, counts[start : start + len(snapshot.counts)], snapshot.counts
+        )
+    return HistogramSnapshot(a.layout, tuple(counts), a.count + b.count, a.sum + b.sum, low)
+
+
 _CHUNK = 64
 
 
@@ -325,9 +350,10 @@ def sparse_difference(newer: HistogramSnapshot, older: HistogramSnapshot | None)
     """
     counts = newer.counts
     if older is None:
-        return tuple(
-            zip(itertools.compress(itertools.count(), counts), itertools.compress(counts, counts), strict=True)
-        )
+        slots = itertools.compress(itertools.count(newer.offset), counts)
+        return tuple(zip(slots, itertools.compress(counts, counts), strict=True))
+    if newer.offset or older.offset:
+        raise ValueError("sparse_difference compares whole cumulative snapshots (offset 0)")
     before = older.counts
     pairs: list[tuple[int, int]] = []
     for start in range(0, len(counts), _CHUNK):
@@ -349,7 +375,7 @@ class SlidingWindow:
     never by the number of samples. ``add`` and ``snapshot`` are called from the collecting thread only.
     """
 
-    __slots__ = ("_count", "_intervals", "_layout", "_sum", "_totals", "window")
+    __slots__ = ("_count", "_high", "_intervals", "_layout", "_low", "_sum", "_totals", "window")
 
     def __init__(self, layout: HistogramLayout, window: float) -> None:
         if window <= 0:
@@ -359,6 +385,9 @@ class SlidingWindow:
         self._totals = [0] * layout.slot_count
         self._sum = 0.0
         self._count = 0
+        # Bounds of the occupied slots (may be loose after expiry; tightened when a snapshot is taken).
+        self._low = layout.slot_count
+        self._high = -1
         self._intervals: deque[tuple[float, tuple[tuple[int, int], ...], float]] = deque()
 
     def add(self, now: float, interval: HistogramSnapshot) -> None:
@@ -366,12 +395,15 @@ class SlidingWindow:
         self.add_sparse(now, sparse_difference(interval, None), interval.sum)
 
     def add_sparse(self, now: float, sparse: tuple[tuple[int, int], ...], total: float) -> None:
-        """Add one interval given as ``(slot, count)`` pairs and its sum, then expire old intervals."""
+        """Add one interval given as ascending ``(slot, count)`` pairs and its sum, then expire old intervals."""
         if sparse:
+            totals = self._totals
             for slot, n in sparse:
-                self._totals[slot] += n
+                totals[slot] += n
             self._sum += total
             self._count += sum(n for _, n in sparse)
+            self._low = min(self._low, sparse[0][0])
+            self._high = max(self._high, sparse[-1][0])
             self._intervals.append((now, sparse, total))
         horizon = now - self.window
         while self._intervals and self._intervals[0][0] <= horizon:
@@ -382,11 +414,20 @@ class SlidingWindow:
             self._sum -= expired_sum
         if not self._intervals:
             self._sum = 0.0
+            self._low, self._high = self._layout.slot_count, -1
 
     def snapshot(self) -> HistogramSnapshot:
-        """The window's content as a snapshot (quantiles, min, max, mean)."""
+        """The window's content as a snapshot (quantiles, min, max, mean) over its occupied slots only."""
         count = self._count
-        return HistogramSnapshot(self._layout, tuple(self._totals), count, self._sum if count else 0.0)
+        if count == 0:
+            return HistogramSnapshot(self._layout, (), 0, 0.0)
+        totals, low, high = self._totals, self._low, self._high
+        while totals[low] == 0:
+            low += 1
+        while totals[high] == 0:
+            high -= 1
+        self._low, self._high = low, high
+        return HistogramSnapshot(self._layout, tuple(totals[low : high + 1]), count, self._sum, low)
 
 
 @dataclass(frozen=True, slots=True)

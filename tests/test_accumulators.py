@@ -20,6 +20,7 @@ from otel_telemetry.accumulators import (
     SlidingWindow,
     ThreadShards,
     difference,
+    merge,
 )
 from otel_telemetry.catalog import CATALOG, LATENCY_BOUNDARIES, TICK_BOUNDARIES, Instrument
 
@@ -165,3 +166,26 @@ def test_layout_rejects_boundaries_closer_than_a_cell() -> None:
     """Two boundaries inside one 1% cell cannot both be exact: that is an error at setup."""
     with pytest.raises(ValueError, match="closer than one cell"):
         HistogramLayout((1.0, 1.001))
+
+
+def test_window_snapshots_cover_only_occupied_slots_and_merge_correctly() -> None:
+    """A window snapshot keeps just its occupied slot range; merging it with a full snapshot adds slot by slot."""
+    layout = HistogramLayout(LATENCY_BOUNDARIES, 0.001)
+    series = HistogramSeries(layout)
+    window = SlidingWindow(layout, window=60.0)
+    for value in (40.0, 45.0, 50.0):
+        series.record(value)
+    first = series.snapshot()
+    window.add(1.0, first)
+    snapshot = window.snapshot()
+    assert snapshot.offset > 0 and len(snapshot.counts) < layout.slot_count
+    assert snapshot.quantile(0.5) == pytest.approx(45.0, rel=0.01)
+    assert snapshot.bucket_counts() == first.bucket_counts()
+    series.record(10.0)
+    series.record(900.0)
+    pending = difference(series.snapshot(), first)
+    merged = merge(snapshot, pending)
+    assert merged.count == 5
+    assert merged.min() == pytest.approx(10.0, rel=0.01) and merged.max() == pytest.approx(900.0, rel=0.01)
+    assert merged.quantile(0.5) == pytest.approx(45.0, rel=0.01)
+    assert merged.bucket_counts() == series.snapshot().bucket_counts()
