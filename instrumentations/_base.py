@@ -65,6 +65,7 @@ class Monitor:
         self._series: dict[SeriesKey, tuple[MetricSpec, HistogramSeries, float]] = {}
         self._series_lock = threading.Lock()
         self._previous: dict[SeriesKey, HistogramSnapshot] = {}
+        self._occupied: dict[SeriesKey, tuple[int, int]] = {}
         self._windows: dict[SeriesKey, SlidingWindow] = {}
         self._states: dict[SeriesKey, HistogramState] = {}
         self._rejected: dict[str, int] = {}
@@ -141,11 +142,18 @@ class Monitor:
                 if window is None:
                     window = self._windows[key] = SlidingWindow(hist.layout, self._percentile_window)
                 previous = self._previous.get(key)
-                window.add_sparse(
-                    now, sparse_difference(cumulative, previous), cumulative.sum - (previous.sum if previous else 0.0)
-                )
+                pairs = sparse_difference(cumulative, previous)
+                window.add_sparse(now, pairs, cumulative.sum - (previous.sum if previous else 0.0))
                 self._previous[key] = cumulative
-                self._states[key] = HistogramState(spec, key, cumulative, window.snapshot(), started)
+                # Readers get the cumulative state trimmed to the slots ever used (cheap statistics and buckets).
+                low, high = self._occupied.get(key, (hist.layout.slot_count, -1))
+                if pairs:
+                    low, high = min(low, pairs[0][0]), max(high, pairs[-1][0])
+                    self._occupied[key] = (low, high)
+                trimmed = HistogramSnapshot(
+                    hist.layout, cumulative.counts[low : high + 1], cumulative.count, cumulative.sum, min(low, high + 1)
+                )
+                self._states[key] = HistogramState(spec, key, trimmed, window.snapshot(), started)
             self._refresh(now)
 
     def _refresh(self, now: float) -> None:
