@@ -217,7 +217,9 @@ class PerformanceMonitor(Monitor):
         return self._tick_rate
 
     def _refresh(self, now: float) -> None:
-        self._tick_rate = self._rate.observe(now, self._ticks)
+        # Before the first tick there is no tick rate (no data), not a rate of 0 fps that would page someone.
+        rate = self._rate.observe(now, self._ticks)
+        self._tick_rate = rate if self._ticks else None
 
     def tick_rate_variance(self) -> float | None:
         """Variance of the instantaneous tick rate (1 / frame time) over the percentile window, in FPS²."""

@@ -14,6 +14,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from otel_telemetry._alerts import (
+    Alert,
+    AlertManager,
+    AlertRule,
+    AlertState,
+    CallbackNotifier,
+    LogNotifier,
+    Severity,
+    WebhookNotifier,
+    default_rules,
+)
 from otel_telemetry._bootstrap import Telemetry, __version__, setup_telemetry
 from otel_telemetry._config import TelemetryConfig
 from otel_telemetry._events import Event
@@ -47,6 +58,11 @@ def decode_otlp_metrics(data: bytes) -> ExportMetricsServiceRequest:
 
 __all__ = [
     "CATALOG",
+    "Alert",
+    "AlertManager",
+    "AlertRule",
+    "AlertState",
+    "CallbackNotifier",
     "ComponentHealth",
     "Distribution",
     "Event",
@@ -57,17 +73,21 @@ __all__ = [
     "HealthRegistry",
     "HealthStatus",
     "JsonLogHandler",
+    "LogNotifier",
     "MetricSpec",
     "MetricsFacade",
     "NetworkMetrics",
     "Percentiles",
     "PerformanceMetrics",
     "ServerMetrics",
+    "Severity",
     "Telemetry",
     "TelemetryConfig",
     "TimingStats",
+    "WebhookNotifier",
     "__version__",
     "decode_otlp_metrics",
+    "default_rules",
     "setup_telemetry",
     "timer",
     "traced",

@@ -31,6 +31,14 @@ from instrumentations.game import GameMonitor
 from instrumentations.hardware import HardwareMonitor
 from instrumentations.network import NetworkMonitor
 from instrumentations.performance import PerformanceMonitor
+from otel_telemetry._alerts import (
+    AlertEvaluatingReader,
+    AlertManager,
+    LogNotifier,
+    WebhookNotifier,
+    default_rules,
+    register_alert_metric,
+)
 from otel_telemetry._config import TelemetryConfig
 from otel_telemetry._events import Event, EventRecorder
 from otel_telemetry._facade import MetricsFacade
@@ -39,8 +47,8 @@ from otel_telemetry._health import HealthRegistry, HealthStatus
 from otel_telemetry._http import MetricsHTTPServer
 from otel_telemetry._principal import PrincipalExporter
 from otel_telemetry._producer import HistogramProducer, ProducingReaderMixin
-from otel_telemetry._selftelemetry import CollectionStats, CountingExporter, ExportCounts, register_self_telemetry
 from otel_telemetry._readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
+from otel_telemetry._selftelemetry import CollectionStats, CountingExporter, ExportCounts, register_self_telemetry
 from otel_telemetry._snapshot import History, ServerMetrics, build_server_metrics
 from otel_telemetry._tracing import HandlerTelemetry, bind_handler_telemetry, bound_handler_telemetry
 from otel_telemetry.catalog import Instrument, instruments
@@ -165,6 +173,8 @@ class Telemetry:
         hardware, network, performance, game: the four monitors (call their methods from game code).
         metrics: the statsd-style facade (``timing``, ``increment``, ``gauge``, ``get_timing``...).
         health: the health registry served at ``/health``, ``/health/live`` and ``/health/ready``.
+        alerts: the :class:`~otel_telemetry.AlertManager` evaluating the spec's threshold rules every collection
+            interval (``alerts.active()``, ``alerts.acknowledge(name)``, ``alerts.add_notifier(...)``).
         events: recent events and per-name hooks (see :meth:`record_event`).
         meter_provider, tracer_provider: this handle's own OpenTelemetry providers (never the global ones).
         resource: the OpenTelemetry resource of every signal.
@@ -218,6 +228,7 @@ class Telemetry:
             self.metrics = MetricsFacade(None, tag_limit=config.attribute_limit, window=window)
             self.metrics.enabled = False
             self.events = EventRecorder(None)
+            self.alerts = AlertManager([])
             return
         self._producer = HistogramProducer(InstrumentationScope(SCOPE_NAME, _instrumentations_version))
         self._collection_stats = CollectionStats()
@@ -235,8 +246,28 @@ class Telemetry:
         if otlp is not None:
             self._readers.append(otlp)
             self._export_counts.append(otlp_counts)
+        self.alerts = AlertManager(
+            default_rules(
+                dict(config.alert_thresholds),
+                config.alert_for,
+                cooldown=config.alert_cooldown,
+            )
+            if config.enable_alerts
+            else [],
+            notifiers=[LogNotifier()],
+        )
+        if config.api_endpoint is not None and config.enable_alerts:
+            self.alerts.add_notifier(WebhookNotifier(f"{config.api_endpoint}/api/v1/alerts", token=config.server_token))
+        self._alert_reader: AlertEvaluatingReader | None = None
+        if config.enable_alerts:
+            self._alert_reader = AlertEvaluatingReader(
+                self.alerts, self.get_current_metrics, self.get_history, interval=interval
+            )
+            self._readers.append(self._alert_reader)
         self._readers.extend(metric_readers)
         for reader in self._readers:
+            if reader is self._alert_reader:
+                continue  # evaluates snapshots; it needs no produced metrics
             if not isinstance(reader, ProducingReaderMixin):
                 _logger.warning(
                     "%s is not a producing reader: it will miss histograms and per-player series "
@@ -276,6 +307,7 @@ class Telemetry:
             self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
             self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
         self.events = EventRecorder(self.logger_provider.get_logger("otel_telemetry.events", __version__))
+        register_alert_metric(self.alerts, self.meter_provider.get_meter("otel_telemetry.alerts", __version__))
         register_self_telemetry(
             self.meter_provider.get_meter("otel_telemetry.self", __version__),
             self._collection_stats,

@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -35,6 +36,47 @@ def _parse_seconds(field: str, value: object) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise _bad(field, value, "must be a positive, finite number of seconds")
     return seconds
+
+
+def _parse_nonnegative_seconds(field: str, value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if isinstance(value, str) and value.strip() in ("0", "0.0"):
+        return 0.0
+    return _parse_seconds(field, value)
+
+
+_NO_THRESHOLDS: Mapping[str, tuple[float, float]] = MappingProxyType({})
+_THRESHOLD_KEYS = ("cpu", "memory", "tick_rate", "player_ping_p95", "packet_loss")
+
+
+def _parse_thresholds(field: str, value: object) -> Mapping[str, tuple[float, float]]:
+    """``{"cpu": (80, 95), ...}`` or the text form ``"cpu=80,95;tick_rate=58,55"`` (warning, critical)."""
+    if isinstance(value, str):
+        pairs: dict[str, object] = {}
+        for item in value.replace("\n", ";").split(";"):
+            if not item.strip():
+                continue
+            key, sep, numbers = item.partition("=")
+            parts = numbers.split(",")
+            if not sep or len(parts) != 2:
+                raise _bad(field, value, f"expected items like cpu=80,95 separated by ';', not {item.strip()!r}")
+            pairs[key.strip()] = tuple(parts)
+        value = pairs
+    if not isinstance(value, Mapping):
+        raise _bad(field, value, "expected a mapping of metric to (warning, critical) thresholds")
+    parsed: dict[str, tuple[float, float]] = {}
+    for key, pair in value.items():
+        if key not in _THRESHOLD_KEYS:
+            raise _bad(field, value, f"unknown threshold {key!r} (known: {', '.join(_THRESHOLD_KEYS)})")
+        try:
+            warning, critical = (float(x) for x in pair)
+        except (TypeError, ValueError):
+            raise _bad(field, value, f"{key} needs two numbers (warning, critical)") from None
+        if not (math.isfinite(warning) and math.isfinite(critical)):
+            raise _bad(field, value, f"{key} thresholds must be finite")
+        parsed[key] = (warning, critical)
+    return MappingProxyType(parsed)
 
 
 def _parse_int(field: str, value: object, minimum: int, maximum: int | None = None) -> int:
@@ -150,6 +192,10 @@ _FIELDS: tuple[str, ...] = (
     "api_buffer_size",
     "snapshot_file",
     "snapshot_file_format",
+    "enable_alerts",
+    "alert_thresholds",
+    "alert_for",
+    "alert_cooldown",
     "enabled",
 )
 
@@ -188,6 +234,10 @@ class TelemetryConfig:
     api_buffer_size: int
     snapshot_file: str | None
     snapshot_file_format: str
+    enable_alerts: bool
+    alert_thresholds: Mapping[str, tuple[float, float]]
+    alert_for: float
+    alert_cooldown: float
     enabled: bool
 
     def __init__(
@@ -213,6 +263,10 @@ class TelemetryConfig:
         api_buffer_size: int | None = None,
         snapshot_file: str | None = None,
         snapshot_file_format: str | None = None,
+        enable_alerts: bool | None = None,
+        alert_thresholds: Mapping[str, tuple[float, float]] | str | None = None,
+        alert_for: float | timedelta | None = None,
+        alert_cooldown: float | timedelta | None = None,
         enabled: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -369,6 +423,18 @@ class TelemetryConfig:
             "snapshot_file_format",
             pick("snapshot_file_format", snapshot_file_format, env.SNAPSHOT_FILE_FORMAT, "jsonl", _parse_file_format),
         )
+        set_(self, "enable_alerts", pick("enable_alerts", enable_alerts, env.ENABLE_ALERTS, True, _parse_bool))
+        set_(
+            self,
+            "alert_thresholds",
+            pick("alert_thresholds", alert_thresholds, env.ALERT_THRESHOLDS, _NO_THRESHOLDS, _parse_thresholds),
+        )
+        set_(self, "alert_for", pick("alert_for", alert_for, env.ALERT_FOR, 10.0, _parse_nonnegative_seconds))
+        set_(
+            self,
+            "alert_cooldown",
+            pick("alert_cooldown", alert_cooldown, env.ALERT_COOLDOWN, 300.0, _parse_nonnegative_seconds),
+        )
         # OTEL_SDK_DISABLED=true turns the SDK off; the keyword wins over it, as everywhere.
         if enabled is not None:
             set_(self, "enabled", _parse_bool("enabled", enabled))
@@ -404,7 +470,7 @@ class TelemetryConfig:
         return all(getattr(self, n) == getattr(other, n) for n in _FIELDS)
 
     def __hash__(self) -> int:
-        return hash(tuple(getattr(self, n) for n in _FIELDS))
+        return hash(tuple(repr(getattr(self, n)) for n in _FIELDS))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())

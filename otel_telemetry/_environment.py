@@ -45,6 +45,15 @@ SNAPSHOT_FILE = PREFIX + "SNAPSHOT_FILE"
 #: ``TelemetryConfig.snapshot_file_format``: ``jsonl`` (the JSON payload per line) or ``otlp`` (length-delimited).
 SNAPSHOT_FILE_FORMAT = PREFIX + "SNAPSHOT_FILE_FORMAT"
 
+#: ``TelemetryConfig.enable_alerts`` (true/false, default true): evaluate the alert rules in process.
+ENABLE_ALERTS = PREFIX + "ENABLE_ALERTS"
+#: ``TelemetryConfig.alert_thresholds``: overrides of the spec's thresholds, ``cpu=80,95;tick_rate=58,55``.
+ALERT_THRESHOLDS = PREFIX + "ALERT_THRESHOLDS"
+#: ``TelemetryConfig.alert_for``: seconds a condition must hold before an alert fires (default 10).
+ALERT_FOR = PREFIX + "ALERT_FOR"
+#: ``TelemetryConfig.alert_cooldown``: seconds between repeated notifications of a firing alert (default 300).
+ALERT_COOLDOWN = PREFIX + "ALERT_COOLDOWN"
+
 # Standard OpenTelemetry variables we honour.
 OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
 OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
@@ -73,4 +82,8 @@ OWN_VARIABLES = (
     API_BUFFER_SIZE,
     SNAPSHOT_FILE,
     SNAPSHOT_FILE_FORMAT,
+    ENABLE_ALERTS,
+    ALERT_THRESHOLDS,
+    ALERT_FOR,
+    ALERT_COOLDOWN,
 )

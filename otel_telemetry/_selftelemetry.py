@@ -133,5 +133,5 @@ def register_self_telemetry(
         "telemetry.dropped",
         [dropped],
         unit="{value}",
-        description="Values dropped by the SDK (invalid input, attribute overflow, failed callbacks), by source and reason",
+        description="Values dropped by the SDK (invalid input, overflow, failed callbacks), by source and reason",
     )

@@ -51,6 +51,11 @@ def test_public_names_are_pinned() -> None:
     assert sorted(otel_telemetry.__all__) == sorted(
         [
             "CATALOG",
+            "Alert",
+            "AlertManager",
+            "AlertRule",
+            "AlertState",
+            "CallbackNotifier",
             "ComponentHealth",
             "Distribution",
             "Event",
@@ -61,17 +66,21 @@ def test_public_names_are_pinned() -> None:
             "HealthRegistry",
             "HealthStatus",
             "JsonLogHandler",
+            "LogNotifier",
             "MetricSpec",
             "MetricsFacade",
             "NetworkMetrics",
             "Percentiles",
             "PerformanceMetrics",
             "ServerMetrics",
+            "Severity",
             "Telemetry",
             "TelemetryConfig",
             "TimingStats",
+            "WebhookNotifier",
             "__version__",
             "decode_otlp_metrics",
+            "default_rules",
             "setup_telemetry",
             "timer",
             "traced",
@@ -227,3 +236,29 @@ def test_self_telemetry_counts_collections_exports_and_drops(make_telemetry: Cal
     assert samples[("telemetry_exporter_attempts_total", (("exporter", "prometheus"),))] >= 1
     assert samples[("telemetry_dropped_total", (("reason", "invalid:packet_latency"), ("source", "network")))] == 1
     assert ("telemetry_collection_duration_seconds", ()) in samples
+
+
+def test_alerts_fire_from_a_slow_tick_loop(make_telemetry: Callable[..., Telemetry]) -> None:
+    """A loop held at 50 FPS fires the spec's tick-rate warning (< 58) and critical (< 55) rules.
+
+    ``alert_for=1`` lets the first interval (which began before the loop did) pass without paging, as the
+    default of 10 s does in production.
+    """
+    telemetry = make_telemetry(
+        enable_prometheus_endpoint=True, collection_interval=0.25, alert_for=1.0, enable_hardware_metrics=False
+    )
+    fired: list[str] = []
+    telemetry.alerts.add_notifier(otel_telemetry.CallbackNotifier(lambda alert: fired.append(alert.name)))
+    deadline = time.monotonic() + 10
+    next_tick = time.perf_counter()
+    while not {"LowTickRateWarning", "LowTickRateCritical"} <= set(fired) and time.monotonic() < deadline:
+        with telemetry.performance.tick():
+            pass
+        next_tick += 1 / 50
+        time.sleep(max(0.0, next_tick - time.perf_counter()))
+    assert {"LowTickRateWarning", "LowTickRateCritical"} <= set(fired)
+    assert {alert.name for alert in telemetry.alerts.active()} >= {"LowTickRateWarning", "LowTickRateCritical"}
+    assert telemetry.prometheus_url is not None
+    samples = _samples(http_get(telemetry.prometheus_url)[2].decode())
+    firing = [labels for (name, labels) in samples if name == "alerts" and ("alertstate", "firing") in labels]
+    assert any(("alertname", "LowTickRateWarning") in labels for labels in firing)

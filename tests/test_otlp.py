@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from otel_telemetry import Telemetry, traced
+from otel_telemetry._selftelemetry import CountingExporter
 
 
 @traced("rpc.join")
@@ -114,7 +115,7 @@ def test_delta_temporality_is_selected_by_the_standard_variable(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
     # Monitors refresh at most every collection_interval / 2; wait past that between the two exports.
     telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}", collection_interval=0.1)
-    otlp_reader = telemetry._readers[-1]
+    otlp_reader = next(r for r in telemetry._readers if isinstance(getattr(r, "_exporter", None), CountingExporter))
     for _ in range(4):
         telemetry.performance.record_tick(0.010)
     time.sleep(0.06)
