@@ -102,7 +102,7 @@ class NetworkMonitor(Monitor):
     def packet_latency(self, ms: float) -> None:
         """One packet's one-way latency in milliseconds."""
         if ms.__class__ is float:
-            if not 0.0 <= ms < math.inf:
+            if not 0.0 <= ms <= 1e300:  # a literal bound: no lookup; rejects inf, and NaN fails it
                 return self._reject("packet_latency", ms)
         elif ms.__class__ is not int or ms < 0:
             return self._reject("packet_latency", ms)
@@ -111,7 +111,7 @@ class NetworkMonitor(Monitor):
     def player_ping(self, player_id: str | int, ms: float) -> None:
         """A player's round-trip ping in milliseconds; also tracked per player until they disconnect."""
         if ms.__class__ is float:
-            if not 0.0 <= ms < math.inf:
+            if not 0.0 <= ms <= 1e300:  # a literal bound: no lookup; rejects inf, and NaN fails it
                 return self._reject("player_ping", ms)
         elif ms.__class__ is not int or ms < 0:
             return self._reject("player_ping", ms)
@@ -156,7 +156,7 @@ class NetworkMonitor(Monitor):
     def ack_latency(self, ms: float) -> None:
         """Milliseconds from sending a reliable packet to its acknowledgment."""
         if ms.__class__ is float:
-            if not 0.0 <= ms < math.inf:
+            if not 0.0 <= ms <= 1e300:  # a literal bound: no lookup; rejects inf, and NaN fails it
                 return self._reject("ack_latency", ms)
         elif ms.__class__ is not int or ms < 0:
             return self._reject("ack_latency", ms)
