@@ -57,7 +57,6 @@ from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
@@ -71,6 +70,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import DropAggregation
 
 from otel_telemetry._snapshot import ServerMetrics
+from otel_telemetry._urls import check_http_url
 from otel_telemetry.catalog import lookup
 
 __all__ = [
@@ -823,17 +823,8 @@ class WebhookNotifier(Notifier):
         queue_size: int = 256,
         backoff: float = 0.5,
     ) -> None:
-        if not isinstance(url, str):
-            raise ValueError(f"WebhookNotifier.url: expected an http:// or https:// URL, got {url!r}")
-        parts = urlsplit(url.strip())
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("WebhookNotifier.url: must not carry credentials (user:password@); pass token instead")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"WebhookNotifier.url: expected an http:// or https:// URL with a host, got {url!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"WebhookNotifier.url: invalid port in {url!r}") from None
+        _, parts = check_http_url("WebhookNotifier", "url", url, base=False)
+        port = parts.port
         if token is not None and (
             not isinstance(token, str) or not token.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token)
         ):
@@ -849,7 +840,7 @@ class WebhookNotifier(Notifier):
         self._backoff = _duration("WebhookNotifier", "backoff", backoff)
         self._retries = retries
         self._https = parts.scheme == "https"
-        self._host = parts.hostname
+        self._host: str = parts.hostname or ""  # check_http_url guarantees a host
         self._port = port or (443 if self._https else 80)
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         # Logged form: no query string (it may hold a secret of its own).

@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from otel_telemetry import _environment as env
+from otel_telemetry._urls import check_http_url
 
 _T = TypeVar("_T")
 
@@ -116,18 +116,7 @@ def _parse_rate(field: str, value: object) -> float:
 
 
 def _parse_url(field: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise _bad(field, value, "expected an http:// or https:// URL")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _bad(field, value, "expected an http:// or https:// URL with a host")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise _bad(field, value, "has an invalid port") from None
-    if parts.query or parts.fragment:
-        raise _bad(field, value, "must not carry a query string or fragment")
-    return value.strip().rstrip("/")
+    return check_http_url("TelemetryConfig", field, value)[0]
 
 
 def _parse_text(field: str, value: object) -> str:

@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from otel_telemetry._urls import check_http_url
+
 _logger = logging.getLogger(__name__)
 
 #: Path of the telemetry endpoint under the principal's base URL (spec, "API Integration").
@@ -266,24 +268,7 @@ class PrincipalExporter:
 
     @staticmethod
     def _parse_endpoint(endpoint: object) -> str:
-        if not isinstance(endpoint, str):
-            raise _bad("endpoint", endpoint, "expected an http:// or https:// base URL")
-        text = endpoint.strip().rstrip("/")
-        parts = urlsplit(text)
-        if parts.username is not None or parts.password is not None:
-            raise ValueError(
-                "PrincipalExporter.endpoint: must not carry credentials (user:password@); pass the token instead "
-                "(value not shown)"
-            )
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _bad("endpoint", endpoint, "expected an http:// or https:// base URL with a host")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise _bad("endpoint", endpoint, "has an invalid port") from None
-        if parts.query or parts.fragment:
-            raise _bad("endpoint", endpoint, "must not carry a query string or fragment")
-        return text
+        return check_http_url("PrincipalExporter", "endpoint", endpoint)[0]
 
     def __repr__(self) -> str:
         pending = self.stats.pending

@@ -137,3 +137,10 @@ def test_replace_applies_keywords_and_keeps_the_rest() -> None:
         config.server_id = "c"  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.replace(no_such_field=1)
+
+
+def test_urls_with_credentials_are_refused_without_echoing_them() -> None:
+    """api_endpoint with user:password@ is refused, and the password never appears in the error."""
+    with pytest.raises(ValueError) as raised:
+        TelemetryConfig(api_endpoint="https://admin:hunter2@principal.example", environ={})
+    assert "api_endpoint" in str(raised.value) and "hunter2" not in str(raised.value)
