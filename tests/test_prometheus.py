@@ -149,3 +149,28 @@ def test_endpoint_is_off_by_default(make_telemetry: Callable[..., Telemetry]) ->
     """The spec's default is no endpoint."""
     telemetry = make_telemetry()
     assert telemetry.prometheus_port is None and telemetry.prometheus_url is None
+
+
+def test_unrepresentable_metrics_are_dropped_and_counted() -> None:
+    """An exponential histogram (not expressible in the text format) is dropped and counted; the rest is served."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+    from prometheus_client import generate_latest
+
+    from otel_telemetry.readers import PrometheusReader
+
+    reader = PrometheusReader()
+    provider = MeterProvider(
+        metric_readers=[reader],
+        views=[View(instrument_name="user.exp", aggregation=ExponentialBucketHistogramAggregation())],
+    )
+    try:
+        meter = provider.get_meter("user")
+        meter.create_histogram("user.exp").record(1.5)
+        meter.create_counter("user.ok").add(3)
+        body = generate_latest(reader.registry).decode()
+        assert "user_ok_total 3.0" in body
+        assert "user_exp" not in body
+        assert reader.dropped_points == 1
+    finally:
+        provider.shutdown()
