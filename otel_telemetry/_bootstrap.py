@@ -198,6 +198,7 @@ class Telemetry:
         self._prometheus: PrometheusReader | None = None
         self._latest = LatestMetricsExporter()
         self._last_collection: float | None = None
+        self._failures_seen: dict[str, int] = {}
         self._history = History(config.historical_retention)
         self._readers: list[MetricReader] = []
         interval = config.collection_interval
@@ -422,6 +423,12 @@ class Telemetry:
             problems.append(f"{self._latest.listener_failures} snapshot failures")
         if self._prometheus is not None and self._prometheus.scrape_failures:
             problems.append(f"{self._prometheus.scrape_failures} scrape translation failures")
+        # An exporter is failing when its failure count grew since the previous check.
+        for counts in self._export_counts:
+            failures = counts.failures
+            if failures > self._failures_seen.get(counts.name, 0):
+                problems.append(f"{counts.name} export failing ({failures} failures so far)")
+            self._failures_seen[counts.name] = failures
         last = self._last_collection
         late_after = 3 * self.config.collection_interval + 1.0
         if last is not None and time.monotonic() - last > late_after:

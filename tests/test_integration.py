@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import http.server
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -262,3 +263,21 @@ def test_alerts_fire_from_a_slow_tick_loop(make_telemetry: Callable[..., Telemet
     samples = _samples(http_get(telemetry.prometheus_url)[2].decode())
     firing = [labels for (name, labels) in samples if name == "alerts" and ("alertstate", "firing") in labels]
     assert any(("alertname", "LowTickRateWarning") in labels for labels in firing)
+
+
+def test_a_failing_exporter_degrades_telemetry_health(make_telemetry: Callable[..., Telemetry]) -> None:
+    """With the API principal unreachable, the `telemetry` health component turns degraded, naming it."""
+    with socket.socket() as probe:  # a port that refuses connections: bound, closed, never listened on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    telemetry = make_telemetry(api_endpoint=f"http://127.0.0.1:{port}", collection_interval=0.1, api_send_interval=0.1)
+    deadline = time.monotonic() + 10
+    component = None
+    while time.monotonic() < deadline:
+        telemetry.health.run_checks()
+        component = next(c for c in telemetry.health.components() if c.name == "telemetry")
+        if component.status == HealthStatus.DEGRADED:
+            break
+        time.sleep(0.1)
+    assert component is not None and component.status == HealthStatus.DEGRADED
+    assert "principal export failing" in component.message
