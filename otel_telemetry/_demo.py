@@ -251,15 +251,23 @@ def run_loop(
 def run_demo(options: DemoOptions) -> int:
     """Run the demo; returns the process exit code."""
     options.validate()
-    telemetry = setup_telemetry(
-        server_id="demo-server-001",
-        service_name="otel-telemetry-demo",
-        enable_prometheus_endpoint=True,
-        prometheus_host=options.host,
-        prometheus_port=options.port,
-        target_tick_rate=options.tick_rate,
-    )
     out = options.out
+    try:
+        telemetry = setup_telemetry(
+            server_id="demo-server-001",
+            service_name="otel-telemetry-demo",
+            enable_prometheus_endpoint=True,
+            prometheus_host=options.host,
+            prometheus_port=options.port,
+            target_tick_rate=options.tick_rate,
+        )
+    except OSError as error:
+        print(
+            f"otel-telemetry demo: cannot serve /metrics on {options.host}:{options.port} ({error.strerror or error}); "
+            "pass --port 0 for any free port, or --port N",
+            file=sys.stderr,
+        )
+        return 2
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

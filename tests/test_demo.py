@@ -71,3 +71,21 @@ def test_demo_command_line_runs_and_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "stopped" in result.stdout
+
+
+def test_demo_explains_a_busy_port() -> None:
+    """When the port is taken the demo says so, suggests --port 0, and exits 2 (no traceback)."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "otel_telemetry.cli", "demo", "--duration", "1", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2
+    assert "--port 0" in result.stderr and "Traceback" not in result.stderr
