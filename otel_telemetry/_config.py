@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from otel_telemetry import _environment as env
+from otel_telemetry._alerts import DEFAULT_THRESHOLDS, parse_thresholds
 from otel_telemetry._urls import check_http_url
 
 _T = TypeVar("_T")
@@ -47,28 +48,24 @@ def _parse_nonnegative_seconds(field: str, value: object) -> float:
 
 
 _NO_THRESHOLDS: Mapping[str, tuple[float, float]] = MappingProxyType({})
-_THRESHOLD_KEYS = ("cpu", "memory", "tick_rate", "player_ping_p95", "packet_loss")
 
 
 def _parse_thresholds(field: str, value: object) -> Mapping[str, tuple[float, float]]:
-    """``{"cpu": (80, 95), ...}`` or the text form ``"cpu=80,95;tick_rate=58,55"`` (warning, critical)."""
+    """``{"cpu": (80, 95), ...}`` or the text form ``"cpu=80,95;tick_rate=58,55"`` (warning, critical).
+
+    The text form and the known names are the alert module's own (:func:`parse_thresholds`).
+    """
     if isinstance(value, str):
-        pairs: dict[str, object] = {}
-        for item in value.replace("\n", ";").split(";"):
-            if not item.strip():
-                continue
-            key, sep, numbers = item.partition("=")
-            parts = numbers.split(",")
-            if not sep or len(parts) != 2:
-                raise _bad(field, value, f"expected items like cpu=80,95 separated by ';', not {item.strip()!r}")
-            pairs[key.strip()] = tuple(parts)
-        value = pairs
+        try:
+            value = parse_thresholds(value)
+        except ValueError as error:
+            raise _bad(field, value, str(error)) from None
     if not isinstance(value, Mapping):
         raise _bad(field, value, "expected a mapping of metric to (warning, critical) thresholds")
     parsed: dict[str, tuple[float, float]] = {}
     for key, pair in value.items():
-        if key not in _THRESHOLD_KEYS:
-            raise _bad(field, value, f"unknown threshold {key!r} (known: {', '.join(_THRESHOLD_KEYS)})")
+        if key not in DEFAULT_THRESHOLDS:
+            raise _bad(field, value, f"unknown threshold {key!r} (known: {', '.join(DEFAULT_THRESHOLDS)})")
         try:
             warning, critical = (float(x) for x in pair)
         except (TypeError, ValueError):

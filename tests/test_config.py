@@ -144,3 +144,16 @@ def test_urls_with_credentials_are_refused_without_echoing_them() -> None:
     with pytest.raises(ValueError) as raised:
         TelemetryConfig(api_endpoint="https://admin:hunter2@principal.example", environ={})
     assert "api_endpoint" in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+def test_alert_thresholds_from_keyword_or_environment_and_bad_ones_named() -> None:
+    """alert_thresholds accepts a mapping or the text form; unknown names and non-numbers are clear errors."""
+    assert TelemetryConfig(alert_thresholds={"cpu": (70, 90)}, environ={}).alert_thresholds == {"cpu": (70.0, 90.0)}
+    from_env = TelemetryConfig(environ={env.ALERT_THRESHOLDS: "cpu=70,90;tick_rate=50,45"})
+    assert from_env.alert_thresholds == {"cpu": (70.0, 90.0), "tick_rate": (50.0, 45.0)}
+    for bad in ("gpu=1,2", "cpu=fast,slow", "cpu=1"):
+        with pytest.raises(ValueError) as raised:
+            TelemetryConfig(environ={env.ALERT_THRESHOLDS: bad})
+        assert "alert_thresholds" in str(raised.value) and env.ALERT_THRESHOLDS in str(raised.value)
+    with pytest.raises(ValueError, match="finite"):
+        TelemetryConfig(alert_thresholds={"cpu": (float("inf"), 95)}, environ={})
