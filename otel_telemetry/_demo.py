@@ -248,19 +248,24 @@ def run_loop(
     return ticks
 
 
+def demo_telemetry(options: DemoOptions) -> Telemetry:
+    """The demo server's telemetry: /metrics on ``options.host:options.port``, its target tick rate."""
+    return setup_telemetry(
+        server_id="demo-server-001",
+        service_name="otel-telemetry-demo",
+        enable_prometheus_endpoint=True,
+        prometheus_host=options.host,
+        prometheus_port=options.port,
+        target_tick_rate=options.tick_rate,
+    )
+
+
 def run_demo(options: DemoOptions) -> int:
     """Run the demo; returns the process exit code."""
     options.validate()
     out = options.out
     try:
-        telemetry = setup_telemetry(
-            server_id="demo-server-001",
-            service_name="otel-telemetry-demo",
-            enable_prometheus_endpoint=True,
-            prometheus_host=options.host,
-            prometheus_port=options.port,
-            target_tick_rate=options.tick_rate,
-        )
+        telemetry = demo_telemetry(options)
     except OSError as error:
         print(
             f"otel-telemetry demo: cannot serve /metrics on {options.host}:{options.port} ({error.strerror or error}); "

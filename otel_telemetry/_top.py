@@ -411,18 +411,10 @@ class _InProcessDemo:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> str:
-        from otel_telemetry._bootstrap import setup_telemetry
-        from otel_telemetry._demo import DemoOptions, GameSimulation, run_loop
+        from otel_telemetry._demo import DemoOptions, GameSimulation, demo_telemetry, run_loop
 
         options = DemoOptions(port=0, quiet=True)
-        self.telemetry = setup_telemetry(
-            server_id="demo-server-001",
-            service_name="otel-telemetry-demo",
-            enable_prometheus_endpoint=True,
-            prometheus_host=options.host,
-            prometheus_port=options.port,
-            target_tick_rate=options.tick_rate,
-        )
+        self.telemetry = demo_telemetry(options)
         try:
             simulation = GameSimulation(self.telemetry, options)
             self._thread = threading.Thread(
