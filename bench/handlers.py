@@ -26,8 +26,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
-from otel_telemetry._facade import MetricsFacade
-from otel_telemetry._tracing import HandlerTelemetry, bind_handler_telemetry, timer, traced
+from otel_telemetry.recording.facade import MetricsFacade
+from otel_telemetry.recording.tracing import HandlerTelemetry, bind_handler_telemetry, timer, traced
 
 
 def per_call_ns(fn: Callable[[], object], number: int, repeat: int = 7) -> float:

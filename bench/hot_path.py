@@ -30,8 +30,8 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram as PromHistogram
 
 from otel_telemetry import TelemetryConfig, setup_telemetry
-from otel_telemetry._demo import DemoOptions, GameSimulation
 from otel_telemetry.catalog import LATENCY_BOUNDARIES
+from otel_telemetry.tools.demo import DemoOptions, GameSimulation
 
 
 def per_call_ns(statement: str, namespace: dict[str, Any], number: int, repeat: int = 7) -> float:

@@ -24,15 +24,8 @@ from conftest import ROOT, http_get
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
-from otel_telemetry import (
-    HardwareMetrics,
-    NetworkMetrics,
-    Percentiles,
-    PerformanceMetrics,
-    ServerMetrics,
-    Telemetry,
-)
-from otel_telemetry._alerts import (
+from otel_telemetry import ServerMetrics, Telemetry
+from otel_telemetry.alerts.core import (
     DEFAULT_THRESHOLDS,
     Alert,
     AlertEvaluatingReader,
@@ -53,7 +46,8 @@ from otel_telemetry._alerts import (
     rules_command,
     write_rules_file,
 )
-from otel_telemetry._snapshot import build_server_metrics
+from otel_telemetry.snapshot import HardwareMetrics, NetworkMetrics, Percentiles, PerformanceMetrics
+from otel_telemetry.snapshot.model import build_server_metrics
 
 RULES_FILE = ROOT / "collector-config" / "alert-rules.yml"
 EPOCH = 1_700_000_000.0
@@ -438,7 +432,7 @@ def test_a_failing_rule_is_counted_logged_once_and_leaves_its_alert(caplog: pyte
     tick = AlertRule(name="LowTick", metric="performance.tick_rate_fps", kind="below", threshold=55)
     alerts, sent = manager([cpu_rule(), tick], clock)
     alerts.evaluate(snap(cpu=99, tick=60))
-    with caplog.at_level(logging.ERROR, logger="otel_telemetry._alerts"):
+    with caplog.at_level(logging.ERROR, logger="otel_telemetry.alerts.core"):
         for _ in range(3):
             result = alerts.evaluate(cast(ServerMetrics, Exploding()))
     assert states(result) == [("HighCpu", "firing"), ("LowTick", "firing")]

@@ -9,8 +9,6 @@ from collections import Counter
 
 from conftest import ROOT, spec_bullets
 
-from otel_telemetry._bootstrap import catalog_views
-from otel_telemetry._docs import metrics_markdown
 from otel_telemetry.catalog import (
     CATALOG,
     SPEC_FIXED_PROMETHEUS_NAMES,
@@ -18,6 +16,8 @@ from otel_telemetry.catalog import (
     instruments,
     prometheus_translation,
 )
+from otel_telemetry.telemetry import catalog_views
+from otel_telemetry.tools.docs import metrics_markdown
 
 
 def test_every_spec_bullet_has_exactly_one_entry() -> None:
@@ -94,7 +94,7 @@ def test_views_are_generated_from_the_catalog() -> None:
 def test_catalog_command_prints_json() -> None:
     """`otel-telemetry catalog --format json` prints every entry with the documented keys."""
     output = subprocess.run(
-        [sys.executable, "-m", "otel_telemetry.cli", "catalog", "--format", "json"],
+        [sys.executable, "-m", "otel_telemetry.tools.cli", "catalog", "--format", "json"],
         check=True,
         capture_output=True,
         text=True,

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from otel_telemetry._collector import (
+from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments, prometheus_translation
+from otel_telemetry.tools.collector import (
     AGENT_FILE,
     GATEWAY_FILE,
     PROMETHEUS_FILE,
@@ -22,7 +23,6 @@ from otel_telemetry._collector import (
     rendered_files,
     write_all,
 )
-from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments, prometheus_translation
 
 CONFIG_DIR = ROOT / "collector-config"
 COLLECTOR_FILES = (GATEWAY_FILE, AGENT_FILE)
@@ -170,12 +170,12 @@ def test_prometheus_scrapes_the_gateway_exporter_and_loads_the_rules() -> None:
 
 
 def test_committed_files_are_not_stale(tmp_path: Path) -> None:
-    """collector-config/ holds exactly what `python -m otel_telemetry._collector` writes."""
+    """collector-config/ holds exactly what `python -m otel_telemetry.tools.collector` writes."""
     for path in write_all(tmp_path):
         committed = CONFIG_DIR / path.name
-        assert committed.exists(), f"{committed} is missing: run `python -m otel_telemetry._collector`"
+        assert committed.exists(), f"{committed} is missing: run `python -m otel_telemetry.tools.collector`"
         assert committed.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), (
-            f"{committed} is stale: run `python -m otel_telemetry._collector`"
+            f"{committed} is stale: run `python -m otel_telemetry.tools.collector`"
         )
 
 

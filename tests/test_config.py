@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from otel_telemetry import TelemetryConfig
-from otel_telemetry import _environment as env
+from otel_telemetry import environment as env
 
 
 def test_spec_defaults_when_nothing_is_set() -> None:

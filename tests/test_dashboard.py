@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from otel_telemetry._dashboard import DASHBOARD_FILE, dashboard, render_dashboard, write_dashboard
 from otel_telemetry.catalog import Instrument, instruments
+from otel_telemetry.tools.dashboard import DASHBOARD_FILE, dashboard, render_dashboard, write_dashboard
 
 COMMITTED = ROOT / "collector-config" / DASHBOARD_FILE
 _METRIC = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
@@ -50,9 +50,9 @@ def _promtool() -> str:
 
 
 def test_committed_dashboard_is_not_stale() -> None:
-    """collector-config/grafana-dashboard.json is what `python -m otel_telemetry._dashboard` writes."""
+    """collector-config/grafana-dashboard.json is what `python -m otel_telemetry.tools.dashboard` writes."""
     assert COMMITTED.read_text(encoding="utf-8") == render_dashboard(), (
-        "grafana-dashboard.json is stale: run `python -m otel_telemetry._dashboard`"
+        "grafana-dashboard.json is stale: run `python -m otel_telemetry.tools.dashboard`"
     )
 
 

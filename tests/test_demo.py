@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable
 
 from otel_telemetry import Telemetry
-from otel_telemetry._demo import DemoOptions, GameSimulation, run_demo
 from otel_telemetry.catalog import CATALOG, Instrument
-from otel_telemetry.readers import ProducingInMemoryReader
+from otel_telemetry.export.readers import ProducingInMemoryReader
+from otel_telemetry.tools.demo import DemoOptions, GameSimulation, run_demo
 
 
 def _points_by_name(reader: ProducingInMemoryReader) -> dict[str, list[object]]:
@@ -64,7 +64,7 @@ def test_run_demo_prints_a_live_summary_and_stops_after_duration() -> None:
 def test_demo_command_line_runs_and_exits_zero() -> None:
     """`otel-telemetry demo --duration 1 --port 0` exits 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "otel_telemetry.cli", "demo", "--duration", "1", "--port", "0", "--players", "50"],
+        [sys.executable, "-m", "otel_telemetry.tools.cli", "demo", "--duration", "1", "--port", "0", "--players", "50"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -82,7 +82,7 @@ def test_demo_explains_a_busy_port() -> None:
         busy.listen(1)
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "otel_telemetry.cli", "demo", "--duration", "1", "--port", str(port)],
+            [sys.executable, "-m", "otel_telemetry.tools.cli", "demo", "--duration", "1", "--port", str(port)],
             capture_output=True,
             text=True,
             timeout=120,

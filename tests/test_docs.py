@@ -11,9 +11,9 @@ import pytest
 from conftest import ROOT
 
 from otel_telemetry import TelemetryConfig
-from otel_telemetry import _environment as env
-from otel_telemetry._collector import rename_rules
-from otel_telemetry._config import CONFIG_FIELDS
+from otel_telemetry import environment as env
+from otel_telemetry.config import CONFIG_FIELDS
+from otel_telemetry.tools.collector import rename_rules
 
 DOCS = ROOT / "docs"
 GUIDES = ("getting-started.md", "game-loop.md", "configuration.md", "fleet.md", "performance.md")

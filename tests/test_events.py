@@ -1,4 +1,4 @@
-"""Tests for otel_telemetry._events: span events, OpenTelemetry log records, history, hooks, never raising."""
+"""Tests for otel_telemetry.recording.events: span events, OpenTelemetry log records, history, hooks, never raising."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer, format_span_id, format_trace_id
 
-from otel_telemetry._events import SEVERITIES, Event, EventRecorder
+from otel_telemetry.recording.events import SEVERITIES, Event, EventRecorder
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_bad_severity_is_counted_and_recorded_as_info(
     recorder: EventRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An unknown severity never raises: it is counted in rejected, logged once, and recorded as info."""
-    with caplog.at_level(logging.WARNING, logger="otel_telemetry._events"):
+    with caplog.at_level(logging.WARNING, logger="otel_telemetry.recording.events"):
         first = recorder.record_event("e", severity="fatal-ish")
         second = recorder.record_event("e", severity=3)  # type: ignore[arg-type]
     assert first.severity == second.severity == "info"
@@ -182,7 +182,7 @@ def test_failing_hook_is_isolated_counted_and_logged_once(
 
     recorder.on("kill", broken)
     recorder.on("kill", lambda event: later.append(event.name))
-    with caplog.at_level(logging.WARNING, logger="otel_telemetry._events"):
+    with caplog.at_level(logging.WARNING, logger="otel_telemetry.recording.events"):
         recorder.record_event("kill")
         recorder.record_event("kill")
     assert later == ["kill", "kill"]

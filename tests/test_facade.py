@@ -1,4 +1,4 @@
-"""Tests for otel_telemetry._facade: statsd-style statistics against exact values, export, limits, bad input.
+"""Tests for otel_telemetry.recording.facade: statsd-style statistics against exact values, export, limits, bad input.
 
 The "usage examples" section runs the metrics API examples of the statsd-style guide
 (``shared/seeds/001_*.txt``), adapted to this API: ``get_counter`` returns the number itself, ``get_timing`` and
@@ -30,7 +30,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_telemetry._facade import OVERFLOW_ATTRIBUTES, TIMING_BOUNDARIES, MetricsFacade, TimingStats
+from otel_telemetry.recording.facade import OVERFLOW_ATTRIBUTES, TIMING_BOUNDARIES, MetricsFacade, TimingStats
 
 _P95_TOLERANCE = 0.01
 
@@ -226,7 +226,7 @@ def test_one_name_used_as_two_kinds_is_exported_twice_without_clash(
     facade: MetricsFacade, reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A counter and a gauge named alike (as in the guide) export as `name` and `name.gauge`, logged once."""
-    with caplog.at_level(logging.WARNING, logger="otel_telemetry._facade"):
+    with caplog.at_level(logging.WARNING, logger="otel_telemetry.recording.facade"):
         facade.decrement("websocket.clients")
         facade.gauge("websocket.clients", 3.0)
         facade.gauge("websocket.clients", 4.0)
@@ -259,7 +259,7 @@ def test_histogram_states_bucket_counts_equal_numpy(facade: MetricsFacade) -> No
 
 def test_histograms_feed_the_sdk_histogram_producer(facade: MetricsFacade) -> None:
     """facade.histograms is a HistogramProducer source: timings come out as OpenTelemetry histograms."""
-    from otel_telemetry._producer import HistogramProducer
+    from otel_telemetry.export.producer import HistogramProducer
 
     for value in (0.001, 0.002, 0.003, 0.2):
         facade.timing("db.query", value, tags={"table": "players"})
@@ -298,7 +298,7 @@ def test_tag_sets_beyond_the_limit_go_to_the_overflow_series(reader: InMemoryMet
 
 def test_bad_input_is_dropped_counted_and_logged_once(facade: MetricsFacade, caplog: pytest.LogCaptureFixture) -> None:
     """NaN, inf, negative timings, non-numeric amounts, bad names and tags never raise; each is counted."""
-    with caplog.at_level(logging.WARNING, logger="otel_telemetry._facade"):
+    with caplog.at_level(logging.WARNING, logger="otel_telemetry.recording.facade"):
         facade.timing("t", math.nan)
         facade.timing("t", math.inf)
         facade.timing("t", -0.001)

@@ -24,7 +24,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from otel_telemetry._files import SnapshotFileWriter, delimited, encode_varint, read_delimited, read_jsonl
+from otel_telemetry.snapshot.files import SnapshotFileWriter, delimited, encode_varint, read_delimited, read_jsonl
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -212,7 +212,7 @@ def test_io_errors_never_raise_are_counted_and_logged_once(tmp_path: Path, caplo
     for seq in range(3):
         writer.write({"seq": seq})
     assert writer.errors == 3 and writer.written == 0
-    assert len([r for r in caplog.records if r.name == "otel_telemetry._files"]) == 1
+    assert len([r for r in caplog.records if r.name == "otel_telemetry.snapshot.files"]) == 1
     path.parent.mkdir()
     writer.write({"seq": 3})
     writer.close()

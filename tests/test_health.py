@@ -1,4 +1,4 @@
-"""Tests for otel_telemetry._health: aggregation, checks (raising, hung, periodic) and the HTTP answers.
+"""Tests for otel_telemetry.recording.health: aggregation, checks (raising, hung, periodic) and the HTTP answers.
 
 HTTP behaviour is checked through a real ``ThreadingHTTPServer`` on 127.0.0.1 whose handler calls
 ``HealthRegistry.handle`` (as the SDK's server does), with ``urllib`` as the client.
@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import http_get
 
-from otel_telemetry._health import ComponentHealth, HealthRegistry, HealthStatus
+from otel_telemetry.recording.health import ComponentHealth, HealthRegistry, HealthStatus
 
 H, D, U = HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY
 

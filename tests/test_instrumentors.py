@@ -14,7 +14,7 @@ from instrumentations.game import GameInstrumentor
 from instrumentations.hardware import HardwareInstrumentor
 from instrumentations.network import NetworkInstrumentor
 from instrumentations.performance import PerformanceInstrumentor
-from otel_telemetry._readers import points
+from otel_telemetry.export.readers import points
 
 
 @pytest.fixture

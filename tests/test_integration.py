@@ -20,6 +20,7 @@ from test_prometheus import _promtool
 
 import otel_telemetry
 from otel_telemetry import HealthStatus, Telemetry, traced
+from otel_telemetry.alerts import CallbackNotifier
 from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES
 
 
@@ -48,45 +49,34 @@ async def handle_trade(item: str) -> str:
 
 
 def test_public_names_are_pinned() -> None:
-    """The package's public surface is exactly this list (changing it is a deliberate act)."""
+    """The package's public surface is exactly this list (changing it is a deliberate act), at most 12 names."""
     assert sorted(otel_telemetry.__all__) == sorted(
         [
-            "CATALOG",
-            "Alert",
-            "AlertManager",
-            "AlertRule",
-            "AlertState",
-            "CallbackNotifier",
-            "ComponentHealth",
-            "Distribution",
-            "Event",
-            "FieldSummary",
-            "GameMetrics",
-            "GaugeStats",
-            "HardwareMetrics",
-            "HealthRegistry",
             "HealthStatus",
             "JsonLogHandler",
-            "LogNotifier",
-            "MetricSpec",
-            "MetricsFacade",
-            "NetworkMetrics",
-            "Percentiles",
-            "PerformanceMetrics",
             "ServerMetrics",
-            "Severity",
             "Telemetry",
             "TelemetryConfig",
-            "TimingStats",
-            "WebhookNotifier",
             "__version__",
             "decode_otlp_metrics",
-            "default_rules",
             "setup_telemetry",
             "timer",
             "traced",
         ]
     )
+    assert len(otel_telemetry.__all__) <= 12
+    for name in otel_telemetry.__all__:
+        assert getattr(otel_telemetry, name) is not None
+
+
+def test_moved_names_still_resolve_with_a_deprecation_warning() -> None:
+    """Names that moved to a subpackage still import from the top level, warning where they live now."""
+    from otel_telemetry.alerts import AlertRule
+
+    with pytest.warns(DeprecationWarning, match=r"otel_telemetry\.alerts\.AlertRule"):
+        assert otel_telemetry.__getattr__("AlertRule") is AlertRule
+    with pytest.raises(AttributeError, match="no_such_name"):
+        otel_telemetry.__getattr__("no_such_name")
 
 
 def test_traced_handlers_and_facade_reach_the_metrics_endpoint(make_telemetry: Callable[..., Telemetry]) -> None:
@@ -145,7 +135,7 @@ def test_events_are_recorded_and_hooked(make_telemetry: Callable[..., Telemetry]
 
 def test_handlers_are_unbound_after_shutdown(make_telemetry: Callable[..., Telemetry]) -> None:
     """After the handle that bound @traced shuts down, handlers run unbound (and still work)."""
-    from otel_telemetry._tracing import bound_handler_telemetry
+    from otel_telemetry.recording.tracing import bound_handler_telemetry
 
     telemetry = make_telemetry()
     assert bound_handler_telemetry() is not None
@@ -214,7 +204,7 @@ def test_snapshots_are_pushed_to_the_api_principal(
 
 def test_snapshots_are_appended_to_a_file(make_telemetry: Callable[..., Telemetry], tmp_path: Path) -> None:
     """snapshot_file appends one JSON payload per collection, readable back."""
-    from otel_telemetry._files import read_jsonl
+    from otel_telemetry.snapshot.files import read_jsonl
 
     path = tmp_path / "snapshots.jsonl"
     telemetry = make_telemetry(snapshot_file=str(path), collection_interval=3600, server_id="file-1")
@@ -249,7 +239,7 @@ def test_alerts_fire_from_a_slow_tick_loop(make_telemetry: Callable[..., Telemet
         enable_prometheus_endpoint=True, collection_interval=0.25, alert_for=1.0, enable_hardware_metrics=False
     )
     fired: list[str] = []
-    telemetry.alerts.add_notifier(otel_telemetry.CallbackNotifier(lambda alert: fired.append(alert.name)))
+    telemetry.alerts.add_notifier(CallbackNotifier(lambda alert: fired.append(alert.name)))
     deadline = time.monotonic() + 10
     next_tick = time.perf_counter()
     while not {"LowTickRateWarning", "LowTickRateCritical"} <= set(fired) and time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""Tests for otel_telemetry._logs: JSON lines with trace correlation, exceptions, extras, never raising."""
+"""Tests for otel_telemetry.recording.logs: JSON lines with trace correlation, exceptions, extras, never raising."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
-from otel_telemetry._logs import JsonLogHandler
+from otel_telemetry.recording.logs import JsonLogHandler
 
 
 @pytest.fixture

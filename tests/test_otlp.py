@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from otel_telemetry import Telemetry, traced
-from otel_telemetry._selftelemetry import CountingExporter
+from otel_telemetry.export.selftelemetry import CountingExporter
 
 
 @traced("rpc.join")

@@ -22,8 +22,8 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
-from otel_telemetry import __version__
-from otel_telemetry._principal import PrincipalExporter, _retry_after_seconds, encode_payload
+from otel_telemetry._version import __version__
+from otel_telemetry.export.principal import PrincipalExporter, _retry_after_seconds, encode_payload
 
 TOKEN = "tok-S3CRET-5f2a9c"
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import ROOT, http_get
 
 from otel_telemetry import Telemetry
-from otel_telemetry._demo import DemoOptions, GameSimulation
 from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments
+from otel_telemetry.tools.demo import DemoOptions, GameSimulation
 
 SPEC_EXAMPLE = (
     "server_cpu_usage_percent",
@@ -157,7 +157,7 @@ def test_unrepresentable_metrics_are_dropped_and_counted() -> None:
     from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
     from prometheus_client import generate_latest
 
-    from otel_telemetry.readers import PrometheusReader
+    from otel_telemetry.export.readers import PrometheusReader
 
     reader = PrometheusReader()
     provider = MeterProvider(

@@ -7,8 +7,8 @@ import re
 from conftest import ROOT
 
 from otel_telemetry import TelemetryConfig
-from otel_telemetry import _environment as env
-from otel_telemetry._config import CONFIG_FIELDS
+from otel_telemetry import environment as env
+from otel_telemetry.config import CONFIG_FIELDS
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

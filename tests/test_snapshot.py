@@ -13,7 +13,7 @@ import pytest
 from conftest import SPEC
 
 from otel_telemetry import ServerMetrics, Telemetry, decode_otlp_metrics
-from otel_telemetry._demo import DemoOptions, GameSimulation
+from otel_telemetry.tools.demo import DemoOptions, GameSimulation
 
 
 def _spec_payload() -> dict[str, Any]:

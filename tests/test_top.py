@@ -11,9 +11,9 @@ from collections.abc import Callable
 import pytest
 
 from otel_telemetry import Telemetry
-from otel_telemetry import _top as top
-from otel_telemetry._demo import DemoOptions, GameSimulation, run_loop
-from otel_telemetry._top import (
+from otel_telemetry.tools import top as top
+from otel_telemetry.tools.demo import DemoOptions, GameSimulation, run_loop
+from otel_telemetry.tools.top import (
     Alert,
     Percentiles,
     TopView,

@@ -1,4 +1,4 @@
-"""Tests for otel_telemetry._tracing: @traced and timer against real SDK tracer and meter providers."""
+"""Tests for otel_telemetry.recording.tracing: @traced and timer against real SDK tracer and meter providers."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from otel_telemetry._tracing import (
+from otel_telemetry.recording.tracing import (
     HANDLER_DURATION,
     HANDLER_ERRORS,
     HANDLER_REQUESTS,
@@ -385,7 +385,7 @@ def test_telemetry_failure_never_reaches_the_handler_and_is_logged_once(
     telemetry = HandlerTelemetry(_FailingTracer(), meter_provider.get_meter("t"))
     bind_handler_telemetry(telemetry)
     try:
-        with caplog.at_level(logging.ERROR, logger="otel_telemetry._tracing"):
+        with caplog.at_level(logging.ERROR, logger="otel_telemetry.recording.tracing"):
             assert move_player(5) == (5, 0.0, 0.0)
             assert move_player(6) == (6, 0.0, 0.0)
             assert asyncio.run(load_map("a")) == "A"

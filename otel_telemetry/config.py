@@ -10,14 +10,47 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from otel_telemetry import _environment as env
-from otel_telemetry._alerts import DEFAULT_THRESHOLDS, parse_thresholds
-from otel_telemetry._urls import check_http_url
+from otel_telemetry import environment as env
+from otel_telemetry.delivery import check_http_url
 
 _T = TypeVar("_T")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+#: The spec's thresholds, ``(warning, critical)`` per key of :func:`default_rules`.
+DEFAULT_THRESHOLDS: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {
+        "cpu": (80.0, 95.0),
+        "memory": (85.0, 95.0),
+        "tick_rate": (58.0, 55.0),
+        "player_ping_p95": (100.0, 200.0),
+        "packet_loss": (1.0, 5.0),
+    }
+)
+
+
+def parse_thresholds(text: str) -> dict[str, tuple[float, float]]:
+    """Parse ``"cpu=70,90;tick_rate=50,45"`` into :func:`default_rules` overrides (for environment variables and the
+    command line). ``ValueError`` names the bad item."""
+    parsed: dict[str, tuple[float, float]] = {}
+    for item in text.replace("\n", ";").split(";"):
+        if not item.strip():
+            continue
+        key, sep, values = item.partition("=")
+        parts = values.split(",")
+        if not sep or len(parts) != 2:
+            raise ValueError(f"thresholds: expected name=warning,critical, got {item.strip()!r}")
+        try:
+            pair = (float(parts[0]), float(parts[1]))
+        except ValueError:
+            raise ValueError(f"thresholds: expected two numbers in {item.strip()!r}") from None
+        key = key.strip()
+        if key not in DEFAULT_THRESHOLDS:
+            raise ValueError(f"thresholds: unknown name {key!r}; known: {', '.join(DEFAULT_THRESHOLDS)}")
+        parsed[key] = pair
+    return parsed
 
 
 def _bad(field: str, value: object, why: str) -> ValueError:

@@ -31,7 +31,8 @@ from instrumentations.game import GameMonitor
 from instrumentations.hardware import HardwareMonitor
 from instrumentations.network import NetworkMonitor
 from instrumentations.performance import PerformanceMonitor
-from otel_telemetry._alerts import (
+from otel_telemetry._version import __version__
+from otel_telemetry.alerts.core import (
     AlertEvaluatingReader,
     AlertManager,
     LogNotifier,
@@ -39,23 +40,21 @@ from otel_telemetry._alerts import (
     default_rules,
     register_alert_metric,
 )
-from otel_telemetry._config import TelemetryConfig
-from otel_telemetry._events import Event, EventRecorder
-from otel_telemetry._facade import MetricsFacade
-from otel_telemetry._files import SnapshotFileWriter
-from otel_telemetry._health import HealthRegistry, HealthStatus
-from otel_telemetry._http import MetricsHTTPServer
-from otel_telemetry._principal import PrincipalExporter
-from otel_telemetry._producer import HistogramProducer, ProducingReaderMixin
-from otel_telemetry._readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
-from otel_telemetry._selftelemetry import CollectionStats, CountingExporter, ExportCounts, register_self_telemetry
-from otel_telemetry._snapshot import History, ServerMetrics, build_server_metrics
-from otel_telemetry._tracing import HandlerTelemetry, bind_handler_telemetry, bound_handler_telemetry
 from otel_telemetry.catalog import Instrument, instruments
+from otel_telemetry.config import TelemetryConfig
+from otel_telemetry.export.http_server import MetricsHTTPServer
+from otel_telemetry.export.principal import PrincipalExporter
+from otel_telemetry.export.producer import HistogramProducer, ProducingReaderMixin
+from otel_telemetry.export.readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
+from otel_telemetry.export.selftelemetry import CollectionStats, CountingExporter, ExportCounts, register_self_telemetry
+from otel_telemetry.recording.events import Event, EventRecorder
+from otel_telemetry.recording.facade import MetricsFacade
+from otel_telemetry.recording.health import HealthRegistry, HealthStatus
+from otel_telemetry.recording.tracing import HandlerTelemetry, bind_handler_telemetry, bound_handler_telemetry
+from otel_telemetry.snapshot.files import SnapshotFileWriter
+from otel_telemetry.snapshot.model import History, ServerMetrics, build_server_metrics
 
 _logger = logging.getLogger("otel_telemetry")
-
-__version__ = "0.1.0"
 
 
 def catalog_views() -> list[View]:
@@ -557,7 +556,7 @@ def setup_telemetry(
     raise ``ValueError`` naming the field. Nothing global is set: each call gives an independent handle.
 
     ``metric_readers`` adds readers of your own to the handle's meter provider; use the producing readers of
-    :mod:`otel_telemetry.readers` so that they also receive the histograms and per-player series.
+    :mod:`otel_telemetry.export.readers` so that they also receive the histograms and per-player series.
     """
     if config is None:
         config = TelemetryConfig(**overrides)

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:  # the SDK is imported only for --demo: attaching to a URL needs nothing but prometheus_client
-    from otel_telemetry._bootstrap import Telemetry
+    from otel_telemetry.telemetry import Telemetry
 
 __all__ = [
     "Alert",
@@ -411,7 +411,7 @@ class _InProcessDemo:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> str:
-        from otel_telemetry._demo import DemoOptions, GameSimulation, demo_telemetry, run_loop
+        from otel_telemetry.tools.demo import DemoOptions, GameSimulation, demo_telemetry, run_loop
 
         options = DemoOptions(port=0, quiet=True)
         self.telemetry = demo_telemetry(options)

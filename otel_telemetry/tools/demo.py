@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TextIO
 
-from otel_telemetry._bootstrap import Telemetry, setup_telemetry
+from otel_telemetry.telemetry import Telemetry, setup_telemetry
 
 _ENTITY_TYPES = ("Player", "NPC", "Monster", "Projectile", "Item")
 _SYSTEMS = ("movement", "combat", "ai", "physics")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from otel_telemetry.accumulators import HistogramSnapshot, HistogramState
 
 if TYPE_CHECKING:
-    from otel_telemetry._bootstrap import Telemetry
+    from otel_telemetry.telemetry import Telemetry
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from otel_telemetry._urls import check_http_url
+from otel_telemetry.delivery import check_http_url
 
 _logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _retry_after_seconds(value: str | None, now: Callable[[], float] = time.time
 def _user_agent() -> str:
     # Imported late: the bootstrap imports this module while the package is still initialising.
     try:
-        from otel_telemetry import __version__
+        from otel_telemetry._version import __version__
     except ImportError:  # pragma: no cover - only while the package is half-initialised
         __version__ = "unknown"
     return f"otel-telemetry/{__version__}"

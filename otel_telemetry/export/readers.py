@@ -32,9 +32,9 @@ from opentelemetry.sdk.metrics.export import (
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from otel_telemetry._producer import ProducingReaderMixin
-from otel_telemetry._selftelemetry import ExportCounts
 from otel_telemetry.catalog import CATALOG
+from otel_telemetry.export.producer import ProducingReaderMixin
+from otel_telemetry.export.selftelemetry import ExportCounts
 
 _logger = logging.getLogger(__name__)
 

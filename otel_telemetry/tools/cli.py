@@ -9,14 +9,14 @@ from pathlib import Path
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    from otel_telemetry._docs import catalog_json, metrics_markdown
+    from otel_telemetry.tools.docs import catalog_json, metrics_markdown
 
     sys.stdout.write((catalog_json() if args.format == "json" else metrics_markdown()) + "\n")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from otel_telemetry._demo import DemoOptions, run_demo
+    from otel_telemetry.tools.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         duration=args.duration,
@@ -34,21 +34,21 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _top(args: argparse.Namespace) -> int:
-    from otel_telemetry._top import top_command
+    from otel_telemetry.tools.top import top_command
 
     return top_command(args.rest)
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from otel_telemetry._alerts import rules_command
+    from otel_telemetry.alerts.core import rules_command
 
     return rules_command(args.rest)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from otel_telemetry._alerts import default_rules, write_rules_file
-    from otel_telemetry._collector import write_all
-    from otel_telemetry._dashboard import write_dashboard
+    from otel_telemetry.alerts.core import default_rules, write_rules_file
+    from otel_telemetry.tools.collector import write_all
+    from otel_telemetry.tools.dashboard import write_dashboard
 
     written = [*write_all(args.directory), write_dashboard(args.directory)]
     written.append(write_rules_file(Path(args.directory) / "alert-rules.yml", default_rules()))

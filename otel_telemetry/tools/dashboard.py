@@ -6,7 +6,7 @@ servers of the ``server`` variable by ``service_instance_id`` (the server id), a
 ``histogram_quantile`` over the per-metric buckets of the catalog; counters show per-second rates; gauges their
 value. A last row lists the alerts Prometheus evaluates from ``alert-rules.yml`` (the ``ALERTS`` series).
 
-Regenerate ``collector-config/grafana-dashboard.json`` with ``python -m otel_telemetry._dashboard [directory]``;
+Regenerate ``collector-config/grafana-dashboard.json`` with ``python -m otel_telemetry.tools.dashboard [directory]``;
 a test fails when the committed file is stale.
 """
 

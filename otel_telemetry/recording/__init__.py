@@ -1,0 +1,24 @@
+"""What game code calls besides the monitors: the statsd-style facade, ``@traced`` handlers and ``timer``,
+events, component health and JSON logs. Everything here writes cheap in-process state; OpenTelemetry reads it at
+collection time.
+"""
+
+from otel_telemetry.recording.events import Event, EventRecorder
+from otel_telemetry.recording.facade import GaugeStats, MetricsFacade, TimingStats
+from otel_telemetry.recording.health import ComponentHealth, HealthRegistry, HealthStatus
+from otel_telemetry.recording.logs import JsonLogHandler
+from otel_telemetry.recording.tracing import timer, traced
+
+__all__ = [
+    "ComponentHealth",
+    "Event",
+    "EventRecorder",
+    "GaugeStats",
+    "HealthRegistry",
+    "HealthStatus",
+    "JsonLogHandler",
+    "MetricsFacade",
+    "TimingStats",
+    "timer",
+    "traced",
+]
