@@ -3,7 +3,7 @@
 Measured on this kind of machine, an OpenTelemetry SDK ``Counter.add`` costs 3-5 µs and ``Histogram.record`` 4-6 µs;
 game code at 27k packets/s cannot pay that. Monitors write plain per-thread accumulators here (about 0.1 µs for a
 counter, 0.4 µs for a histogram) and OpenTelemetry reads them at collection time: observable instruments for sums
-and gauges, and histogram data points merged into each reader's collection (:mod:`otel_telemetry.export.producer`).
+and gauges, and histogram data points merged into each reader's collection (:mod:`otel_telemetry.producer`).
 
 Histograms
 ----------

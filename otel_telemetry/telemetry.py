@@ -44,9 +44,9 @@ from otel_telemetry.catalog import Instrument, instruments
 from otel_telemetry.config import TelemetryConfig
 from otel_telemetry.export.http_server import MetricsHTTPServer
 from otel_telemetry.export.principal import PrincipalExporter
-from otel_telemetry.export.producer import HistogramProducer, ProducingReaderMixin
 from otel_telemetry.export.readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
 from otel_telemetry.export.selftelemetry import CollectionStats, CountingExporter, ExportCounts, register_self_telemetry
+from otel_telemetry.producer import HistogramProducer, ProducingReaderMixin
 from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus

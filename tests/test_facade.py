@@ -259,7 +259,7 @@ def test_histogram_states_bucket_counts_equal_numpy(facade: MetricsFacade) -> No
 
 def test_histograms_feed_the_sdk_histogram_producer(facade: MetricsFacade) -> None:
     """facade.histograms is a HistogramProducer source: timings come out as OpenTelemetry histograms."""
-    from otel_telemetry.export.producer import HistogramProducer
+    from otel_telemetry.producer import HistogramProducer
 
     for value in (0.001, 0.002, 0.003, 0.2):
         facade.timing("db.query", value, tags={"table": "players"})

@@ -33,8 +33,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from otel_telemetry.catalog import CATALOG
-from otel_telemetry.export.producer import ProducingReaderMixin
 from otel_telemetry.export.selftelemetry import ExportCounts
+from otel_telemetry.producer import ProducingReaderMixin
 
 _logger = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_telemetry._otel import histogram_temporality
 from otel_telemetry.accumulators import HistogramSnapshot, HistogramState, SeriesKey, difference
 from otel_telemetry.catalog import MetricSpec
 
@@ -203,7 +204,7 @@ class ProducingReaderMixin:
         if self._producer is None:
             return metrics_data
         assert isinstance(self, MetricReader)
-        temporality = _histogram_temporality(self)
+        temporality = histogram_temporality(self)
         try:
             return self._producer.merge(
                 metrics_data, self._producer_resource, temporality, self._produced_previous, self._produce_gauges
@@ -212,11 +213,3 @@ class ProducingReaderMixin:
             self._producer.failures += 1
             _logger.exception("merging produced histograms failed; exporting the SDK's metrics alone")
             return metrics_data
-
-
-def _histogram_temporality(reader: MetricReader) -> AggregationTemporality:
-    """The temporality ``reader`` prefers for histograms."""
-    from opentelemetry.sdk.metrics._internal.instrument import _Histogram
-
-    temporality: AggregationTemporality = reader._instrument_class_temporality[_Histogram]
-    return temporality

@@ -1,0 +1,118 @@
+"""Every use of OpenTelemetry's private API, in one place.
+
+The Python SDK lacks a few public hooks that this SDK needs (a MetricProducer, the reader list of a provider,
+the Prometheus exporter's translation without its per-scrape collection, a stable logs SDK). Each access is a
+small function here, and ``tests/test_otel_private.py`` exercises every one of them against the installed
+OpenTelemetry packages, so that an upgrade which changes one fails loudly in the tests instead of quietly in
+production. Nothing else in the package touches a ``_``-name of OpenTelemetry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricReader, MetricsData
+
+#: Every private access this module makes, for the tests that pin them (one test per entry).
+ACCESSES: tuple[str, ...] = (
+    "histogram_temporality",
+    "exporter_preferences",
+    "provider_readers",
+    "hook_reader",
+    "prometheus_translator",
+    "logs_sdk",
+    "logs_api",
+    "otlp_log_exporter",
+)
+
+
+def histogram_temporality(reader: MetricReader) -> AggregationTemporality:
+    """The temporality ``reader`` prefers for histograms (``MetricReader._instrument_class_temporality``)."""
+    from opentelemetry.sdk.metrics._internal.instrument import _Histogram
+
+    temporality: AggregationTemporality = reader._instrument_class_temporality[_Histogram]
+    return temporality
+
+
+def exporter_preferences(exporter: MetricExporter) -> tuple[dict[type, Any], dict[type, Any]]:
+    """An exporter's preferred temporality and aggregation, as given to its constructor."""
+    return dict(exporter._preferred_temporality), dict(exporter._preferred_aggregation)
+
+
+def provider_readers(provider: MeterProvider) -> Sequence[MetricReader]:
+    """The readers a ``MeterProvider`` was built with (``MeterProvider._sdk_config.metric_readers``)."""
+    return tuple(provider._sdk_config.metric_readers)
+
+
+def hook_reader(reader: MetricReader, transform: Callable[[MetricsData, MetricReader], MetricsData]) -> None:
+    """Make ``reader`` pass every collection through ``transform`` before it handles it.
+
+    This is the MetricProducer of the OpenTelemetry specification, which the Python SDK does not have: the
+    instance's ``_receive_metrics`` (the method every reader implements) is wrapped, so any reader, ours or a
+    plain ``InMemoryMetricReader``/``PeriodicExportingMetricReader``, also receives the produced metrics.
+    Hooking the same reader twice keeps only the latest transform.
+    """
+    original = getattr(reader, "_otel_telemetry_original_receive", None)
+    if original is None:
+        original = reader._receive_metrics
+        reader._otel_telemetry_original_receive = original  # type: ignore[attr-defined]
+
+    def receive(metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        original(transform(metrics_data, reader), timeout_millis=timeout_millis, **kwargs)
+
+    reader._receive_metrics = receive  # type: ignore[method-assign]
+
+
+class PrometheusTranslator:
+    """The OpenTelemetry Prometheus exporter's translation (``MetricsData`` to prometheus_client families),
+    without the exporter's habit of collecting the SDK on every scrape.
+
+    Wraps the exporter's ``_CustomCollector``: :meth:`families` translates one ``MetricsData`` with exactly the
+    names, units, ``target_info`` and label handling the exporter applies.
+    """
+
+    def __init__(self, *, target_info: bool, scope_labels: bool) -> None:
+        from opentelemetry.exporter.prometheus import _CustomCollector
+
+        self._collector = _CustomCollector(disable_target_info=not target_info, scope_info_enabled=scope_labels)
+        self._collector._callback = None  # never collect on our behalf: we hand it the frame
+
+    def families(self, metrics_data: MetricsData) -> list[Any]:
+        """The prometheus_client metric families of ``metrics_data``."""
+        self._collector.add_metrics_data(metrics_data)
+        found: Iterable[Any] = self._collector.collect()
+        return list(found)
+
+
+def prometheus_translator(*, target_info: bool = True, scope_labels: bool = False) -> PrometheusTranslator:
+    """A :class:`PrometheusTranslator`."""
+    return PrometheusTranslator(target_info=target_info, scope_labels=scope_labels)
+
+
+def logs_sdk() -> tuple[type, type]:
+    """The logs SDK's ``LoggerProvider`` and ``BatchLogRecordProcessor`` (``opentelemetry.sdk._logs``)."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    return LoggerProvider, BatchLogRecordProcessor
+
+
+def logs_api() -> tuple[type, type, type]:
+    """The logs API's ``Logger``, ``LogRecord`` and ``SeverityNumber`` (``opentelemetry._logs``)."""
+    from opentelemetry._logs import Logger, LogRecord, SeverityNumber
+
+    return Logger, LogRecord, SeverityNumber
+
+
+def otlp_log_exporter(protocol: str, **kwargs: Any) -> Any:
+    """The OTLP log exporter for ``protocol`` (``grpc`` or ``http/protobuf``), from its ``_log_exporter`` module."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+
+        return GrpcLogs(**kwargs)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+
+    return HttpLogs(**kwargs)
