@@ -33,6 +33,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/otel-telemetry catalog --format markdown > docs/metrics.md
+	$(BIN)/otel-telemetry config-docs --write docs/configuration.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,10 @@
-"""``TelemetryConfig``: the spec's settings, resolved keyword > environment > default, validated on entry."""
+"""``TelemetryConfig``: the spec's settings, resolved keyword > environment > default, validated on entry.
+
+The settings are a table, :data:`SETTINGS`: one :class:`Setting` row per field names its environment variables, its
+default, its parser, its bounds and its documentation. The same rows resolve and validate every value, hide the
+token in ``repr()``, drive :meth:`TelemetryConfig.replace` and generate the table of ``docs/configuration.md``
+(``otel-telemetry config-docs``).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,14 @@ import math
 import os
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import unquote
 
 from otel_telemetry import environment as env
 from otel_telemetry.delivery import check_http_url
-
-_T = TypeVar("_T")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -57,6 +63,52 @@ def _bad(field: str, value: object, why: str) -> ValueError:
     return ValueError(f"TelemetryConfig.{field}: {why}, got {value!r}")
 
 
+def _number_text(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The range a numeric setting must lie in: ``low`` and ``high`` are included unless ``low_open`` /
+    ``high_open``."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: object) -> bool:
+        """Whether ``value`` is a number (not a bool) within the range."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self, unit: str = "") -> str:
+        """The range in words, as errors and the docs say it: ``between 0 and 65535``, ``above 0 and at most 60``."""
+        low, high = _number_text(self.low), _number_text(self.high)
+        if not self.low_open and not self.high_open:
+            words = f"between {low} and {high}"
+        else:
+            above = "above" if self.low_open else "at least"
+            below = "below" if self.high_open else "at most"
+            words = f"{above} {low} and {below} {high}"
+        return f"{words} {unit}" if unit else words
+
+
+@dataclass(frozen=True, slots=True)
+class Parser:
+    """How one kind of value is read: ``parse(field, value)`` takes a keyword argument or an environment string and
+    returns the typed value or raises ``ValueError`` naming the field and the value. ``accepts`` is what the docs say
+    it takes; ``unit`` follows the bounds in errors and docs; ``numeric`` parsers need bounds."""
+
+    accepts: str
+    parse: Callable[[str, object], object]
+    unit: str = ""
+    numeric: bool = False
+
+
 def _parse_seconds(field: str, value: object) -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
@@ -67,17 +119,68 @@ def _parse_seconds(field: str, value: object) -> float:
             seconds = float(value)
         except ValueError:
             raise _bad(field, value, "expected a number of seconds") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _bad(field, value, "must be a positive, finite number of seconds")
+    if not math.isfinite(seconds):
+        raise _bad(field, value, "must be a finite number of seconds")
     return seconds
 
 
-def _parse_nonnegative_seconds(field: str, value: object) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
-        return 0.0
-    if isinstance(value, str) and value.strip() in ("0", "0.0"):
-        return 0.0
-    return _parse_seconds(field, value)
+def _parse_int(field: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise _bad(field, value, "expected an integer")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise _bad(field, value, "expected an integer") from None
+    if not isinstance(value, int):
+        raise _bad(field, value, "expected an integer")
+    return value
+
+
+def _parse_number(field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _bad(field, value, "expected a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(field, value, "expected a number") from None
+    if not math.isfinite(number):
+        raise _bad(field, value, "must be a finite number")
+    return number
+
+
+def _parse_bool(field: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _bad(field, value, "expected true or false")
+
+
+def _parse_text(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(field, value, "expected a non-empty string")
+    return value.strip()
+
+
+def _parse_token(field: str, value: object) -> str:
+    # The token itself never appears in an error message.
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"TelemetryConfig.{field}: expected a non-empty string (value not shown)")
+    return value.strip()
+
+
+def _parse_url(field: str, value: object) -> str:
+    return check_http_url("TelemetryConfig", field, value)[0]
+
+
+def _choice(*options: str) -> Parser:
+    def parse(field: str, value: object) -> str:
+        if not isinstance(value, str) or value.strip() not in options:
+            raise _bad(field, value, f"expected one of {', '.join(options)}")
+        return value.strip()
+
+    return Parser(" or ".join(f"`{option}`" for option in options), parse)
 
 
 _NO_THRESHOLDS: Mapping[str, tuple[float, float]] = MappingProxyType({})
@@ -86,7 +189,8 @@ _NO_THRESHOLDS: Mapping[str, tuple[float, float]] = MappingProxyType({})
 def _parse_thresholds(field: str, value: object) -> Mapping[str, tuple[float, float]]:
     """``{"cpu": (80, 95), ...}`` or the text form ``"cpu=80,95;tick_rate=58,55"`` (warning, critical).
 
-    The text form and the known names are the alert module's own (:func:`parse_thresholds`).
+    The text form and the known names are the alert module's own (:func:`parse_thresholds`). A pair ordered
+    against its default (warning beyond critical) is refused here, as :func:`default_rules` would refuse it later.
     """
     if isinstance(value, str):
         try:
@@ -105,83 +209,38 @@ def _parse_thresholds(field: str, value: object) -> Mapping[str, tuple[float, fl
             raise _bad(field, value, f"{key} needs two numbers (warning, critical)") from None
         if not (math.isfinite(warning) and math.isfinite(critical)):
             raise _bad(field, value, f"{key} thresholds must be finite")
+        # The defaults say the direction: warning above critical means the alert fires below (tick_rate).
+        default_warning, default_critical = DEFAULT_THRESHOLDS[key]
+        below = default_warning > default_critical
+        if (warning < critical) if below else (warning > critical):
+            side = "below" if below else "above"
+            raise _bad(field, value, f"{key}: the warning threshold is {side} the critical one (inverted)")
         parsed[key] = (warning, critical)
     return MappingProxyType(parsed)
 
 
-def _parse_int(field: str, value: object, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool):
-        raise _bad(field, value, "expected an integer")
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise _bad(field, value, "expected an integer") from None
-    if not isinstance(value, int):
-        raise _bad(field, value, "expected an integer")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise _bad(field, value, f"must be {bounds}")
-    return value
+_SECONDS = Parser("duration", _parse_seconds, unit="seconds", numeric=True)
+_INTEGER = Parser("integer", _parse_int, numeric=True)
+_NUMBER = Parser("number", _parse_number, numeric=True)
+_BOOLEAN = Parser("boolean", _parse_bool)
+_TEXT = Parser("non-empty string", _parse_text)
+_PATH = Parser("non-empty path", _parse_text)
+_TOKEN = Parser("non-empty string (never shown)", _parse_token)
+_URL = Parser("`http://` or `https://` URL with a host, no credentials, query or fragment", _parse_url)
+_PROTOCOL = _choice("grpc", "http/protobuf")
+_FILE_FORMAT = _choice("jsonl", "otlp")
+_THRESHOLDS = Parser(
+    "`cpu=80,95;tick_rate=58,55` or a mapping; keys " + ", ".join(f"`{key}`" for key in DEFAULT_THRESHOLDS),
+    _parse_thresholds,
+)
+
+_INTERVAL = Bounds(0.01, 3600)
+_COUNT = Bounds(1, 1_000_000)
+_DELAY = Bounds(0, 86400)
 
 
-def _parse_bool(field: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise _bad(field, value, "expected true or false")
-
-
-def _parse_rate(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _bad(field, value, "expected a number")
-    try:
-        rate = float(value)
-    except ValueError:
-        raise _bad(field, value, "expected a number") from None
-    if not math.isfinite(rate) or rate <= 0:
-        raise _bad(field, value, "must be a positive, finite number")
-    return rate
-
-
-def _parse_url(field: str, value: object) -> str:
-    return check_http_url("TelemetryConfig", field, value)[0]
-
-
-def _parse_text(field: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _bad(field, value, "expected a non-empty string")
-    return value.strip()
-
-
-_PROTOCOLS = ("grpc", "http/protobuf")
-_FILE_FORMATS = ("jsonl", "otlp")
-
-
-def _parse_file_format(field: str, value: object) -> str:
-    if not isinstance(value, str) or value.strip() not in _FILE_FORMATS:
-        raise _bad(field, value, f"expected one of {', '.join(_FILE_FORMATS)}")
-    return value.strip()
-
-
-def _parse_protocol(field: str, value: object) -> str:
-    if not isinstance(value, str) or value.strip() not in _PROTOCOLS:
-        raise _bad(field, value, f"expected one of {', '.join(_PROTOCOLS)}")
-    return value.strip()
-
-
-def _parse_token(value: object) -> str:
-    # The token itself never appears in an error message.
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("TelemetryConfig.server_token: expected a non-empty string (value not shown)")
-    return value.strip()
-
-
-def _resource_attributes_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+def _resource_attributes(environ: Mapping[str, str]) -> dict[str, str]:
     """Parse ``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,k2=v2``, values percent-decoded)."""
-    from urllib.parse import unquote
-
     attributes: dict[str, str] = {}
     for item in environ.get(env.OTEL_RESOURCE_ATTRIBUTES, "").split(","):
         key, sep, value = item.partition("=")
@@ -190,33 +249,264 @@ def _resource_attributes_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     return attributes
 
 
-_FIELDS: tuple[str, ...] = (
-    "server_id",
-    "service_name",
-    "collection_interval",
-    "api_send_interval",
-    "historical_retention",
-    "enable_prometheus_endpoint",
-    "prometheus_host",
-    "prometheus_port",
-    "api_endpoint",
-    "server_token",
-    "target_tick_rate",
-    "percentile_window",
-    "max_tracked_players",
-    "attribute_limit",
-    "enable_hardware_metrics",
-    "otlp_endpoint",
-    "otlp_protocol",
-    "api_buffer_size",
-    "snapshot_file",
-    "snapshot_file_format",
-    "enable_alerts",
-    "alert_thresholds",
-    "alert_for",
-    "alert_cooldown",
-    "enabled",
+def _instance_id_or_host_name(environ: Mapping[str, str]) -> str | None:
+    return _resource_attributes(environ).get("service.instance.id") or socket.gethostname() or None
+
+
+def _resource_service_name(environ: Mapping[str, str]) -> str | None:
+    return _resource_attributes(environ).get("service.name") or None
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the configuration table: a :class:`TelemetryConfig` field and everything about it.
+
+    ``variables`` are read in order, the first one present wins (``inverted`` negates a boolean read from them:
+    ``OTEL_SDK_DISABLED``). Without a keyword or a variable, ``fallback(environ)`` gives the default when it returns
+    a value, else ``default``; ``default_doc`` is how the docs show a default that differs per machine. ``secret``
+    values are shown as ``"***"``.
+    """
+
+    name: str
+    variables: tuple[str, ...]
+    default: object
+    parser: Parser
+    doc: str
+    bounds: Bounds | None = None
+    fallback: Callable[[Mapping[str, str]], object | None] | None = None
+    default_doc: str | None = None
+    inverted: bool = False
+    secret: bool = False
+
+    def __post_init__(self) -> None:
+        if self.parser.numeric != (self.bounds is not None):
+            raise ValueError(f"Setting {self.name}: bounds go with numeric parsers, and every numeric one has them")
+        if self.bounds is not None and not self.bounds.admits(self.default):
+            raise ValueError(f"Setting {self.name}: the default {self.default!r} is out of its bounds")
+
+    @property
+    def accepts(self) -> str:
+        """The accepted values in words, bounds included (the docs' "Accepted values")."""
+        if self.bounds is None:
+            return self.parser.accepts
+        return f"{self.parser.accepts} {self.bounds.describe(self.parser.unit)}"
+
+    def read(self, value: object) -> object:
+        """``value`` (a keyword argument or an environment string) parsed and checked against the bounds.
+
+        ``ValueError`` names the field and ``value`` as given (never a secret's)."""
+        parsed = self.parser.parse(self.name, value)
+        if self.bounds is not None and not self.bounds.admits(parsed):
+            raise _bad(self.name, value, f"must be {self.bounds.describe(self.parser.unit)}")
+        return parsed
+
+    def resolve(self, given: object, environ: Mapping[str, str]) -> object:
+        """The value from the keyword ``given`` (unless ``None``), else the first variable present in ``environ``,
+        else the default. An error from the environment also names the variable."""
+        if given is not None:
+            return self.read(given)
+        for variable in self.variables:
+            if variable in environ:
+                try:
+                    value = self.read(environ[variable])
+                except ValueError as error:
+                    raise ValueError(f"{error} (from environment variable {variable})") from None
+                return not value if self.inverted else value
+        found = self.fallback(environ) if self.fallback is not None else None
+        return self.default if found is None else found
+
+
+#: The configuration table, one row per :class:`TelemetryConfig` field, in documentation order.
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "server_id",
+        (env.SERVER_ID,),
+        "game-server",
+        _TEXT,
+        "This server's id: resource attribute `service.instance.id`, label `service_instance_id` in a fleet",
+        fallback=_instance_id_or_host_name,
+        default_doc="`service.instance.id` from `OTEL_RESOURCE_ATTRIBUTES`, else the host name",
+    ),
+    Setting(
+        "service_name",
+        (env.OTEL_SERVICE_NAME,),
+        "game-server",
+        _TEXT,
+        "Resource attribute `service.name` (else `service.name` from `OTEL_RESOURCE_ATTRIBUTES`)",
+        fallback=_resource_service_name,
+    ),
+    Setting(
+        "collection_interval",
+        (env.COLLECTION_INTERVAL,),
+        1.0,
+        _SECONDS,
+        "Seconds between collections; rates are per second over the real interval",
+        bounds=_INTERVAL,
+    ),
+    Setting(
+        "api_send_interval",
+        (env.API_SEND_INTERVAL,),
+        5.0,
+        _SECONDS,
+        "Seconds between pushes to the API principal",
+        bounds=_INTERVAL,
+    ),
+    Setting(
+        "historical_retention",
+        (env.HISTORICAL_RETENTION,),
+        300,
+        _INTEGER,
+        "Snapshots kept in `get_history()`",
+        bounds=_COUNT,
+    ),
+    Setting(
+        "enable_prometheus_endpoint",
+        (env.ENABLE_PROMETHEUS_ENDPOINT,),
+        False,
+        _BOOLEAN,
+        "Serve `/metrics` and the health routes",
+    ),
+    Setting("prometheus_host", (env.PROMETHEUS_HOST,), "0.0.0.0", _TEXT, "Address the endpoint binds to"),
+    Setting(
+        "prometheus_port",
+        (env.PROMETHEUS_PORT,),
+        9090,
+        _INTEGER,
+        "Port of the endpoint; 0 picks a free one (`telemetry.prometheus_port`)",
+        bounds=Bounds(0, 65535),
+    ),
+    Setting(
+        "api_endpoint",
+        (env.API_ENDPOINT,),
+        None,
+        _URL,
+        "Base URL of the API principal; the push is off while unset",
+    ),
+    Setting(
+        "server_token",
+        (env.SERVER_TOKEN,),
+        None,
+        _TOKEN,
+        "Bearer token sent to the API principal",
+        secret=True,
+    ),
+    Setting(
+        "target_tick_rate",
+        (env.TARGET_TICK_RATE,),
+        60.0,
+        _NUMBER,
+        "Ticks per second the loop aims for",
+        bounds=Bounds(0, 10000, low_open=True),
+    ),
+    Setting(
+        "percentile_window",
+        (env.PERCENTILE_WINDOW,),
+        60.0,
+        _SECONDS,
+        "Window of the in-process min/max/avg and percentiles",
+        bounds=Bounds(0, 86400, low_open=True),
+    ),
+    Setting(
+        "max_tracked_players",
+        (env.MAX_TRACKED_PLAYERS,),
+        2000,
+        _INTEGER,
+        "Players tracked individually (per-player ping series, sessions)",
+        bounds=_COUNT,
+    ),
+    Setting(
+        "attribute_limit",
+        (env.ATTRIBUTE_LIMIT,),
+        100,
+        _INTEGER,
+        "Distinct maps, entity types or ECS systems per attribute before `_overflow`",
+        bounds=_COUNT,
+    ),
+    Setting(
+        "enable_hardware_metrics",
+        (env.ENABLE_HARDWARE_METRICS,),
+        True,
+        _BOOLEAN,
+        "Sample CPU, memory, disk and network interfaces with psutil",
+    ),
+    Setting(
+        "otlp_endpoint",
+        (env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, env.OTEL_EXPORTER_OTLP_ENDPOINT),
+        None,
+        _URL,
+        "OTLP metric export to this Collector; off while unset",
+    ),
+    Setting(
+        "otlp_protocol",
+        (env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, env.OTEL_EXPORTER_OTLP_PROTOCOL),
+        "http/protobuf",
+        _PROTOCOL,
+        "OTLP transport",
+    ),
+    Setting(
+        "api_buffer_size",
+        (env.API_BUFFER_SIZE,),
+        120,
+        _INTEGER,
+        "Payloads kept for the API principal while it is unreachable",
+        bounds=_COUNT,
+    ),
+    Setting(
+        "snapshot_file",
+        (env.SNAPSHOT_FILE,),
+        None,
+        _PATH,
+        "Append every snapshot to this file (rotated by size); off while unset",
+    ),
+    Setting(
+        "snapshot_file_format",
+        (env.SNAPSHOT_FILE_FORMAT,),
+        "jsonl",
+        _FILE_FORMAT,
+        "One JSON payload per line, or length-delimited OTLP protobuf",
+    ),
+    Setting(
+        "enable_alerts",
+        (env.ENABLE_ALERTS,),
+        True,
+        _BOOLEAN,
+        "Evaluate the spec's alert rules in process (see [alerting](alerting.md))",
+    ),
+    Setting(
+        "alert_thresholds",
+        (env.ALERT_THRESHOLDS,),
+        _NO_THRESHOLDS,
+        _THRESHOLDS,
+        "Overrides of the spec's (warning, critical) thresholds; a pair ordered against the spec's is refused",
+    ),
+    Setting(
+        "alert_for",
+        (env.ALERT_FOR,),
+        10.0,
+        _SECONDS,
+        "How long a condition must hold before its alert fires (Prometheus `for`)",
+        bounds=_DELAY,
+    ),
+    Setting(
+        "alert_cooldown",
+        (env.ALERT_COOLDOWN,),
+        300.0,
+        _SECONDS,
+        "Least time between repeated notifications of a firing alert",
+        bounds=_DELAY,
+    ),
+    Setting(
+        "enabled",
+        (env.OTEL_SDK_DISABLED,),
+        True,
+        _BOOLEAN,
+        "Off: nothing is collected or exported; every call stays safe and cheap",
+        inverted=True,
+    ),
 )
+
+#: The names of every field, in documentation order.
+CONFIG_FIELDS: tuple[str, ...] = tuple(setting.name for setting in SETTINGS)
 
 
 class TelemetryConfig:
@@ -224,14 +514,14 @@ class TelemetryConfig:
 
     Every argument is optional. For each one the value comes from, in order: the keyword argument, the environment
     variable named in the configuration reference (``GAME_TELEMETRY_*`` for ours, the standard ``OTEL_*`` ones
-    where OpenTelemetry defines them), then the spec's default. Invalid values raise :class:`ValueError` naming the
-    field and the value, whether they came from code or from the environment. The server token is never shown
-    in ``repr()``, logs or error messages.
+    where OpenTelemetry defines them), then the spec's default. Invalid or out-of-range values raise
+    :class:`ValueError` naming the field and the value, whether they came from code or from the environment. The
+    server token is never shown in ``repr()``, logs or error messages. Each field is a row of :data:`SETTINGS`.
 
     Durations are seconds (``float``) or :class:`datetime.timedelta`.
     """
 
-    __slots__ = _FIELDS
+    __slots__ = CONFIG_FIELDS
 
     server_id: str
     service_name: str
@@ -289,176 +579,12 @@ class TelemetryConfig:
         enabled: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        # The keyword arguments by name: the signature lists the table's fields (a test pins that), so each row
+        # finds its own keyword here.
+        given = dict(locals())
         environ = os.environ if environ is None else environ
-
-        def pick(
-            field: str, given: object, variable: str | None, default: _T, parse: Callable[[str, object], _T]
-        ) -> _T:
-            if given is not None:
-                return parse(field, given)
-            if variable is not None and variable in environ:
-                try:
-                    return parse(field, environ[variable])
-                except ValueError as error:
-                    raise ValueError(f"{error} (from environment variable {variable})") from None
-            return default
-
-        set_ = object.__setattr__
-        resource_env = _resource_attributes_from_env(environ)
-        set_(
-            self,
-            "server_id",
-            pick(
-                "server_id",
-                server_id,
-                env.SERVER_ID,
-                resource_env.get("service.instance.id") or socket.gethostname() or "game-server",
-                _parse_text,
-            ),
-        )
-        set_(
-            self,
-            "service_name",
-            pick(
-                "service_name",
-                service_name,
-                env.OTEL_SERVICE_NAME,
-                resource_env.get("service.name", "game-server"),
-                _parse_text,
-            ),
-        )
-        set_(
-            self,
-            "collection_interval",
-            pick("collection_interval", collection_interval, env.COLLECTION_INTERVAL, 1.0, _parse_seconds),
-        )
-        set_(
-            self,
-            "api_send_interval",
-            pick("api_send_interval", api_send_interval, env.API_SEND_INTERVAL, 5.0, _parse_seconds),
-        )
-        set_(
-            self,
-            "historical_retention",
-            pick(
-                "historical_retention",
-                historical_retention,
-                env.HISTORICAL_RETENTION,
-                300,
-                lambda f, v: _parse_int(f, v, 1),
-            ),
-        )
-        set_(
-            self,
-            "enable_prometheus_endpoint",
-            pick(
-                "enable_prometheus_endpoint",
-                enable_prometheus_endpoint,
-                env.ENABLE_PROMETHEUS_ENDPOINT,
-                False,
-                _parse_bool,
-            ),
-        )
-        set_(
-            self,
-            "prometheus_host",
-            pick("prometheus_host", prometheus_host, env.PROMETHEUS_HOST, "0.0.0.0", _parse_text),
-        )
-        set_(
-            self,
-            "prometheus_port",
-            pick(
-                "prometheus_port",
-                prometheus_port,
-                env.PROMETHEUS_PORT,
-                9090,
-                lambda f, v: _parse_int(f, v, 0, 65535),
-            ),
-        )
-        set_(self, "api_endpoint", pick("api_endpoint", api_endpoint, env.API_ENDPOINT, None, _parse_url))
-        set_(
-            self,
-            "server_token",
-            pick("server_token", server_token, env.SERVER_TOKEN, None, lambda _f, v: _parse_token(v)),
-        )
-        set_(
-            self,
-            "target_tick_rate",
-            pick("target_tick_rate", target_tick_rate, env.TARGET_TICK_RATE, 60.0, _parse_rate),
-        )
-        set_(
-            self,
-            "percentile_window",
-            pick("percentile_window", percentile_window, env.PERCENTILE_WINDOW, 60.0, _parse_seconds),
-        )
-        set_(
-            self,
-            "max_tracked_players",
-            pick(
-                "max_tracked_players",
-                max_tracked_players,
-                env.MAX_TRACKED_PLAYERS,
-                2000,
-                lambda f, v: _parse_int(f, v, 1),
-            ),
-        )
-        set_(
-            self,
-            "attribute_limit",
-            pick("attribute_limit", attribute_limit, env.ATTRIBUTE_LIMIT, 100, lambda f, v: _parse_int(f, v, 1)),
-        )
-        set_(
-            self,
-            "enable_hardware_metrics",
-            pick(
-                "enable_hardware_metrics",
-                enable_hardware_metrics,
-                env.ENABLE_HARDWARE_METRICS,
-                True,
-                _parse_bool,
-            ),
-        )
-        # OTLP: the standard variables, metrics-specific first. None means OTLP export is off.
-        otlp_env = env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT
-        if otlp_env not in environ:
-            otlp_env = env.OTEL_EXPORTER_OTLP_ENDPOINT
-        set_(self, "otlp_endpoint", pick("otlp_endpoint", otlp_endpoint, otlp_env, None, _parse_url))
-        protocol_env = env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL
-        if protocol_env not in environ:
-            protocol_env = env.OTEL_EXPORTER_OTLP_PROTOCOL
-        set_(
-            self,
-            "otlp_protocol",
-            pick("otlp_protocol", otlp_protocol, protocol_env, "http/protobuf", _parse_protocol),
-        )
-        set_(
-            self,
-            "api_buffer_size",
-            pick("api_buffer_size", api_buffer_size, env.API_BUFFER_SIZE, 120, lambda f, v: _parse_int(f, v, 1)),
-        )
-        set_(self, "snapshot_file", pick("snapshot_file", snapshot_file, env.SNAPSHOT_FILE, None, _parse_text))
-        set_(
-            self,
-            "snapshot_file_format",
-            pick("snapshot_file_format", snapshot_file_format, env.SNAPSHOT_FILE_FORMAT, "jsonl", _parse_file_format),
-        )
-        set_(self, "enable_alerts", pick("enable_alerts", enable_alerts, env.ENABLE_ALERTS, True, _parse_bool))
-        set_(
-            self,
-            "alert_thresholds",
-            pick("alert_thresholds", alert_thresholds, env.ALERT_THRESHOLDS, _NO_THRESHOLDS, _parse_thresholds),
-        )
-        set_(self, "alert_for", pick("alert_for", alert_for, env.ALERT_FOR, 10.0, _parse_nonnegative_seconds))
-        set_(
-            self,
-            "alert_cooldown",
-            pick("alert_cooldown", alert_cooldown, env.ALERT_COOLDOWN, 300.0, _parse_nonnegative_seconds),
-        )
-        # OTEL_SDK_DISABLED=true turns the SDK off; the keyword wins over it, as everywhere.
-        if enabled is not None:
-            set_(self, "enabled", _parse_bool("enabled", enabled))
-        else:
-            set_(self, "enabled", not _parse_bool("enabled", environ.get(env.OTEL_SDK_DISABLED, "false")))
+        for setting in SETTINGS:
+            object.__setattr__(self, setting.name, setting.resolve(given[setting.name], environ))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"TelemetryConfig is immutable; use .replace({name}=...)")
@@ -468,33 +594,31 @@ class TelemetryConfig:
 
     def replace(self, **changes: Any) -> TelemetryConfig:
         """A copy with ``changes`` applied as keyword arguments (which win over the environment)."""
-        unknown = set(changes) - set(_FIELDS)
+        unknown = set(changes) - set(CONFIG_FIELDS)
         if unknown:
             raise TypeError(f"TelemetryConfig has no field(s) {sorted(unknown)}")
-        values: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
+        values: dict[str, Any] = {name: getattr(self, name) for name in CONFIG_FIELDS}
         values.update(changes)
         # Every field is already resolved: the environment must not refill the ones that are None.
         return TelemetryConfig(**values, environ={})
 
     def as_dict(self, *, include_secrets: bool = False) -> dict[str, object]:
         """The resolved settings; the token is replaced by ``"***"`` unless ``include_secrets``."""
-        values = {name: getattr(self, name) for name in _FIELDS}
-        if not include_secrets and values["server_token"] is not None:
-            values["server_token"] = "***"
+        values = {setting.name: getattr(self, setting.name) for setting in SETTINGS}
+        if not include_secrets:
+            for setting in SETTINGS:
+                if setting.secret and values[setting.name] is not None:
+                    values[setting.name] = "***"
         return values
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TelemetryConfig):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in _FIELDS)
+        return all(getattr(self, n) == getattr(other, n) for n in CONFIG_FIELDS)
 
     def __hash__(self) -> int:
-        return hash(tuple(repr(getattr(self, n)) for n in _FIELDS))
+        return hash(tuple(repr(getattr(self, n)) for n in CONFIG_FIELDS))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
         return f"TelemetryConfig({shown})"
-
-
-#: The names of every field, in documentation order.
-CONFIG_FIELDS = _FIELDS

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
+import socket
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from otel_telemetry import TelemetryConfig
 from otel_telemetry import environment as env
+from otel_telemetry.config import CONFIG_FIELDS, SETTINGS, Setting
 
 
 def test_spec_defaults_when_nothing_is_set() -> None:
@@ -157,3 +163,246 @@ def test_alert_thresholds_from_keyword_or_environment_and_bad_ones_named() -> No
         assert "alert_thresholds" in str(raised.value) and env.ALERT_THRESHOLDS in str(raised.value)
     with pytest.raises(ValueError, match="finite"):
         TelemetryConfig(alert_thresholds={"cpu": (float("inf"), 95)}, environ={})
+
+
+# --- The table: every row drives precedence, validation, bounds, repr and replace() --------------------------------
+
+#: Per field: an environment text, the value it gives, and a keyword value unlike it (each unlike the default).
+_SAMPLES: dict[str, tuple[str, object, object]] = {
+    "server_id": ("eu-7", "eu-7", "us-1"),
+    "service_name": ("arena", "arena", "lobby"),
+    "collection_interval": ("2.5", 2.5, 0.5),
+    "api_send_interval": ("10", 10.0, 2.0),
+    "historical_retention": ("60", 60, 10),
+    "enable_prometheus_endpoint": ("yes", True, False),
+    "prometheus_host": ("127.0.0.1", "127.0.0.1", "::1"),
+    "prometheus_port": ("9100", 9100, 0),
+    "api_endpoint": ("https://principal.example", "https://principal.example", "http://127.0.0.1:8080"),
+    "server_token": ("env-token", "env-token", "keyword-token"),
+    "target_tick_rate": ("30", 30.0, 64.0),
+    "percentile_window": ("120", 120.0, 10.0),
+    "max_tracked_players": ("50", 50, 5),
+    "attribute_limit": ("20", 20, 3),
+    "enable_hardware_metrics": ("off", False, True),
+    "otlp_endpoint": ("http://metrics:4318", "http://metrics:4318", "http://keyword:4318"),
+    "otlp_protocol": ("grpc", "grpc", "http/protobuf"),
+    "api_buffer_size": ("10", 10, 500),
+    "snapshot_file": ("env.jsonl", "env.jsonl", "keyword.jsonl"),
+    "snapshot_file_format": ("otlp", "otlp", "jsonl"),
+    "enable_alerts": ("false", False, True),
+    "alert_thresholds": ("cpu=70,90", {"cpu": (70.0, 90.0)}, {"memory": (50.0, 60.0)}),
+    "alert_for": ("0", 0.0, 30.0),
+    "alert_cooldown": ("60", 60.0, 0.0),
+    "enabled": ("true", False, True),  # OTEL_SDK_DISABLED=true
+}
+
+_NUMERIC = {
+    "collection_interval",
+    "api_send_interval",
+    "historical_retention",
+    "prometheus_port",
+    "target_tick_rate",
+    "percentile_window",
+    "max_tracked_players",
+    "attribute_limit",
+    "api_buffer_size",
+    "alert_for",
+    "alert_cooldown",
+}
+
+
+def _given(name: str, value: object, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
+    """A config with the keyword ``name=value``, isolated from os.environ unless ``environ`` is given."""
+    keywords: dict[str, Any] = {name: value}
+    return TelemetryConfig(environ={} if environ is None else environ, **keywords)
+
+
+def _rows() -> list[object]:
+    return [pytest.param(setting, id=setting.name) for setting in SETTINGS]
+
+
+def _bounded_rows() -> list[Setting]:
+    return [setting for setting in SETTINGS if setting.bounds is not None]
+
+
+def _step(setting: Setting, value: float, direction: float) -> float:
+    """The next value past ``value`` towards ``direction``: 1 for integer fields, one float ulp otherwise."""
+    if isinstance(setting.default, int):
+        return int(value + direction)
+    return math.nextafter(value, direction * math.inf)
+
+
+def _outside(setting: Setting) -> list[float]:
+    """The nearest refused values on both sides of the row's bounds."""
+    bounds = setting.bounds
+    assert bounds is not None
+    below = bounds.low if bounds.low_open else _step(setting, bounds.low, -1)
+    above = bounds.high if bounds.high_open else _step(setting, bounds.high, 1)
+    return [below, above]
+
+
+def _edges(setting: Setting) -> list[float]:
+    """The extreme accepted values of the row's bounds."""
+    bounds = setting.bounds
+    assert bounds is not None
+    low = _step(setting, bounds.low, 1) if bounds.low_open else bounds.low
+    high = _step(setting, bounds.high, -1) if bounds.high_open else bounds.high
+    return [low, high]
+
+
+def _as_text(value: float) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _out_of_bounds() -> list[object]:
+    return [
+        pytest.param(setting, value, id=f"{setting.name}={value!r}")
+        for setting in _bounded_rows()
+        for value in _outside(setting)
+    ]
+
+
+def test_the_table_has_one_row_per_keyword_and_attribute() -> None:
+    """CONFIG_FIELDS, the constructor's keywords and the typed attributes are the table's rows, in order."""
+    assert tuple(setting.name for setting in SETTINGS) == CONFIG_FIELDS
+    assert len(set(CONFIG_FIELDS)) == len(CONFIG_FIELDS)
+    assert list(inspect.signature(TelemetryConfig).parameters) == [*CONFIG_FIELDS, "environ"]
+    assert list(TelemetryConfig.__annotations__) == list(CONFIG_FIELDS)
+    assert set(_SAMPLES) == set(CONFIG_FIELDS)
+
+
+def test_every_numeric_field_has_bounds_that_admit_its_default() -> None:
+    """Exactly the numeric fields are bounded, and each default lies within its bounds."""
+    assert {setting.name for setting in _bounded_rows()} == _NUMERIC
+    for setting in _bounded_rows():
+        assert setting.bounds is not None and setting.bounds.admits(setting.default), setting.name
+
+
+def test_the_table_reads_the_environment_module_constants() -> None:
+    """Every variable of the table is a constant of otel_telemetry.environment; OWN_VARIABLES are ours, in order."""
+    constants = {getattr(env, name) for name in dir(env) if name.isupper() and name != "PREFIX"}
+    variables = [variable for setting in SETTINGS for variable in setting.variables]
+    assert set(variables) <= constants
+    assert len(set(variables)) == len(variables)
+    assert tuple(v for v in variables if v.startswith(env.PREFIX)) == env.OWN_VARIABLES
+
+
+@pytest.mark.parametrize("setting", _rows())
+def test_each_row_resolves_keyword_then_environment_then_default(setting: Setting) -> None:
+    """Per row: nothing set gives the default, a variable beats it, the keyword beats the variable."""
+    text, from_text, keyword = _SAMPLES[setting.name]
+    name = setting.name
+    default = getattr(TelemetryConfig(environ={}), name)
+    if name == "server_id":  # the host name, different on every machine
+        assert default == (socket.gethostname() or setting.default)
+    else:
+        assert default == setting.default
+    assert from_text != default and keyword != from_text
+    for variable in setting.variables:
+        assert getattr(TelemetryConfig(environ={variable: text}), name) == from_text, variable
+    first = setting.variables[0]
+    assert getattr(_given(name, keyword, {first: text}), name) == keyword
+    for later in setting.variables[1:]:  # the first variable present wins
+        assert getattr(TelemetryConfig(environ={first: text, later: str(keyword)}), name) == from_text
+
+
+@pytest.mark.parametrize("setting", _rows())
+def test_each_row_survives_replace_and_replace_applies_it(setting: Setting) -> None:
+    """replace() keeps every resolved value (the environment is not read again) and applies the keyword."""
+    environ = {setting.variables[0]: _SAMPLES[setting.name][0] for setting in SETTINGS}
+    config = TelemetryConfig(environ=environ)
+    assert config.replace() == config
+    keyword = _SAMPLES[setting.name][2]
+    changed = config.replace(**{setting.name: keyword})
+    assert getattr(changed, setting.name) == keyword
+    assert all(getattr(changed, n) == getattr(config, n) for n in CONFIG_FIELDS if n != setting.name)
+
+
+@pytest.mark.parametrize(("setting", "value"), _out_of_bounds())
+def test_out_of_bounds_keyword_is_refused_naming_field_value_and_bounds(setting: Setting, value: float) -> None:
+    """Just past either bound, the keyword is refused; the message names the field, the value and the range."""
+    assert setting.bounds is not None
+    with pytest.raises(ValueError) as raised:
+        _given(setting.name, value)
+    message = str(raised.value)
+    assert f"TelemetryConfig.{setting.name}" in message and repr(value) in message
+    assert setting.bounds.describe(setting.parser.unit) in message
+
+
+@pytest.mark.parametrize(("setting", "value"), _out_of_bounds())
+def test_out_of_bounds_environment_value_is_refused_naming_the_variable(setting: Setting, value: float) -> None:
+    """The same values from the environment are refused too, naming field, value, range and variable."""
+    assert setting.bounds is not None
+    for variable in setting.variables:
+        text = _as_text(value)
+        with pytest.raises(ValueError) as raised:
+            TelemetryConfig(environ={variable: text})
+        message = str(raised.value)
+        assert f"TelemetryConfig.{setting.name}" in message and repr(text) in message and variable in message
+        assert setting.bounds.describe(setting.parser.unit) in message
+
+
+@pytest.mark.parametrize("setting", [pytest.param(s, id=s.name) for s in _bounded_rows()])
+def test_the_bounds_themselves_are_accepted(setting: Setting) -> None:
+    """The extreme values inside the bounds are accepted, as keywords and from the environment."""
+    for value in _edges(setting):
+        assert getattr(_given(setting.name, value), setting.name) == value
+        from_env = TelemetryConfig(environ={setting.variables[0]: _as_text(value)})
+        assert getattr(from_env, setting.name) == value
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("collection_interval", 1e12),  # used to kill the collection thread with OverflowError
+        ("collection_interval", 1e-9),  # used to burn a core
+        ("api_send_interval", 1e12),
+        ("api_send_interval", timedelta(hours=2)),
+        ("percentile_window", 0),
+        ("historical_retention", 10**9),
+        ("target_tick_rate", 1e6),
+        ("alert_for", -1),
+        ("alert_cooldown", timedelta(days=2)),
+        ("api_buffer_size", 0),
+        ("max_tracked_players", 0),
+        ("attribute_limit", 10**7),
+        ("collection_interval", float("inf")),
+    ],
+)
+def test_runaway_numbers_are_refused(field: str, value: object) -> None:
+    """The values that used to break the background threads, and their like, are refused at setup."""
+    with pytest.raises(ValueError) as raised:
+        TelemetryConfig(environ={}, **{field: value})  # type: ignore[arg-type]
+    assert field in str(raised.value) and repr(value) in str(raised.value)
+
+
+@pytest.mark.parametrize("setting", [pytest.param(s, id=s.name) for s in SETTINGS if s.secret])
+def test_secret_rows_never_show_their_value(setting: Setting, caplog: pytest.LogCaptureFixture) -> None:
+    """A secret from a keyword or the environment is hidden in repr(), str(), as_dict() and logs."""
+    secret = "hunter2-very-secret"
+    for config in (
+        _given(setting.name, secret),
+        TelemetryConfig(environ={setting.variables[0]: secret}),
+    ):
+        assert getattr(config, setting.name) == secret
+        assert config.as_dict(include_secrets=True)[setting.name] == secret
+        assert secret not in repr(config) and secret not in str(config) and secret not in str(config.as_dict())
+        assert f"{setting.name}='***'" in repr(config)
+        with caplog.at_level(logging.DEBUG):
+            logging.getLogger("test").info("config: %r %s", config, config)
+    assert secret not in caplog.text
+    with pytest.raises(ValueError) as raised:
+        TelemetryConfig(environ={setting.variables[0]: "  "})
+    assert setting.name in str(raised.value) and setting.variables[0] in str(raised.value)
+
+
+@pytest.mark.parametrize(("pair", "key"), [((95, 80), "cpu"), ((50, 55), "tick_rate"), ((300, 100), "player_ping_p95")])
+def test_inverted_thresholds_are_refused_by_the_config(pair: tuple[float, float], key: str) -> None:
+    """A warning threshold beyond the critical one (below it for tick_rate) is refused, naming the field."""
+    with pytest.raises(ValueError, match="inverted") as raised:
+        TelemetryConfig(alert_thresholds={key: pair}, environ={})
+    assert "alert_thresholds" in str(raised.value) and key in str(raised.value)
+    text = f"{key}={pair[0]},{pair[1]}"
+    with pytest.raises(ValueError, match="inverted") as raised:
+        TelemetryConfig(environ={env.ALERT_THRESHOLDS: text})
+    assert env.ALERT_THRESHOLDS in str(raised.value)

@@ -13,7 +13,9 @@ from conftest import ROOT
 from otel_telemetry import TelemetryConfig
 from otel_telemetry import environment as env
 from otel_telemetry.config import CONFIG_FIELDS
+from otel_telemetry.tools.cli import main
 from otel_telemetry.tools.collector import rename_rules
+from otel_telemetry.tools.docs import configuration_markdown, with_configuration_markdown
 
 DOCS = ROOT / "docs"
 GUIDES = ("getting-started.md", "game-loop.md", "configuration.md", "fleet.md", "performance.md")
@@ -106,6 +108,27 @@ def test_configuration_reference_lists_every_field_with_its_variable_and_default
         assert named and named <= set(variables.values()), field
     documented = set(re.findall(r"`(GAME_TELEMETRY_\w+)`", text))
     assert documented == set(env.OWN_VARIABLES)
+
+
+def test_configuration_settings_table_is_generated_from_the_config_table() -> None:
+    """docs/configuration.md's settings table is what `otel-telemetry config-docs` generates (run `make docs`)."""
+    committed = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    assert with_configuration_markdown(committed) == committed, "docs/configuration.md is stale: run `make docs`"
+
+
+def test_config_docs_command_prints_and_rewrites_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`config-docs` prints the table; `config-docs --write FILE` replaces only the text between the markers."""
+    assert main(["config-docs"]) == 0
+    assert capsys.readouterr().out == configuration_markdown() + "\n"
+    committed = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    begin, end = "<!-- generated: otel-telemetry config-docs", "<!-- end generated -->"
+    head, rest = committed.split(begin, 1)
+    marker, _table_text = rest.split("\n", 1)
+    tail = committed.split(end, 1)[1]
+    stale = tmp_path / "configuration.md"
+    stale.write_text(f"{head}{begin}{marker}\n| old | table |\n{end}{tail}", encoding="utf-8")
+    assert main(["config-docs", "--write", str(stale)]) == 0
+    assert stale.read_text(encoding="utf-8") == committed
 
 
 def test_fleet_guide_shows_the_catalog_rename_rules() -> None:

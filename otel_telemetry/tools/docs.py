@@ -1,10 +1,12 @@
-"""Generated documentation: the metric reference (``docs/metrics.md``) comes from the catalog."""
+"""Generated documentation: the metric reference (``docs/metrics.md``) comes from the catalog, the settings table of
+``docs/configuration.md`` from the configuration table."""
 
 from __future__ import annotations
 
 import json
 
 from otel_telemetry.catalog import CATALOG, Section
+from otel_telemetry.config import SETTINGS, Setting
 
 
 def _fmt_bounds(bounds: tuple[float, ...]) -> str:
@@ -55,3 +57,38 @@ def metrics_markdown() -> str:
 def catalog_json() -> str:
     """The catalog as a JSON list of objects."""
     return json.dumps([spec.as_dict() for spec in CATALOG], indent=2)
+
+
+#: The comments around the generated settings table in ``docs/configuration.md``.
+CONFIG_DOCS_BEGIN = "<!-- generated: otel-telemetry config-docs (from otel_telemetry/config.py; run `make docs`) -->"
+CONFIG_DOCS_END = "<!-- end generated -->"
+
+
+def _variables_cell(setting: Setting) -> str:
+    cell = ", else ".join(f"`{variable}`" for variable in setting.variables)
+    return f"{cell} (inverted)" if setting.inverted else cell
+
+
+def configuration_markdown() -> str:
+    """The settings table of ``docs/configuration.md``, one row per :data:`~otel_telemetry.config.SETTINGS` row."""
+    lines = [
+        "| Field | Environment variable | Default | Accepted values | Meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        default = setting.default_doc or f"`{setting.default}`"
+        lines.append(
+            f"| `{setting.name}` | {_variables_cell(setting)} | {default} | {setting.accepts} | {setting.doc} |"
+        )
+    return "\n".join(lines)
+
+
+def with_configuration_markdown(document: str) -> str:
+    """``document`` (``docs/configuration.md``) with :func:`configuration_markdown` between its markers.
+
+    ``ValueError`` when the markers are missing or out of order."""
+    begin, end = document.find(CONFIG_DOCS_BEGIN), document.find(CONFIG_DOCS_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"expected {CONFIG_DOCS_BEGIN!r} followed by {CONFIG_DOCS_END!r}")
+    head = document[: begin + len(CONFIG_DOCS_BEGIN)]
+    return f"{head}\n{configuration_markdown()}\n{document[end:]}"
