@@ -2,11 +2,13 @@
 
 Prints a table and one JSON line. Every figure is compared with a named baseline measured in the same run:
 
-* ``@traced`` unbound against the undecorated call (what a server pays with telemetry off);
-* ``@traced`` bound (real SDK providers: ``TracerProvider`` with a span processor that discards, and a
-  ``MeterProvider`` with an ``InMemoryMetricReader``) against the same work written by hand: a current span,
-  ``Histogram.record`` and ``Counter.add``;
-* ``timer`` bound against a hand-written ``perf_counter`` + ``Histogram.record``;
+* module-level ``@traced`` and ``timer`` with no default handle, and ``telemetry.traced`` of a handle that has
+  shut down, against the undecorated call (what a server pays with telemetry off);
+* ``telemetry.traced`` of a live handle (real SDK providers: ``TracerProvider`` with a span processor that
+  discards, and a ``MeterProvider`` with an ``InMemoryMetricReader``) against the same work written by hand: a
+  current span, ``Histogram.record`` and ``Counter.add`` (module-level ``@traced`` on the default handle runs the
+  same code);
+* ``telemetry.timer`` of a live handle against a hand-written ``perf_counter`` + ``Histogram.record``;
 * facade ``increment``/``timing`` against OTel ``Counter.add``/``Histogram.record`` (same attributes).
 
 Run: ``python bench/handlers.py [--quick]`` (with the project installed, or ``PYTHONPATH=.``).
@@ -27,7 +29,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from otel_telemetry.recording.facade import MetricsFacade
-from otel_telemetry.recording.tracing import HandlerTelemetry, bind_handler_telemetry, timer, traced
+from otel_telemetry.recording.tracing import HandlerTelemetry, bound_handler_telemetry, timer, traced
 
 
 def per_call_ns(fn: Callable[[], object], number: int, repeat: int = 7) -> float:
@@ -65,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     meter = meter_provider.get_meter("bench")
     telemetry = HandlerTelemetry(tracer, meter)
 
+    # Module level with no default handle (none is claimed here); the handle's own forms, bound to it.
     traced_handler = traced(name="bench.handler")(handler)
     timed_handler = timer("bench.timer")(handler)
+    handle_traced = telemetry.traced(name="bench.handler")(handler)
+    handle_timed = telemetry.timer("bench.timer")(handler)
+    # A shut-down handle (what a disabled or shut-down Telemetry holds): its decorated functions call through.
+    shut_down_traced = HandlerTelemetry.disabled().traced(name="bench.handler")(handler)
 
     # The hand-written equivalent of @traced: what an engineer would write without the decorator.
     otel_histogram = meter.create_histogram("manual.duration", unit="s")
@@ -88,16 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         return result
 
     results: dict[str, float] = {}
-    bind_handler_telemetry(None)
+    assert bound_handler_telemetry() is None, "the module-level rows need no default handle"
     results["undecorated_ns"] = per_call_ns(lambda: handler(7, 1.5), number)
     results["traced_unbound_ns"] = per_call_ns(lambda: traced_handler(7, 1.5), number)
     results["timer_unbound_ns"] = per_call_ns(lambda: timed_handler(7, 1.5), number)
-    bind_handler_telemetry(telemetry)
-    try:
-        results["traced_bound_ns"] = per_call_ns(lambda: traced_handler(7, 1.5), slow)
-        results["timer_bound_ns"] = per_call_ns(lambda: timed_handler(7, 1.5), slow)
-    finally:
-        bind_handler_telemetry(None)
+    results["traced_closed_handle_ns"] = per_call_ns(lambda: shut_down_traced(7, 1.5), number)
+    results["traced_bound_ns"] = per_call_ns(lambda: handle_traced(7, 1.5), slow)
+    results["timer_bound_ns"] = per_call_ns(lambda: handle_timed(7, 1.5), slow)
+    telemetry.close()
     results["hand_written_otel_ns"] = per_call_ns(hand_written, slow)
     results["hand_written_timer_ns"] = per_call_ns(hand_written_timer, slow)
 
@@ -123,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # label, measured key, baseline key, baseline name
     rows = [
-        ("@traced, nothing bound", "traced_unbound_ns", "undecorated_ns", "undecorated call"),
-        ("timer decorator, nothing bound", "timer_unbound_ns", "undecorated_ns", "undecorated call"),
-        ("@traced, bound (span + 3 metrics)", "traced_bound_ns", "hand_written_otel_ns", "hand-written OTel"),
-        ("timer decorator, bound", "timer_bound_ns", "hand_written_timer_ns", "hand-written record"),
+        ("@traced, no default handle", "traced_unbound_ns", "undecorated_ns", "undecorated call"),
+        ("timer decorator, no default handle", "timer_unbound_ns", "undecorated_ns", "undecorated call"),
+        ("telemetry.traced, handle shut down", "traced_closed_handle_ns", "undecorated_ns", "undecorated call"),
+        ("telemetry.traced (span + 3 metrics)", "traced_bound_ns", "hand_written_otel_ns", "hand-written OTel"),
+        ("telemetry.timer decorator", "timer_bound_ns", "hand_written_timer_ns", "hand-written record"),
         ("facade increment(name)", "facade_increment_ns", "otel_counter_add_ns", "OTel Counter.add"),
         ("facade increment(name, tags)", "facade_increment_tagged_ns", "otel_counter_add_attributes_ns",
          "Counter.add(attrs)"),
@@ -145,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         results[f"{key[:-3]}_vs_{base[:-3]}"] = ratio
     results["traced_unbound_overhead_ns"] = results["traced_unbound_ns"] - results["undecorated_ns"]
-    print(f"@traced unbound adds {results['traced_unbound_overhead_ns']:.0f} ns to a call", file=out)
+    results["traced_closed_handle_overhead_ns"] = results["traced_closed_handle_ns"] - results["undecorated_ns"]
+    print(
+        f"@traced with no default adds {results['traced_unbound_overhead_ns']:.0f} ns to a call; "
+        f"telemetry.traced of a shut-down handle {results['traced_closed_handle_overhead_ns']:.0f} ns",
+        file=out,
+    )
     print(json.dumps({"benchmark": "handlers", **{k: round(v, 4) for k, v in results.items()}}), file=out)
     return 0
 

@@ -45,6 +45,10 @@ class Monitor:
     instruments on an OpenTelemetry :class:`~opentelemetry.metrics.Meter`; histograms are exposed through
     :meth:`histograms` for the SDK's producer to merge into every reader's collection. Hot-path calls never raise:
     a bad value is dropped and counted in :attr:`rejected`, with one warning per call name.
+
+    Thread-safety: recording calls write per-thread accumulators (no lock, no lost update); the counts of rare
+    events (rejected values, failed callbacks, overflows) are kept under a lock taken only on those paths, so
+    every count is exact whichever threads call.
     """
 
     section: Section
@@ -62,15 +66,19 @@ class Monitor:
         self._refresh_lock = threading.Lock()
         self._last_refresh: float | None = None
         self._attached = False
+        self._meters: list[Meter] = []
         self._series: dict[SeriesKey, tuple[MetricSpec, HistogramSeries, float]] = {}
         self._series_lock = threading.Lock()
         self._previous: dict[SeriesKey, HistogramSnapshot] = {}
         self._occupied: dict[SeriesKey, tuple[int, int]] = {}
         self._windows: dict[SeriesKey, SlidingWindow] = {}
         self._states: dict[SeriesKey, HistogramState] = {}
+        # Counts of the rare paths (a rejected value, a failed callback) and the names already warned about, all
+        # under one lock: a lock costs nothing on the hot path, which never takes it.
+        self._counts_lock = threading.Lock()
         self._rejected: dict[str, int] = {}
         self._warned: set[str] = set()
-        self.callback_errors = 0
+        self._callback_errors = 0
         self._layouts: dict[str, HistogramLayout] = {}
 
     # -- specs ------------------------------------------------------------------------------------------------------
@@ -81,13 +89,28 @@ class Monitor:
     # -- bad input --------------------------------------------------------------------------------------------------
     @property
     def rejected(self) -> Mapping[str, int]:
-        """Dropped values per call name (bad types, NaN, infinities, negative sizes or durations)."""
-        return dict(self._rejected)
+        """Dropped values per call name (bad types, NaN, infinities, negative sizes or durations). A copy; exact
+        however many threads call at once."""
+        with self._counts_lock:
+            return dict(self._rejected)
+
+    @property
+    def callback_errors(self) -> int:
+        """OpenTelemetry callbacks of this monitor that failed (each instrument logged once). Exact."""
+        return self._callback_errors
+
+    def _first_time(self, key: str) -> bool:
+        """Whether ``key`` is warned about for the first time (call with ``_counts_lock`` held)."""
+        if key in self._warned:
+            return False
+        self._warned.add(key)
+        return True
 
     def _reject(self, call: str, value: object) -> None:
-        self._rejected[call] = self._rejected.get(call, 0) + 1
-        if call not in self._warned:
-            self._warned.add(call)
+        with self._counts_lock:
+            self._rejected[call] = self._rejected.get(call, 0) + 1
+            first = self._first_time(call)
+        if first:
             _logger.warning(
                 "%s: dropped invalid value %r (logged once; further drops are counted in rejected)",
                 call,
@@ -172,7 +195,15 @@ class Monitor:
         return []
 
     def attach(self, meter: Meter) -> None:
-        """Create this section's observable instruments on ``meter`` (histograms go through the producer)."""
+        """Create this section's observable instruments on ``meter`` (histograms go through the producer).
+
+        Attaching again to a meter this monitor has instruments on (after :meth:`detach`) only resumes reporting:
+        OpenTelemetry keeps an instrument, with its callbacks, for the life of its meter.
+        """
+        if any(known is meter for known in self._meters):
+            self._attached = True
+            return
+        self._meters.append(meter)
         observers = self._observers()
         seen: set[str] = set(self.produced_gauge_names)
         for spec in self.specs():
@@ -211,9 +242,10 @@ class Monitor:
                     if value is not None and not (isinstance(value, float) and math.isnan(value))
                 ]
             except Exception:
-                self.callback_errors += 1
-                if name not in self._warned:
-                    self._warned.add(name)
+                with self._counts_lock:
+                    self._callback_errors += 1
+                    first = self._first_time("callback:" + name)
+                if first:
                     _logger.exception("callback for %s failed (logged once; counted in callback_errors)", name)
                 return iter(())
             return iter(points)

@@ -382,7 +382,13 @@ class GameMonitor(Monitor):
 
 
 class GameInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Entry-point instrumentor: ``instrument(meter_provider=...)`` attaches a :class:`GameMonitor`."""
+    """Entry-point instrumentor: ``instrument(meter_provider=...)`` attaches a :class:`GameMonitor`.
+
+    On an OpenTelemetry SDK ``MeterProvider`` (the one ``opentelemetry-instrument`` configures, for example) every
+    reader also receives the monitor's histograms; see :mod:`instrumentations._wiring`. The monitor is published on
+    the class as :attr:`monitor` (``GameInstrumentor.monitor``) until ``uninstrument()``; instrumenting again on the
+    same provider resumes the same monitor.
+    """
 
     monitor: GameMonitor | None = None
 
@@ -390,12 +396,15 @@ class GameInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import attach_monitor
+        from instrumentations._wiring import instrument_monitor
 
-        self.monitor = GameMonitor()
-        attach_monitor(self.monitor, kwargs.get("meter_provider"))
+        # Published on the class: the instrumentor is a singleton and its monitor process-wide.
+        type(self).monitor = instrument_monitor(GameMonitor, kwargs.get("meter_provider"), GameMonitor)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        if self.monitor is not None:
-            self.monitor.detach()
-            self.monitor = None
+        from instrumentations._wiring import detach_monitor
+
+        monitor = type(self).monitor
+        if monitor is not None:
+            detach_monitor(monitor)
+            type(self).monitor = None

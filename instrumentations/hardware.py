@@ -95,7 +95,13 @@ class HardwareMonitor(Monitor):
 
 
 class HardwareInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Entry-point instrumentor: ``instrument(meter_provider=...)`` attaches a :class:`HardwareMonitor`."""
+    """Entry-point instrumentor: ``instrument(meter_provider=...)`` attaches a :class:`HardwareMonitor`.
+
+    On an OpenTelemetry SDK ``MeterProvider`` (the one ``opentelemetry-instrument`` configures, for example) every
+    reader also receives the monitor's histograms; see :mod:`instrumentations._wiring`. The monitor is published on
+    the class as :attr:`monitor` (``HardwareInstrumentor.monitor``) until ``uninstrument()``; instrumenting again on
+    the same provider resumes the same monitor.
+    """
 
     monitor: HardwareMonitor | None = None
 
@@ -103,12 +109,15 @@ class HardwareInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("psutil >= 5.9",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import attach_monitor
+        from instrumentations._wiring import instrument_monitor
 
-        self.monitor = HardwareMonitor()
-        attach_monitor(self.monitor, kwargs.get("meter_provider"))
+        # Published on the class: the instrumentor is a singleton and its monitor process-wide.
+        type(self).monitor = instrument_monitor(HardwareMonitor, kwargs.get("meter_provider"), HardwareMonitor)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        if self.monitor is not None:
-            self.monitor.detach()
-            self.monitor = None
+        from instrumentations._wiring import detach_monitor
+
+        monitor = type(self).monitor
+        if monitor is not None:
+            detach_monitor(monitor)
+            type(self).monitor = None

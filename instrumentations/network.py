@@ -45,7 +45,10 @@ _FIELDS = _Shard.__slots__
 
 
 class NetworkMonitor(Monitor):
-    """Game network telemetry. Call its methods from game code; they are thread-safe and never raise.
+    """Game network telemetry. Call its methods from game code, from any thread; they never raise.
+
+    Counters go to per-thread shards and distributions to per-thread histogram cells (no lock, exact totals);
+    the per-player map takes a lock only when a player is seen for the first time.
 
     Args:
         max_tracked_players: how many players' last ping are tracked at once (per-player series); pings of
@@ -72,7 +75,7 @@ class NetworkMonitor(Monitor):
         self._durations = self._histogram(lookup("network.connections.duration"))
         self._last_ping: dict[str | int, float] = {}
         self._max_players = max_tracked_players
-        self.players_overflowed = 0
+        self._players_overflowed = 0
         now = clock()
         self._rates = {name: RateTracker(now, min_interval=0.0) for name in _FIELDS}
         self._current: dict[str, float | None] = dict.fromkeys(_FIELDS)
@@ -120,10 +123,25 @@ class NetworkMonitor(Monitor):
             return self._reject("player_ping", player_id)
         self._ping.record(ms)
         last = self._last_ping
-        if player_id in last or len(last) < self._max_players:
-            last[player_id] = ms
+        if player_id in last:
+            last[player_id] = ms  # one dict store: atomic, no lock for players already tracked
         else:
-            self.players_overflowed += 1
+            self._track(player_id, ms)
+
+    def _track(self, player_id: str | int, ms: float) -> None:
+        # A new player (rare: once per player): admit under the lock so that the cap holds exactly and every
+        # refused player is counted.
+        with self._ping_lock:
+            last = self._last_ping
+            if player_id in last or len(last) < self._max_players:
+                last[player_id] = ms
+            else:
+                self._players_overflowed += 1
+
+    @property
+    def players_overflowed(self) -> int:
+        """Pings of players not tracked per player because ``max_tracked_players`` were tracked already. Exact."""
+        return self._players_overflowed
 
     def player_disconnected(self, player_id: str | int) -> None:
         """Forget a player's per-player ping."""
@@ -269,6 +287,11 @@ class NetworkInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     ``setup_telemetry()`` wires its own monitors per handle; this class serves ``opentelemetry-instrument`` style
     auto-instrumentation, where one process-wide monitor is published as :attr:`monitor`.
+
+    On an OpenTelemetry SDK ``MeterProvider`` (the one ``opentelemetry-instrument`` configures, for example) every
+    reader also receives the monitor's histograms; see :mod:`instrumentations._wiring`. The monitor is published on
+    the class as :attr:`monitor` (``NetworkInstrumentor.monitor``) until ``uninstrument()``; instrumenting again on
+    the same provider resumes the same monitor.
     """
 
     monitor: NetworkMonitor | None = None
@@ -277,12 +300,15 @@ class NetworkInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import attach_monitor
+        from instrumentations._wiring import instrument_monitor
 
-        self.monitor = NetworkMonitor()
-        attach_monitor(self.monitor, kwargs.get("meter_provider"))
+        # Published on the class: the instrumentor is a singleton and its monitor process-wide.
+        type(self).monitor = instrument_monitor(NetworkMonitor, kwargs.get("meter_provider"), NetworkMonitor)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        if self.monitor is not None:
-            self.monitor.detach()
-            self.monitor = None
+        from instrumentations._wiring import detach_monitor
+
+        monitor = type(self).monitor
+        if monitor is not None:
+            detach_monitor(monitor)
+            type(self).monitor = None

@@ -18,7 +18,10 @@ Definitions (all in seconds on export):
   ``aoi``, ``ecs``, ``serialization``, ``compression``, ``encryption``; other names are allowed up to
   ``max_phases`` distinct names (further ones report as ``_overflow``).
 
-The tick context managers are meant for the game-loop thread; ``phase()`` may be used from any thread.
+Thread-safety: every call may come from any thread and every count is exact (ticks, phase and update-cycle
+time are kept in per-thread cells, summed when read). ``tick()``/``record_tick()`` are meant for the game-loop
+thread, though: frame time is the time between two consecutive tick starts, which only means something for one
+loop. The update cycle of a tick sums the phases measured, on any thread, between its start and its end.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from instrumentations._base import Monitor, Points, single
-from otel_telemetry.accumulators import BoundedKeys, HistogramSeries, RateTracker, sparse_difference
+from otel_telemetry.accumulators import BoundedKeys, HistogramSeries, RateTracker, ThreadShards, sparse_difference
 from otel_telemetry.catalog import Section, lookup
 
 __all__ = ["SPEC_PHASES", "PerformanceInstrumentor", "PerformanceMonitor"]
@@ -50,6 +53,31 @@ SPEC_PHASES = (
     "compression",
     "encryption",
 )
+
+
+class _Cell:
+    """One thread's counts: ticks started, and seconds spent in phases (cumulative). Written by its thread only."""
+
+    __slots__ = ("cycle", "ticks")
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.cycle = 0.0
+
+
+def _merged(a: _Cell, b: _Cell) -> _Cell:
+    """A new cell holding both cells' counts (folds the cells of threads that have ended)."""
+    cell = _Cell()
+    cell.ticks = a.ticks + b.ticks
+    cell.cycle = a.cycle + b.cycle
+    return cell
+
+
+def _target_tick_rate(value: object) -> float:
+    """``value`` as a target tick rate (ticks per second), or ValueError naming it."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf):
+        raise ValueError(f"target_tick_rate must be a positive number, got {value!r}")
+    return float(value)
 
 
 class _Tick:
@@ -88,10 +116,11 @@ class _Phase:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        elapsed = self._monitor._perf() - self._start
+        monitor = self._monitor
+        elapsed = monitor._perf() - self._start
         if elapsed >= 0:
             self._series.record(elapsed)
-            self._monitor._cycle += elapsed
+            monitor._cells.shard().cycle += elapsed
 
 
 class PerformanceMonitor(Monitor):
@@ -116,13 +145,12 @@ class PerformanceMonitor(Monitor):
         perf_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__(percentile_window=percentile_window, refresh_interval=refresh_interval, clock=clock)
-        if not (isinstance(target_tick_rate, (int, float)) and 0 < target_tick_rate < math.inf):
-            raise ValueError(f"target_tick_rate must be a positive number, got {target_tick_rate!r}")
-        self.target_tick_rate = float(target_tick_rate)
+        self.target_tick_rate = _target_tick_rate(target_tick_rate)
         self._perf = perf_clock
-        self._ticks = 0
+        self._cells: ThreadShards[_Cell] = ThreadShards(_Cell, _merged)
         self._last_tick_start: float | None = None
-        self._cycle = 0.0
+        # Phase seconds summed over every thread's cell when the current tick started.
+        self._cycle_base = 0.0
         self._tick_series = self._histogram(lookup("performance.frame_time.distribution"))
         self._frame_series = self._histogram(lookup("performance.frame_time.frame_times"))
         self._cycle_series = self._histogram(lookup("performance.update_cycle.total"))
@@ -154,7 +182,6 @@ class PerformanceMonitor(Monitor):
         start = self._perf() - duration_s
         self._tick_started(start)
         self._tick_series.record(duration_s)
-        self._cycle = 0.0
 
     def record_phase(self, name: str, duration_s: float) -> None:
         """Record a phase timed by the caller (seconds)."""
@@ -164,7 +191,7 @@ class PerformanceMonitor(Monitor):
         if series is None:
             series = self._phase_series(name)
         series.record(duration_s)
-        self._cycle += duration_s
+        self._cells.shard().cycle += duration_s
 
     def _phase_series(self, name: object) -> HistogramSeries:
         if not isinstance(name, str):
@@ -187,17 +214,21 @@ class PerformanceMonitor(Monitor):
         if last is not None and now >= last:
             self._frame_series.record(now - last)
         self._last_tick_start = now
-        self._ticks += 1
-        self._cycle = 0.0
+        self._cells.shard().ticks += 1
+        self._cycle_base = self._cycle_total()
         return now
 
     def _tick_ended(self, start: float) -> None:
         elapsed = self._perf() - start
         if elapsed >= 0:
             self._tick_series.record(elapsed)
-        if self._cycle > 0:
-            self._cycle_series.record(self._cycle)
-        self._cycle = 0.0
+        cycle = self._cycle_total() - self._cycle_base
+        if cycle > 0:
+            self._cycle_series.record(cycle)
+
+    def _cycle_total(self) -> float:
+        """Seconds spent in phases since creation, over every thread."""
+        return sum(cell.cycle for cell in self._cells.all())
 
     # -- reading ----------------------------------------------------------------------------------------------------
     @property
@@ -207,8 +238,8 @@ class PerformanceMonitor(Monitor):
 
     @property
     def ticks(self) -> int:
-        """Ticks started since creation."""
-        return self._ticks
+        """Ticks started since creation (exact, over every thread)."""
+        return sum(cell.ticks for cell in self._cells.all())
 
     @property
     def tick_rate(self) -> float | None:
@@ -218,8 +249,9 @@ class PerformanceMonitor(Monitor):
 
     def _refresh(self, now: float) -> None:
         # Before the first tick there is no tick rate (no data), not a rate of 0 fps that would page someone.
-        rate = self._rate.observe(now, self._ticks)
-        self._tick_rate = rate if self._ticks else None
+        ticks = self.ticks
+        rate = self._rate.observe(now, ticks)
+        self._tick_rate = rate if ticks else None
 
     def tick_rate_variance(self) -> float | None:
         """Variance of the instantaneous tick rate (1 / frame time) over the percentile window, in FPS²."""
@@ -269,7 +301,14 @@ class PerformanceMonitor(Monitor):
 
 
 class PerformanceInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Entry-point instrumentor: ``instrument(meter_provider=..., target_tick_rate=60)``."""
+    """Entry-point instrumentor: ``instrument(meter_provider=..., target_tick_rate=60)`` attaches a
+    :class:`PerformanceMonitor`.
+
+    On an OpenTelemetry SDK ``MeterProvider`` (the one ``opentelemetry-instrument`` configures, for example) every
+    reader also receives the monitor's histograms; see :mod:`instrumentations._wiring`. The monitor is published on
+    the class as :attr:`monitor` (``PerformanceInstrumentor.monitor``) until ``uninstrument()``; instrumenting again
+    on the same provider resumes the same monitor.
+    """
 
     monitor: PerformanceMonitor | None = None
 
@@ -277,12 +316,20 @@ class PerformanceInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import attach_monitor
+        from instrumentations._wiring import instrument_monitor
 
-        self.monitor = PerformanceMonitor(target_tick_rate=kwargs.get("target_tick_rate", 60.0))
-        attach_monitor(self.monitor, kwargs.get("meter_provider"))
+        target = _target_tick_rate(kwargs.get("target_tick_rate", 60.0))
+        monitor = instrument_monitor(
+            PerformanceMonitor, kwargs.get("meter_provider"), lambda: PerformanceMonitor(target_tick_rate=target)
+        )
+        monitor.target_tick_rate = target  # a monitor instrumented again takes this call's target
+        # Published on the class: the instrumentor is a singleton and its monitor process-wide.
+        type(self).monitor = monitor
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        if self.monitor is not None:
-            self.monitor.detach()
-            self.monitor = None
+        from instrumentations._wiring import detach_monitor
+
+        monitor = type(self).monitor
+        if monitor is not None:
+            detach_monitor(monitor)
+            type(self).monitor = None

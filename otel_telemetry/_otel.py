@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+# The logs API is still published under an underscored module; its three names are used here and re-exported.
+from opentelemetry._logs import Logger as Logger
+from opentelemetry._logs import LogRecord as LogRecord
+from opentelemetry._logs import SeverityNumber as SeverityNumber
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricReader, MetricsData
@@ -39,12 +44,16 @@ def histogram_temporality(reader: MetricReader) -> AggregationTemporality:
 
 def exporter_preferences(exporter: MetricExporter) -> tuple[dict[type, Any], dict[type, Any]]:
     """An exporter's preferred temporality and aggregation, as given to its constructor."""
-    return dict(exporter._preferred_temporality), dict(exporter._preferred_aggregation)
+    return dict(exporter._preferred_temporality or {}), dict(exporter._preferred_aggregation or {})
 
 
 def provider_readers(provider: MeterProvider) -> Sequence[MetricReader]:
-    """The readers a ``MeterProvider`` was built with (``MeterProvider._sdk_config.metric_readers``)."""
-    return tuple(provider._sdk_config.metric_readers)
+    """The readers registered on a ``MeterProvider`` now, those added by ``add_metric_reader`` included.
+
+    ``MeterProvider._measurement_consumer._reader_storages`` (a dict keyed by reader, replaced on every change,
+    never mutated); in SDK 1.45 ``SdkConfiguration`` holds no reader list.
+    """
+    return tuple(provider._measurement_consumer._reader_storages)
 
 
 def hook_reader(reader: MetricReader, transform: Callable[[MetricsData, MetricReader], MetricsData]) -> None:
@@ -102,8 +111,6 @@ def logs_sdk() -> tuple[type, type]:
 
 def logs_api() -> tuple[type, type, type]:
     """The logs API's ``Logger``, ``LogRecord`` and ``SeverityNumber`` (``opentelemetry._logs``)."""
-    from opentelemetry._logs import Logger, LogRecord, SeverityNumber
-
     return Logger, LogRecord, SeverityNumber
 
 

@@ -16,14 +16,16 @@ boundary with a single comparison. So every storage slot lies inside exactly one
 * quantiles, min and max read from the slots are within half a cell, ``QUANTILE_RELATIVE_ERROR`` (0.5%), of the
   exact sample quantile, whatever the number of samples: memory is fixed by the layout, not by the load.
 
-Each thread writes only its own slots (:class:`HistogramCell`, reached through a ``threading.local``), so recording
-takes no lock and no count is ever lost; the collector sums the threads' cells. Reading a cell while its thread
-writes it sees each slot either before or after the increment, never a torn value.
+Each thread writes only its own slots (:class:`HistogramCell`, one per thread through :class:`ThreadShards`, the
+per-thread primitive every accumulator here and in the facade uses), so recording takes no lock and no count is ever
+lost; the collector sums the threads' cells. Reading a cell while its thread writes it sees each slot either before or
+after the increment, never a torn value.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import threading
@@ -166,8 +168,79 @@ class HistogramCell:
         self.sum: float = 0.0
 
 
-class _CellLocal(threading.local):
-    cell: HistogramCell
+class _ShardLocal(threading.local, Generic[_S]):
+    shard: _S
+
+
+class ThreadShards(Generic[_S]):
+    """Per-thread accumulator objects (``shard()``), each written only by its own thread.
+
+    The hot path does ``s = shards.shard(); s.count += 1``: no lock, and no update is ever lost, because no two
+    threads write the same object. :meth:`all` returns every shard for the reader to sum.
+
+    Without ``merge``, the shards of ended threads are kept for good (their totals still count). With ``merge``
+    (``merge(a, b)`` returns a *new* shard holding both, leaving ``a`` and ``b`` as they are), :meth:`all` folds
+    the shards of threads that have ended into one retired shard, so threads coming and going do not grow
+    memory. The retired shard is replaced, never mutated: a reader still summing an earlier :meth:`all` list
+    counts nothing twice.
+
+    The hottest paths may skip the method call: ``local.shard`` is this thread's shard once :meth:`shard` has
+    made it (AttributeError before). An owner keeps ``local`` in a slot of its own and writes::
+
+        try:
+            cell = self._local.shard
+        except AttributeError:
+            cell = self._shards.shard()
+
+    Thread-safety: :meth:`shard` and :meth:`all` may be called from any thread; a shard is written by its thread
+    only. Shards of threads not started by :mod:`threading` are never folded (such threads always look alive).
+    """
+
+    __slots__ = ("_factory", "_lock", "_merge", "_retired", "_shards", "local")
+
+    def __init__(self, factory: Callable[[], _S], merge: Callable[[_S, _S], _S] | None = None) -> None:
+        self._factory = factory
+        self._merge = merge
+        self._lock = threading.Lock()
+        self._shards: list[tuple[weakref.ref[threading.Thread], _S]] = []
+        self._retired: _S | None = None
+        #: Per-thread storage: ``local.shard`` is this thread's shard once :meth:`shard` has made it.
+        self.local: _ShardLocal[_S] = _ShardLocal()
+
+    def shard(self) -> _S:
+        """This thread's shard, created on first use."""
+        try:
+            return self.local.shard
+        except AttributeError:
+            shard = self._factory()
+            with self._lock:
+                self._shards.append((weakref.ref(threading.current_thread()), shard))
+            self.local.shard = shard
+            return shard
+
+    def all(self) -> list[_S]:
+        """Every shard to sum (a new list): the retired one first when there is one, then each live thread's."""
+        with self._lock:
+            merge = self._merge
+            if merge is not None:
+                live: list[tuple[weakref.ref[threading.Thread], _S]] = []
+                retired = self._retired
+                for ref, shard in self._shards:
+                    # Liveness first: a thread seen dead writes no more, so its shard is final from here on.
+                    thread = ref()
+                    if thread is not None and thread.is_alive():
+                        live.append((ref, shard))
+                    else:
+                        retired = shard if retired is None else merge(retired, shard)
+                self._shards = live
+                self._retired = retired
+            shards = [shard for _, shard in self._shards]
+            retired = self._retired
+        return shards if retired is None else [retired, *shards]
+
+    def held(self) -> int:
+        """How many per-thread shards are held: live threads', and ended ones' not folded yet (not the retired)."""
+        return len(self._shards)
 
 
 class HistogramSnapshot:
@@ -238,32 +311,30 @@ class HistogramSnapshot:
         return self.sum / self.count if self.count else None
 
 
+def _merged_cells(a: HistogramCell, b: HistogramCell) -> HistogramCell:
+    merged = HistogramCell(0)
+    merged.counts = list(map(add, a.counts, b.counts))
+    merged.sum = a.sum + b.sum
+    return merged
+
+
 class HistogramSeries:
     """One histogram series (an instrument bound to one attribute set), recorded without locks.
 
     ``record(value)`` is the hot path. Values must be finite and >= 0; the caller validates (monitors count what
-    they reject). ``snapshot()`` sums all threads' cells; cells of threads that have ended are folded into a
-    retired total so that threads coming and going do not grow memory.
+    they reject). ``snapshot()`` sums all threads' cells (:class:`ThreadShards`); cells of threads that have
+    ended are folded into a retired cell so that threads coming and going do not grow memory.
     """
 
-    __slots__ = ("_cells", "_has_retired", "_local", "_lock", "_retired", "_retired_sum", "attributes", "layout")
+    __slots__ = ("_local", "_shards", "attributes", "layout")
 
     def __init__(self, layout: HistogramLayout, attributes: tuple[tuple[str, str], ...] = ()) -> None:
         self.layout = layout
         self.attributes = attributes
-        self._local = _CellLocal()
-        self._lock = threading.Lock()
-        self._cells: list[tuple[weakref.ref[threading.Thread], HistogramCell]] = []
-        self._retired: list[int] = [0] * layout.slot_count
-        self._retired_sum = 0.0
-        self._has_retired = False
-
-    def _new_cell(self) -> HistogramCell:
-        cell = HistogramCell(self.layout.slot_count)
-        with self._lock:
-            self._cells.append((weakref.ref(threading.current_thread()), cell))
-        self._local.cell = cell
-        return cell
+        self._shards: ThreadShards[HistogramCell] = ThreadShards(
+            functools.partial(HistogramCell, layout.slot_count), _merged_cells
+        )
+        self._local = self._shards.local  # read inline by record(): no method call on the hot path
 
     def record(
         self,
@@ -273,9 +344,9 @@ class HistogramSeries:
     ) -> None:
         """Record one value (recorded unit). No validation: callers pass finite values >= 0."""
         try:
-            cell = self._local.cell
+            cell = self._local.shard
         except AttributeError:
-            cell = self._new_cell()
+            cell = self._shards.shard()
         layout = self.layout
         if value > layout.low:
             g = _int(_log(value) * layout.inv_log_growth - layout.base)
@@ -289,27 +360,13 @@ class HistogramSeries:
 
     def snapshot(self) -> HistogramSnapshot:
         """The cumulative state of every thread's cell, summed."""
-        with self._lock:
-            live: list[tuple[weakref.ref[threading.Thread], HistogramCell]] = []
-            totals: list[int] | None = list(self._retired) if self._has_retired else None
-            total_sum = self._retired_sum
-            for ref, cell in self._cells:
-                # Liveness first: a thread found dead here wrote its last value before the copy below.
-                thread = ref()
-                alive = thread is not None and thread.is_alive()
-                counts = list(cell.counts)
-                total_sum += cell.sum
-                totals = counts if totals is None else list(map(add, totals, counts))
-                if not alive:
-                    # The thread is gone and will never write again: fold its cell in for good.
-                    self._retired = list(map(add, self._retired, counts))
-                    self._retired_sum += cell.sum
-                    self._has_retired = True
-                else:
-                    live.append((ref, cell))
-            self._cells = live
+        totals: list[int] | None = None
+        total_sum = 0.0
+        for cell in self._shards.all():
+            totals = list(cell.counts) if totals is None else list(map(add, totals, cell.counts))
+            total_sum += cell.sum
         if totals is None:
-            totals = list(self._retired)
+            totals = [0] * self.layout.slot_count
         return HistogramSnapshot(self.layout, tuple(totals), sum(totals), total_sum)
 
 
@@ -317,9 +374,23 @@ def difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> His
     """What was recorded between two cumulative snapshots of the same series."""
     if older is None:
         return newer
-    return HistogramSnapshot(
-        newer.layout, tuple(map(sub, newer.counts, older.counts)), newer.count - older.count, newer.sum - older.sum
-    )
+    if older.offset == newer.offset and len(older.counts) == len(newer.counts):
+        return HistogramSnapshot(
+            newer.layout,
+            tuple(map(sub, newer.counts, older.counts)),
+            newer.count - older.count,
+            newer.sum - older.sum,
+            newer.offset,
+        )
+    # Trimmed snapshots cover only their occupied slots, which grow over time: align them first.
+    low = min(newer.offset, older.offset)
+    high = max(newer.offset + len(newer.counts), older.offset + len(older.counts))
+    counts = [0] * (high - low)
+    start = newer.offset - low
+    counts[start : start + len(newer.counts)] = newer.counts
+    start = older.offset - low
+    counts[start : start + len(older.counts)] = map(sub, counts[start : start + len(older.counts)], older.counts)
+    return HistogramSnapshot(newer.layout, tuple(counts), newer.count - older.count, newer.sum - older.sum, low)
 
 
 def merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
@@ -447,39 +518,6 @@ class HistogramState:
     cumulative: HistogramSnapshot
     window: HistogramSnapshot
     start_time: float  # time.time() when the series was created
-
-
-class ThreadShards(Generic[_S]):
-    """Per-thread accumulator objects (``shard()``), each written only by its own thread.
-
-    The hot path does ``s = shards.shard(); s.count += 1``: no lock, and no update is ever lost, because no two
-    threads write the same object. :meth:`all` returns every shard for the collector to sum; shards of ended
-    threads are kept (their totals still count) but folded with :meth:`fold` by the owner if it wishes.
-    """
-
-    __slots__ = ("_factory", "_local", "_lock", "_shards")
-
-    def __init__(self, factory: Callable[[], _S]) -> None:
-        self._factory = factory
-        self._lock = threading.Lock()
-        self._shards: list[_S] = []
-        self._local = threading.local()
-
-    def shard(self) -> _S:
-        """This thread's shard, created on first use."""
-        try:
-            return self._local.shard  # type: ignore[no-any-return]
-        except AttributeError:
-            shard = self._factory()
-            with self._lock:
-                self._shards.append(shard)
-            self._local.shard = shard
-            return shard
-
-    def all(self) -> list[_S]:
-        """A copy of the list of every thread's shard."""
-        with self._lock:
-            return list(self._shards)
 
 
 class RateTracker:

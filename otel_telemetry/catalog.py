@@ -28,9 +28,12 @@ __all__ = [
     "Instrument",
     "MetricSpec",
     "Section",
+    "SnapshotField",
     "instruments",
     "lookup",
     "prometheus_translation",
+    "snapshot_fields",
+    "snapshot_source",
 ]
 
 
@@ -63,6 +66,42 @@ class Section(str, Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotField:
+    """Where a catalog entry's values land in ``ServerMetrics`` (and so in the spec's JSON payload).
+
+    Attributes:
+        path: the dotted ``ServerMetrics`` field (``"network.packets_per_sec_incoming"``).
+        scale: exported value x ``scale`` = the field's value (1000 for seconds exported, milliseconds in the JSON).
+        where: only the data points with these attribute values (``{"direction": "received"}``).
+        key: the field is a mapping keyed by this attribute (``entities_per_map`` by ``map``); with ``ordered``,
+            a tuple ordered by the number in each key (``cpu_usage_per_core`` by ``cpu``).
+        stat: for histograms, what of the sliding-window statistics the field holds: ``"distribution"`` (a
+            ``Distribution``), ``"percentiles"``, or one of ``"avg"``, ``"min"``, ``"max"``; ``"value"`` otherwise.
+    """
+
+    path: str
+    scale: float = 1.0
+    where: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    key: str | None = None
+    ordered: bool = False
+    stat: str = "value"
+
+    @property
+    def section(self) -> str:
+        """The ``ServerMetrics`` section (``hardware``, ``network``, ``performance`` or ``game``)."""
+        return self.path.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """The field's name within its section."""
+        return self.path.split(".", 1)[1]
+
+
+def _fields(*items: str | SnapshotField) -> tuple[SnapshotField, ...]:
+    return tuple(item if isinstance(item, SnapshotField) else SnapshotField(item) for item in items)
+
+
+@dataclass(frozen=True, slots=True)
 class MetricSpec:
     """One documented metric.
 
@@ -81,6 +120,7 @@ class MetricSpec:
         selector: fixed attribute values that pick this entry's series out of a shared instrument.
         boundaries: explicit histogram bucket boundaries, in ``unit``; empty for other kinds.
         spec_fixed_name: ``prometheus_name`` is fixed by the spec and kept even where conventions differ.
+        snapshot: the ``ServerMetrics`` fields this entry's values fill (see :class:`SnapshotField`).
     """
 
     id: str
@@ -96,6 +136,7 @@ class MetricSpec:
     selector: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     boundaries: tuple[float, ...] = ()
     spec_fixed_name: bool = False
+    snapshot: tuple[SnapshotField, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready mapping (used by ``otel-telemetry catalog --format json``)."""
@@ -114,6 +155,7 @@ class MetricSpec:
             "selector": dict(self.selector),
             "boundaries": list(self.boundaries),
             "spec_fixed_name": self.spec_fixed_name,
+            "snapshot": [f.path for f in self.snapshot],
         }
 
 
@@ -188,6 +230,12 @@ FRAGMENT_BOUNDARIES: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 3
 CELL_BOUNDARIES: tuple[float, ...] = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+#: Seconds exported, milliseconds in ``ServerMetrics`` and the JSON payload.
+_MS = 1000.0
+_RECEIVED: Mapping[str, str] = MappingProxyType({"direction": "received"})
+_SENT: Mapping[str, str] = MappingProxyType({"direction": "sent"})
+
+
 # --- Factories -----------------------------------------------------------------------------------------------------
 def _spec(
     id_: str,
@@ -201,6 +249,7 @@ def _spec(
     selector: Mapping[str, str] | None = None,
     boundaries: Sequence[float] = (),
     prometheus_name: str | None = None,
+    snapshot: str | SnapshotField | tuple[str | SnapshotField, ...] = (),
 ) -> MetricSpec:
     section_name, group, _slug = id_.split(".", 2)
     standard = prometheus_translation(name, unit, instrument)
@@ -218,6 +267,7 @@ def _spec(
         selector=MappingProxyType(dict(selector or {})),
         boundaries=tuple(float(b) for b in boundaries),
         spec_fixed_name=prometheus_name is not None,
+        snapshot=_fields(*((snapshot,) if isinstance(snapshot, (str, SnapshotField)) else snapshot)),
     )
 
 
@@ -264,7 +314,7 @@ _PHASE = "server.tick.phase.duration"
 _PHASE_DESCRIPTION = "Time spent in one phase of a tick, by phase"
 
 
-def _phase(id_: str, phase: str, documented: str) -> MetricSpec:
+def _phase(id_: str, phase: str, documented: str, **kw: object) -> MetricSpec:
     return _histogram(
         id_,
         _PHASE,
@@ -274,6 +324,7 @@ def _phase(id_: str, phase: str, documented: str) -> MetricSpec:
         PHASE_BOUNDARIES,
         attributes=("phase",),
         selector={"phase": phase},
+        **kw,
     )
 
 
@@ -282,130 +333,184 @@ CATALOG: tuple[MetricSpec, ...] = (
     # ---- Hardware ------------------------------------------------------------------------------------------------
     _gauge("hardware.cpu.total", "server.cpu.usage", "%",
            "CPU usage percentage", "Total CPU usage percentage",
-           prometheus_name="server_cpu_usage_percent"),
+           prometheus_name="server_cpu_usage_percent",
+           snapshot="hardware.cpu_usage_percent"),
     _gauge("hardware.cpu.per_core", "server.cpu.core.usage", "%",
-           "CPU usage percentage of one logical core", "Per-core CPU usage percentage", attributes=("cpu",)),
+           "CPU usage percentage of one logical core", "Per-core CPU usage percentage", attributes=("cpu",),
+           snapshot=SnapshotField("hardware.cpu_usage_per_core", key="cpu", ordered=True)),
     _gauge("hardware.cpu.load_average", "server.cpu.load_average", "{process}",
-           "System load average over 1, 5 and 15 minutes", "CPU load average", attributes=("period",)),
+           "System load average over 1, 5 and 15 minutes", "CPU load average", attributes=("period",),
+           snapshot=SnapshotField("hardware.cpu_load_average", key="period", ordered=True)),
     _gauge("hardware.memory.total", "server.memory.total", "By",
-           "Total physical memory in bytes", "Total memory (bytes)"),
+           "Total physical memory in bytes", "Total memory (bytes)",
+           snapshot="hardware.memory_total_bytes"),
     _gauge("hardware.memory.used", "server.memory.used", "By",
            "Memory used in bytes", "Used memory (bytes)",
-           prometheus_name="server_memory_used_bytes"),
+           prometheus_name="server_memory_used_bytes",
+           snapshot="hardware.memory_used_bytes"),
     _gauge("hardware.memory.free", "server.memory.free", "By",
-           "Free (unused) physical memory in bytes", "Free memory (bytes)"),
+           "Free (unused) physical memory in bytes", "Free memory (bytes)",
+           snapshot="hardware.memory_free_bytes"),
     _gauge("hardware.memory.usage", "server.memory.usage", "%",
-           "Memory usage percentage", "Memory usage percentage"),
+           "Memory usage percentage", "Memory usage percentage",
+           snapshot="hardware.memory_usage_percent"),
     _gauge("hardware.memory.pressure", "server.memory.pressure", "%",
            "Memory pressure indicators in percent: unavailable (share of memory not available to new work), "
            "swap_used (swap in use), psi_some_avg10 (Linux PSI: share of the last 10 s some task stalled on memory)",
-           "Memory pressure indicators", attributes=("indicator",)),
+           "Memory pressure indicators", attributes=("indicator",),
+           snapshot=SnapshotField("hardware.memory_pressure", key="indicator")),
     _gauge("hardware.disk.read_bytes", "server.disk.read", "By/s",
-           "Disk bytes read per second", "Disk read bytes per second"),
+           "Disk bytes read per second", "Disk read bytes per second",
+           snapshot="hardware.disk_read_bytes_per_sec"),
     _gauge("hardware.disk.write_bytes", "server.disk.write", "By/s",
-           "Disk bytes written per second", "Disk write bytes per second"),
+           "Disk bytes written per second", "Disk write bytes per second",
+           snapshot="hardware.disk_write_bytes_per_sec"),
     _gauge("hardware.disk.read_ops", "server.disk.read_operations", "{operation}/s",
-           "Disk read operations per second", "Disk read operations per second"),
+           "Disk read operations per second", "Disk read operations per second",
+           snapshot="hardware.disk_read_ops_per_sec"),
     _gauge("hardware.disk.write_ops", "server.disk.write_operations", "{operation}/s",
-           "Disk write operations per second", "Disk write operations per second"),
+           "Disk write operations per second", "Disk write operations per second",
+           snapshot="hardware.disk_write_ops_per_sec"),
     _gauge("hardware.nic.bytes_received", "server.nic.received", "By/s",
-           "Bytes received per second on all network interfaces", "Bytes received per second"),
+           "Bytes received per second on all network interfaces", "Bytes received per second",
+           snapshot="hardware.network_bytes_received_per_sec"),
     _gauge("hardware.nic.bytes_sent", "server.nic.sent", "By/s",
-           "Bytes sent per second on all network interfaces", "Bytes sent per second"),
+           "Bytes sent per second on all network interfaces", "Bytes sent per second",
+           snapshot="hardware.network_bytes_sent_per_sec"),
     _gauge("hardware.nic.packets_received", "server.nic.received_packets", "{packet}/s",
-           "Packets received per second on all network interfaces", "Packets received per second"),
+           "Packets received per second on all network interfaces", "Packets received per second",
+           snapshot="hardware.network_packets_received_per_sec"),
     _gauge("hardware.nic.packets_sent", "server.nic.sent_packets", "{packet}/s",
-           "Packets sent per second on all network interfaces", "Packets sent per second"),
+           "Packets sent per second on all network interfaces", "Packets sent per second",
+           snapshot="hardware.network_packets_sent_per_sec"),
 
     # ---- Network ---------------------------------------------------------------------------------------------------
     _gauge("network.packets.rate_in", "server.packets_per_sec_incoming", "{packet}/s",
            "Incoming packets per second", "Packets per second (incoming)",
-           prometheus_name="server_packets_per_sec_incoming"),
+           prometheus_name="server_packets_per_sec_incoming",
+           snapshot="network.packets_per_sec_incoming"),
     _gauge("network.packets.rate_out", "server.packets_per_sec_outgoing", "{packet}/s",
            "Outgoing packets per second", "Packets per second (outgoing)",
-           prometheus_name="server_packets_per_sec_outgoing"),
+           prometheus_name="server_packets_per_sec_outgoing",
+           snapshot="network.packets_per_sec_outgoing"),
     _gauge("network.packets.bytes_rate_in", "server.network.received", "By/s",
-           "Game traffic bytes received per second", "Bytes per second (incoming)"),
+           "Game traffic bytes received per second", "Bytes per second (incoming)",
+           snapshot="network.bytes_per_sec_incoming"),
     _gauge("network.packets.bytes_rate_out", "server.network.sent", "By/s",
-           "Game traffic bytes sent per second", "Bytes per second (outgoing)"),
+           "Game traffic bytes sent per second", "Bytes per second (outgoing)",
+           snapshot="network.bytes_per_sec_outgoing"),
     _counter("network.packets.total", "server.network.packets", "{packet}",
-             "Game packets processed, by direction", "Total packets processed", attributes=("direction",)),
+             "Game packets processed, by direction", "Total packets processed", attributes=("direction",),
+           snapshot=(SnapshotField("network.total_packets_incoming", where=_RECEIVED),
+                     SnapshotField("network.total_packets_outgoing", where=_SENT))),
     _counter("network.packets.bytes_total", "server.network.io", "By",
-             "Game traffic bytes processed, by direction", "Total bytes processed", attributes=("direction",)),
+             "Game traffic bytes processed, by direction", "Total bytes processed", attributes=("direction",),
+           snapshot=(SnapshotField("network.total_bytes_incoming", where=_RECEIVED),
+                     SnapshotField("network.total_bytes_outgoing", where=_SENT))),
     _gauge("network.latency.avg", "server.network.packet_latency.avg", "s",
-           "Average packet latency over the percentile window", "Average packet latency (milliseconds)"),
+           "Average packet latency over the percentile window", "Average packet latency (milliseconds)",
+           snapshot=SnapshotField("network.avg_packet_latency_ms", scale=_MS)),
     _histogram("network.latency.distribution", "server.network.packet_latency", "s",
-               "Packet latency distribution", "Packet latency percentiles (p50, p95, p99)", LATENCY_BOUNDARIES),
+               "Packet latency distribution", "Packet latency percentiles (p50, p95, p99)", LATENCY_BOUNDARIES,
+           snapshot=SnapshotField("network.packet_latency_percentiles", scale=_MS, stat="percentiles")),
     _gauge("network.latency.min", "server.network.packet_latency.min", "s",
-           "Minimum packet latency over the percentile window", "Minimum packet latency"),
+           "Minimum packet latency over the percentile window", "Minimum packet latency",
+           snapshot=SnapshotField("network.min_packet_latency_ms", scale=_MS)),
     _gauge("network.latency.max", "server.network.packet_latency.max", "s",
-           "Maximum packet latency over the percentile window", "Maximum packet latency"),
+           "Maximum packet latency over the percentile window", "Maximum packet latency",
+           snapshot=SnapshotField("network.max_packet_latency_ms", scale=_MS)),
     _gauge("network.ping.avg", "server.avg_player_ping", "ms",
            "Average player ping in milliseconds", "Average player ping (milliseconds)",
-           prometheus_name="server_avg_player_ping_ms"),
+           prometheus_name="server_avg_player_ping_ms",
+           snapshot="network.avg_player_ping_ms"),
     _histogram("network.ping.distribution", "server.network.player_ping", "s",
                "Player ping (round-trip time) distribution", "Player ping percentiles (p50, p95, p99)",
-               LATENCY_BOUNDARIES),
+               LATENCY_BOUNDARIES,
+           snapshot=SnapshotField("network.player_ping_percentiles", scale=_MS, stat="percentiles")),
     _gauge("network.ping.min", "server.network.player_ping.min", "s",
-           "Minimum player ping over the percentile window", "Minimum player ping"),
+           "Minimum player ping over the percentile window", "Minimum player ping",
+           snapshot=SnapshotField("network.min_player_ping_ms", scale=_MS)),
     _gauge("network.ping.max", "server.network.player_ping.max", "s",
-           "Maximum player ping over the percentile window", "Maximum player ping"),
+           "Maximum player ping over the percentile window", "Maximum player ping",
+           snapshot=SnapshotField("network.max_player_ping_ms", scale=_MS)),
     _gauge("network.ping.per_player", "server.network.player_ping.last", "s",
            "Most recent ping of each connected player (bounded by max_tracked_players)",
-           "Per-player ping tracking", attributes=("player_id",)),
+           "Per-player ping tracking", attributes=("player_id",),
+           snapshot=SnapshotField("network.player_pings_ms", scale=_MS, key="player_id")),
     _updown("network.connections.active", "server.active_connections", "{connection}",
-            "Connections currently open", "Active connections count"),
+            "Connections currently open", "Active connections count",
+           snapshot="network.active_connections"),
     _counter("network.connections.total", "server.network.connections", "{connection}",
-             "Connections opened since start", "Total connections count"),
+             "Connections opened since start", "Total connections count",
+           snapshot="network.total_connections"),
     _gauge("network.connections.rate_new", "server.network.new_connections", "{connection}/s",
-           "New connections per second", "Connections per second (new)"),
+           "New connections per second", "Connections per second (new)",
+           snapshot="network.connections_per_sec"),
     _gauge("network.connections.rate_closed", "server.network.disconnections", "{connection}/s",
-           "Disconnections per second", "Disconnections per second"),
+           "Disconnections per second", "Disconnections per second",
+           snapshot="network.disconnections_per_sec"),
     _histogram("network.connections.duration", "server.network.connection.duration", "s",
-               "How long closed connections lasted", "Connection duration statistics", SESSION_BOUNDARIES),
+               "How long closed connections lasted", "Connection duration statistics", SESSION_BOUNDARIES,
+           snapshot=SnapshotField("network.connection_duration_s", stat="distribution")),
     _gauge("network.reliability.loss", "server.network.packet_loss", "%",
            "Packets lost as a percentage of packets sent over the last collection interval",
-           "Packet loss rate (percentage)"),
+           "Packet loss rate (percentage)",
+           snapshot="network.packet_loss_percent"),
     _gauge("network.reliability.retransmission", "server.network.retransmission", "%",
            "Packets retransmitted as a percentage of packets sent over the last collection interval",
-           "Retransmission rate (percentage)"),
+           "Retransmission rate (percentage)",
+           snapshot="network.retransmission_percent"),
     _histogram("network.reliability.ack_latency", "server.network.ack_latency", "s",
                "Time from sending a reliable packet to its acknowledgment", "Acknowledgment latency",
-               LATENCY_BOUNDARIES),
+               LATENCY_BOUNDARIES,
+           snapshot=SnapshotField("network.ack_latency_ms", scale=_MS, stat="distribution")),
     _histogram("network.reliability.fragmentation", "server.network.packet_fragments", "{fragment}",
-               "Fragments per fragmented packet", "Fragmentation statistics", FRAGMENT_BOUNDARIES),
+               "Fragments per fragmented packet", "Fragmentation statistics", FRAGMENT_BOUNDARIES,
+           snapshot=SnapshotField("network.fragments_per_packet", stat="distribution")),
 
     # ---- Performance -----------------------------------------------------------------------------------------------
     _gauge("performance.tick_rate.current", "server.tick_rate", "{tick}/s",
            "Server tick rate in FPS", "Current tick rate (FPS)",
-           prometheus_name="server_tick_rate_fps"),
+           prometheus_name="server_tick_rate_fps",
+           snapshot="performance.tick_rate_fps"),
     _gauge("performance.tick_rate.target", "server.tick_rate.target", "{tick}/s",
            "Configured target tick rate in FPS", "Target tick rate (60 FPS)",
-           prometheus_name="server_target_tick_rate_fps"),
+           prometheus_name="server_target_tick_rate_fps",
+           snapshot="performance.target_fps"),
     _gauge("performance.tick_rate.deviation", "server.tick_rate.deviation", "{tick}/s",
            "Current tick rate minus the target, in FPS (negative when the server falls behind)",
            "Tick rate deviation from target",
-           prometheus_name="server_tick_rate_deviation_fps"),
+           prometheus_name="server_tick_rate_deviation_fps",
+           snapshot="performance.tick_rate_deviation_fps"),
     _gauge("performance.tick_rate.variance", "server.tick_rate.variance", "{fps2}",
            "Variance of the instantaneous tick rate over the percentile window, in FPS squared",
-           "Tick rate stability (variance)"),
+           "Tick rate stability (variance)",
+           snapshot="performance.tick_rate_variance"),
     _gauge("performance.frame_time.avg", "server.tick.duration.avg", "s",
            "Average tick duration (time inside one tick) over the percentile window",
-           "Average tick duration (milliseconds)"),
+           "Average tick duration (milliseconds)",
+           snapshot=SnapshotField("performance.avg_tick_duration_ms", scale=_MS)),
     _histogram("performance.frame_time.distribution", "server.tick.duration", "s",
                "Tick duration: time from the start to the end of the work of one tick",
-               "Tick duration percentiles (p50, p95, p99)", TICK_BOUNDARIES),
+               "Tick duration percentiles (p50, p95, p99)", TICK_BOUNDARIES,
+           snapshot=SnapshotField("performance.tick_duration_percentiles", scale=_MS, stat="percentiles")),
     _gauge("performance.frame_time.min", "server.tick.duration.min", "s",
-           "Minimum tick duration over the percentile window", "Minimum tick duration"),
+           "Minimum tick duration over the percentile window", "Minimum tick duration",
+           snapshot=SnapshotField("performance.min_tick_duration_ms", scale=_MS)),
     _gauge("performance.frame_time.max", "server.tick.duration.max", "s",
-           "Maximum tick duration over the percentile window", "Maximum tick duration"),
+           "Maximum tick duration over the percentile window", "Maximum tick duration",
+           snapshot=SnapshotField("performance.max_tick_duration_ms", scale=_MS)),
     _histogram("performance.frame_time.frame_times", "server.frame.time", "s",
                "Frame time: from the start of one tick to the start of the next (work plus idle)",
-               "Frame time distribution", TICK_BOUNDARIES),
+               "Frame time distribution", TICK_BOUNDARIES,
+           snapshot=SnapshotField("performance.frame_time_ms", scale=_MS, stat="distribution")),
     _histogram("performance.update_cycle.total", "server.update_cycle.duration", "s",
                "Total time spent in measured phases during one tick", "Total update cycle duration",
-               PHASE_BOUNDARIES),
-    _phase("performance.update_cycle.systems", "systems", "System processing time"),
+               PHASE_BOUNDARIES,
+           snapshot=SnapshotField("performance.update_cycle_ms", scale=_MS, stat="distribution")),
+    # The one ServerMetrics mapping of every phase rides on the first entry of the shared instrument.
+    _phase("performance.update_cycle.systems", "systems", "System processing time",
+           snapshot=SnapshotField("performance.phase_time_ms", scale=_MS, stat="distribution", key="phase")),
     _phase("performance.update_cycle.entities", "entities", "Entity update time"),
     _phase("performance.update_cycle.network", "network", "Network processing time"),
     _phase("performance.update_cycle.database", "database", "Database query time"),
@@ -418,56 +523,79 @@ CATALOG: tuple[MetricSpec, ...] = (
 
     # ---- Game ------------------------------------------------------------------------------------------------------
     _updown("game.players.active", "server.game.active_players", "{player}",
-            "Players currently connected", "Active player count"),
+            "Players currently connected", "Active player count",
+           snapshot="game.active_player_count"),
     _counter("game.players.total", "server.game.players_connected", "{player}",
-             "Players who connected since start", "Total players connected"),
+             "Players who connected since start", "Total players connected",
+           snapshot="game.total_players_connected"),
     _updown("game.players.per_map", "server.game.map.players", "{player}",
-            "Players currently on each map", "Players per map", attributes=("map",)),
+            "Players currently on each map", "Players per map", attributes=("map",),
+           snapshot=SnapshotField("game.players_per_map", key="map")),
     _histogram("game.players.session_duration", "server.game.session.duration", "s",
                "Length of finished player sessions (average = sum / count)", "Average session duration",
-               SESSION_BOUNDARIES),
+               SESSION_BOUNDARIES,
+           snapshot=SnapshotField("game.avg_session_duration_s", stat="avg")),
     _updown("game.entities.total", "server.game.entities", "{entity}",
-            "Entities alive", "Total entities"),
+            "Entities alive", "Total entities",
+           snapshot="game.total_entities"),
     _updown("game.entities.per_map", "server.game.map.entities", "{entity}",
-            "Entities alive on each map", "Entities per map", attributes=("map",)),
+            "Entities alive on each map", "Entities per map", attributes=("map",),
+           snapshot=SnapshotField("game.entities_per_map", key="map")),
     _updown("game.entities.per_type", "server.game.entity_type.entities", "{entity}",
             "Entities alive of each type (Player, NPC, Monster, ...)",
-            "Entities per type (Player, NPC, Monster, etc.)", attributes=("entity_type",)),
+            "Entities per type (Player, NPC, Monster, etc.)", attributes=("entity_type",),
+           snapshot=SnapshotField("game.entities_per_type", key="entity_type")),
     _gauge("game.entities.creation_rate", "server.game.entities.created", "{entity}/s",
-           "Entities created per second", "Entity creation rate"),
+           "Entities created per second", "Entity creation rate",
+           snapshot="game.entity_creation_rate"),
     _gauge("game.entities.removal_rate", "server.game.entities.removed", "{entity}/s",
-           "Entities removed per second", "Entity removal rate"),
+           "Entities removed per second", "Entity removal rate",
+           snapshot="game.entity_removal_rate"),
     _updown("game.world.active_maps", "server.game.active_maps", "{map}",
-            "Maps currently loaded and running", "Active maps count"),
+            "Maps currently loaded and running", "Active maps count",
+           snapshot="game.active_maps"),
     _gauge("game.world.aoi_frequency", "server.game.aoi.updates", "{update}/s",
-           "Area-of-interest updates per second", "AOI update frequency"),
+           "Area-of-interest updates per second", "AOI update frequency",
+           snapshot="game.aoi_updates_per_sec"),
     _histogram("game.world.spatial_partitioning", "server.game.spatial.cell_occupancy", "{entity}",
                "Entities per occupied spatial-partition cell, sampled by the game",
-               "Spatial partitioning statistics", CELL_BOUNDARIES),
+               "Spatial partitioning statistics", CELL_BOUNDARIES,
+           snapshot=SnapshotField("game.spatial_cell_occupancy", stat="distribution")),
     _counter("game.world.collisions", "server.game.collision.tests", "{test}",
              "Collision tests run, by outcome (hit or miss)", "Collision detection statistics",
-             attributes=("outcome",)),
+             attributes=("outcome",),
+           snapshot=SnapshotField("game.collision_tests", key="outcome")),
     _histogram("game.database.query_time", "server.game.db.query.duration", "s",
                "Database query duration (average = sum / count)", "Average query time (milliseconds)",
-               QUERY_BOUNDARIES),
+               QUERY_BOUNDARIES,
+           snapshot=(SnapshotField("game.avg_query_time_ms", scale=_MS, stat="avg"),
+                     SnapshotField("game.query_time_ms", scale=_MS, stat="distribution"))),
     _gauge("game.database.query_rate", "server.game.db.queries", "{query}/s",
-           "Database queries per second", "Query count per second"),
+           "Database queries per second", "Query count per second",
+           snapshot="game.queries_per_sec"),
     _gauge("game.database.cache_hit", "server.game.db.cache.hit_rate", "%",
-           "Cache hits as a percentage of lookups over the last collection interval", "Cache hit rate (percentage)"),
+           "Cache hits as a percentage of lookups over the last collection interval", "Cache hit rate (percentage)",
+           snapshot="game.cache_hit_rate_percent"),
     _gauge("game.database.cache_miss", "server.game.db.cache.miss_rate", "%",
            "Cache misses as a percentage of lookups over the last collection interval",
-           "Cache miss rate (percentage)"),
+           "Cache miss rate (percentage)",
+           snapshot="game.cache_miss_rate_percent"),
     _gauge("game.database.size", "server.game.db.size", "By",
-           "Database size in bytes, as last reported by the game", "Database size (bytes)"),
+           "Database size in bytes, as last reported by the game", "Database size (bytes)",
+           snapshot="game.database_size_bytes"),
     _updown("game.system.components", "server.game.ecs.components", "{component}",
-            "ECS components alive", "ECS component count"),
+            "ECS components alive", "ECS component count",
+           snapshot="game.ecs_component_count"),
     _histogram("game.system.system_time", "server.game.ecs.system.duration", "s",
                "Execution time of each ECS system per run", "System execution time per system",
-               PHASE_BOUNDARIES, attributes=("system",)),
+               PHASE_BOUNDARIES, attributes=("system",),
+           snapshot=SnapshotField("game.system_execution_time_ms", scale=_MS, stat="distribution", key="system")),
     _histogram("game.system.query_time", "server.game.ecs.query.duration", "s",
-               "ECS query execution time", "Query execution time", QUERY_BOUNDARIES),
+               "ECS query execution time", "Query execution time", QUERY_BOUNDARIES,
+           snapshot=SnapshotField("game.ecs_query_time_ms", scale=_MS, stat="distribution")),
     _counter("game.system.allocations", "server.game.ecs.allocations", "{allocation}",
-             "Memory allocations reported by the game's ECS", "Memory allocations (if any)"),
+             "Memory allocations reported by the game's ECS", "Memory allocations (if any)",
+           snapshot="game.memory_allocations"),
 )
 # fmt: on
 
@@ -494,10 +622,36 @@ def instruments() -> Iterator[MetricSpec]:
             yield spec
 
 
+def snapshot_fields() -> Iterator[tuple[MetricSpec, SnapshotField]]:
+    """Every ``(entry, field)`` pair: where each ``ServerMetrics`` field comes from, in catalog order."""
+    for spec in CATALOG:
+        for item in spec.snapshot:
+            yield spec, item
+
+
+def snapshot_source(path: str) -> tuple[MetricSpec, SnapshotField]:
+    """The entry and field behind the ``ServerMetrics`` field ``path`` (``KeyError`` naming it when none)."""
+    try:
+        return _BY_PATH[path]
+    except KeyError:
+        raise KeyError(f"no catalog entry fills ServerMetrics field {path!r}") from None
+
+
+_BY_PATH: Mapping[str, tuple[MetricSpec, SnapshotField]] = MappingProxyType(
+    {item.path: (spec, item) for spec, item in snapshot_fields()}
+)
+
+
 def _check() -> None:
     ids = [s.id for s in CATALOG]
     if len(ids) != len(set(ids)):
         raise RuntimeError("duplicate catalog ids")
+    paths = [item.path for _spec, item in snapshot_fields()]
+    if len(paths) != len(set(paths)):
+        raise RuntimeError("a ServerMetrics field is filled by two catalog entries")
+    for spec, item in snapshot_fields():
+        if item.stat != "value" and spec.instrument is not Instrument.HISTOGRAM:
+            raise RuntimeError(f"{spec.id}: stat {item.stat!r} needs a histogram")
     by_name: dict[str, MetricSpec] = {}
     for spec in CATALOG:
         first = by_name.setdefault(spec.name, spec)

@@ -52,7 +52,7 @@ def _min_max(snapshot: HistogramSnapshot, scale: float) -> tuple[float, float]:
 class HistogramProducer:
     """Turns the histogram series of registered sources into OpenTelemetry ``Metric`` objects.
 
-    Thread-safe: readers on different threads may produce at once.
+    Thread-safe: readers on different threads may produce at once, and :attr:`failures` stays exact.
     """
 
     def __init__(self, scope: InstrumentationScope) -> None:
@@ -60,7 +60,17 @@ class HistogramProducer:
         self._sources: list[HistogramSource] = []
         self._gauge_sources: list[GaugeSource] = []
         self._lock = threading.Lock()
-        self.failures = 0
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        """Sources or merges that raised (their series were left out of that collection). Exact."""
+        return self._failures
+
+    def count_failure(self) -> None:
+        """Count one failure (a source, or a merge done on this producer's behalf, raised)."""
+        with self._lock:
+            self._failures += 1
 
     def add_source(self, source: HistogramSource) -> None:
         """Register a source of histogram series."""
@@ -84,11 +94,12 @@ class HistogramProducer:
                         Metric(name=spec.name, description=spec.description, unit=spec.unit, data=Gauge(points))
                     )
             except Exception:
-                self.failures += 1
+                self.count_failure()
                 _logger.exception("a gauge source failed; its series are left out of this collection")
         return metrics
 
-    def _states(self) -> list[HistogramState]:
+    def states(self) -> list[HistogramState]:
+        """Every histogram series of every source, as of the sources' latest refresh."""
         with self._lock:
             sources = list(self._sources)
         states: list[HistogramState] = []
@@ -96,7 +107,7 @@ class HistogramProducer:
             try:
                 states.extend(source())
             except Exception:
-                self.failures += 1
+                self.count_failure()
                 _logger.exception("a histogram source failed; its series are left out of this collection")
         return states
 
@@ -105,14 +116,16 @@ class HistogramProducer:
         temporality: AggregationTemporality,
         previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None = None,
         include_gauges: bool = True,
+        states: Iterable[HistogramState] | None = None,
     ) -> list[Metric]:
         """The histograms (and, if asked, the per-entity gauges) as metrics.
 
-        For DELTA, ``previous`` is the reader's own state and is updated.
+        For DELTA, ``previous`` is the reader's own state and is updated. ``states`` are the series to
+        produce (a frame's); by default the sources are read now.
         """
         now = time.time_ns()
         by_name: dict[str, tuple[HistogramState, list[HistogramDataPoint]]] = {}
-        for state in self._states():
+        for state in self.states() if states is None else states:
             spec, cumulative = state.spec, state.cumulative
             scale = cumulative.layout.scale
             start = int(state.start_time * 1e9)
@@ -157,9 +170,10 @@ class HistogramProducer:
         temporality: AggregationTemporality,
         previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None = None,
         include_gauges: bool = True,
+        states: Iterable[HistogramState] | None = None,
     ) -> MetricsData:
         """``metrics_data`` with our metrics added as one more scope (the SDK's own data untouched)."""
-        produced = self.produce(temporality, previous, include_gauges)
+        produced = self.produce(temporality, previous, include_gauges, states)
         scope_metrics = ScopeMetrics(scope=self._scope, metrics=produced, schema_url="")
         if metrics_data is None or not metrics_data.resource_metrics:
             return MetricsData(
@@ -199,6 +213,9 @@ class ProducingReaderMixin:
         self._producer_resource = resource
         self._produce_gauges = gauges
         self._produced_previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] = {}
+        # Two collections of one reader may overlap (the periodic thread and a force_flush): the delta state
+        # is read and replaced by one of them at a time.
+        self._produced_lock = threading.Lock()
 
     def _merge_produced(self, metrics_data: MetricsData | None) -> MetricsData | None:
         if self._producer is None:
@@ -206,10 +223,11 @@ class ProducingReaderMixin:
         assert isinstance(self, MetricReader)
         temporality = histogram_temporality(self)
         try:
-            return self._producer.merge(
-                metrics_data, self._producer_resource, temporality, self._produced_previous, self._produce_gauges
-            )
+            with self._produced_lock:
+                return self._producer.merge(
+                    metrics_data, self._producer_resource, temporality, self._produced_previous, self._produce_gauges
+                )
         except Exception:
-            self._producer.failures += 1
+            self._producer.count_failure()
             _logger.exception("merging produced histograms failed; exporting the SDK's metrics alone")
             return metrics_data

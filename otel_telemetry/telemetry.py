@@ -1,4 +1,10 @@
-"""``setup_telemetry()``: resource, providers, readers, monitors and the HTTP server, wired once."""
+"""``setup_telemetry()``: the handle that wires monitors, one collection per interval, and every output.
+
+The flow is one way (see ``docs/architecture.md``): monitors and the recording APIs write accumulators; a
+:class:`~otel_telemetry.snapshot.collection.FrameCollector` takes one frame per ``collection_interval``; history,
+alerts, the Prometheus endpoint, OTLP, the snapshot file and the API principal read frames. Nothing here collects
+on its own or sets a global OpenTelemetry provider.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,14 @@ import platform
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry.metrics import Meter, MeterProvider, NoOpMeterProvider
-from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
+from opentelemetry.sdk.metrics.export import Metric, MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -31,28 +35,34 @@ from instrumentations.game import GameMonitor
 from instrumentations.hardware import HardwareMonitor
 from instrumentations.network import NetworkMonitor
 from instrumentations.performance import PerformanceMonitor
+from otel_telemetry._otel import hook_reader, logs_sdk
 from otel_telemetry._version import __version__
-from otel_telemetry.alerts.core import (
-    AlertEvaluatingReader,
+from otel_telemetry.alerts import (
+    AlertEvaluator,
     AlertManager,
     LogNotifier,
     WebhookNotifier,
+    alert_metrics,
     default_rules,
-    register_alert_metric,
 )
 from otel_telemetry.catalog import Instrument, instruments
 from otel_telemetry.config import TelemetryConfig
 from otel_telemetry.export.http_server import MetricsHTTPServer
+from otel_telemetry.export.otlp import OtlpFrameExporter, frames_per_export, metric_exporter, trace_and_log_exporters
 from otel_telemetry.export.principal import PrincipalExporter
-from otel_telemetry.export.readers import LatestMetricsExporter, ProducingPeriodicReader, PrometheusReader
-from otel_telemetry.export.selftelemetry import CollectionStats, CountingExporter, ExportCounts, register_self_telemetry
-from otel_telemetry.producer import HistogramProducer, ProducingReaderMixin
+from otel_telemetry.export.prometheus import PrometheusExposition
+from otel_telemetry.export.selftelemetry import register_self_telemetry
+from otel_telemetry.producer import HistogramProducer
 from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus
-from otel_telemetry.recording.tracing import HandlerTelemetry, bind_handler_telemetry, bound_handler_telemetry
+from otel_telemetry.recording.tracing import HandlerTelemetry, claim_default
+from otel_telemetry.snapshot.build import server_metrics
+from otel_telemetry.snapshot.collection import FrameCollector, FrameReader
 from otel_telemetry.snapshot.files import SnapshotFileWriter
-from otel_telemetry.snapshot.model import History, ServerMetrics, build_server_metrics
+from otel_telemetry.snapshot.frame import Frame
+from otel_telemetry.snapshot.model import History, ServerMetrics
+from otel_telemetry.snapshot.otlp import encode_otlp_metrics
 
 _logger = logging.getLogger("otel_telemetry")
 
@@ -95,73 +105,21 @@ def build_resource(config: TelemetryConfig) -> Resource:
     )
 
 
-def _otlp_reader(config: TelemetryConfig, counts: ExportCounts) -> MetricReader | None:
-    if config.otlp_endpoint is None:
-        return None
-    endpoint = config.otlp_endpoint
-    exporter: Any
-    if config.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+class _Counts:
+    """Attempts and failures read from an exporter's own stats, for self-telemetry and health."""
 
-        exporter = GrpcExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
-
-        if not endpoint.endswith("/v1/metrics"):
-            endpoint = endpoint.rstrip("/") + "/v1/metrics"
-        exporter = HttpExporter(endpoint=endpoint)
-    return ProducingPeriodicReader(CountingExporter(exporter, counts))
-
-
-def _otlp_trace_and_log_exporters(config: TelemetryConfig) -> tuple[Any, Any] | None:
-    """OTLP span and log exporters for the configured endpoint (traces from @traced, events as log records)."""
-    if config.otlp_endpoint is None:
-        return None
-    base = config.otlp_endpoint.rstrip("/")
-    if config.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
-
-        insecure = base.startswith("http://")
-        return GrpcSpans(endpoint=base, insecure=insecure), GrpcLogs(endpoint=base, insecure=insecure)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
-
-    base = base.removesuffix("/v1/metrics")
-    return HttpSpans(endpoint=base + "/v1/traces"), HttpLogs(endpoint=base + "/v1/logs")
-
-
-class _PrincipalCounts:
-    """Export attempts/failures of the principal exporter, for self-telemetry."""
-
-    name = "principal"
-
-    def __init__(self, exporter: PrincipalExporter) -> None:
-        self._exporter = exporter
+    def __init__(self, name: str, attempts: Callable[[], int], failures: Callable[[], int]) -> None:
+        self.name = name
+        self._attempts = attempts
+        self._failures = failures
 
     @property
     def attempts(self) -> int:
-        return self._exporter.stats.attempts
+        return self._attempts()
 
     @property
     def failures(self) -> int:
-        return self._exporter.stats.failures
-
-
-class _SnapshotReader(ProducingPeriodicReader):
-    """The periodic in-process reader; it also times its collections for self-telemetry."""
-
-    stats: CollectionStats | None = None
-
-    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]  # timing wrapper only
-        stats = self.stats
-        if stats is not None:
-            stats.started()
-        try:
-            super().collect(timeout_millis=timeout_millis)
-        finally:
-            if stats is not None:
-                stats.finished()
+        return self._failures()
 
 
 class Telemetry:
@@ -172,20 +130,18 @@ class Telemetry:
         hardware, network, performance, game: the four monitors (call their methods from game code).
         metrics: the statsd-style facade (``timing``, ``increment``, ``gauge``, ``get_timing``...).
         health: the health registry served at ``/health``, ``/health/live`` and ``/health/ready``.
-        alerts: the :class:`~otel_telemetry.AlertManager` evaluating the spec's threshold rules every collection
-            interval (``alerts.active()``, ``alerts.acknowledge(name)``, ``alerts.add_notifier(...)``).
+        alerts: the :class:`~otel_telemetry.alerts.AlertManager` evaluating the spec's threshold rules on every
+            frame (``alerts.active()``, ``alerts.acknowledge(name)``, ``alerts.add_notifier(...)``).
         events: recent events and per-name hooks (see :meth:`record_event`).
         meter_provider, tracer_provider: this handle's own OpenTelemetry providers (never the global ones).
         resource: the OpenTelemetry resource of every signal.
 
-    Each call to :func:`setup_telemetry` gives an independent handle with its own providers, readers and HTTP
+    Each call to :func:`setup_telemetry` gives an independent handle with its own providers, frames and HTTP
     server; handles share nothing, so tests and multi-server processes may create many. Use ``shutdown()`` (or
     the handle as a context manager) to stop it.
 
-    The monitors are attached the way the ``opentelemetry_instrumentor`` entry points attach them
-    (``instrumentations._wiring.attach_monitor``), but per handle: OpenTelemetry instrumentors are process-wide
-    singletons, which would make a second handle impossible. The entry-point instrumentors serve
-    ``opentelemetry-instrument`` style auto-instrumentation, with one monitor per process.
+    The monitors are attached the way the ``opentelemetry_instrumentor`` entry points attach them, but per
+    handle: OpenTelemetry instrumentors are process-wide singletons, which would make a second handle impossible.
     """
 
     def __init__(self, config: TelemetryConfig, metric_readers: Sequence[MetricReader] = ()) -> None:
@@ -193,15 +149,35 @@ class Telemetry:
         self.resource = build_resource(config)
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
-        self._http: MetricsHTTPServer | None = None
-        self._prometheus: PrometheusReader | None = None
-        self._latest = LatestMetricsExporter()
-        self._last_collection: float | None = None
-        self._failures_seen: dict[str, int] = {}
         self._history = History(config.historical_retention)
-        self._readers: list[MetricReader] = []
-        interval = config.collection_interval
-        refresh = interval / 2
+        self._http: MetricsHTTPServer | None = None
+        self._prometheus: PrometheusExposition | None = None
+        self._otlp: OtlpFrameExporter | None = None
+        self._principal: PrincipalExporter | None = None
+        self._snapshot_file: SnapshotFileWriter | None = None
+        self._handlers = HandlerTelemetry.disabled()
+        self.traced = self._handlers.traced
+        self.timer = self._handlers.timer
+        self._collector: FrameCollector | None = None
+        self._alert_evaluator: AlertEvaluator | None = None
+        self._failures_seen: dict[str, int] = {}
+        self._export_counts: list[Any] = []
+        self._reader_previous: dict[int, dict[Any, Any]] = {}
+        self.logger_provider: Any = None
+        self._build_monitors(config)
+        self.health = HealthRegistry()
+        if not config.enabled:
+            self._build_disabled(config)
+            return
+        try:
+            self._build_pipeline(config, metric_readers)
+        except BaseException:
+            self.shutdown(timeout=2.0)
+            raise
+
+    # -- construction -----------------------------------------------------------------------------------------------
+    def _build_monitors(self, config: TelemetryConfig) -> None:
+        refresh = config.collection_interval / 2
         window = config.percentile_window
         self.hardware: HardwareMonitor | None = (
             HardwareMonitor(refresh_interval=refresh) if config.enable_hardware_metrics and config.enabled else None
@@ -218,103 +194,95 @@ class Telemetry:
             percentile_window=window,
             refresh_interval=refresh,
         )
-        self.meter_provider: MeterProvider
-        self.tracer_provider: TracerProvider
-        self.health = HealthRegistry()
-        self._handlers: HandlerTelemetry | None = None
-        if not config.enabled:
-            self.meter_provider = NoOpMeterProvider()
-            self.tracer_provider = NoOpTracerProvider()
-            self.metrics = MetricsFacade(None, tag_limit=config.attribute_limit, window=window)
-            self.metrics.enabled = False
-            self.events = EventRecorder(None)
-            self.alerts = AlertManager([])
-            return
+
+    def _build_disabled(self, config: TelemetryConfig) -> None:
+        self.meter_provider: MeterProvider = NoOpMeterProvider()
+        self.tracer_provider: TracerProvider = NoOpTracerProvider()
+        self.metrics = MetricsFacade(None, tag_limit=config.attribute_limit, window=config.percentile_window)
+        self.metrics.enabled = False
+        self.events = EventRecorder(None)
+        self.alerts = AlertManager([])
+
+    def _build_pipeline(self, config: TelemetryConfig, metric_readers: Sequence[MetricReader]) -> None:
+        interval = config.collection_interval
         self._producer = HistogramProducer(InstrumentationScope(SCOPE_NAME, _instrumentations_version))
-        self._collection_stats = CollectionStats()
-        snapshot_reader = _SnapshotReader(self._latest, export_interval_millis=interval * 1000)
-        snapshot_reader.stats = self._collection_stats
-        self._export_counts: list[Any] = []
-        self._readers.append(snapshot_reader)
-        if config.enable_prometheus_endpoint:
-            self._prometheus = PrometheusReader()
-            self._readers.append(self._prometheus)
-        if self._prometheus is not None:
-            self._export_counts.append(self._prometheus.export_counts)
-        otlp_counts = ExportCounts("otlp")
-        otlp = _otlp_reader(config, otlp_counts)
-        if otlp is not None:
-            self._readers.append(otlp)
-            self._export_counts.append(otlp_counts)
-        self.alerts = AlertManager(
-            default_rules(
-                dict(config.alert_thresholds),
-                config.alert_for,
-                cooldown=config.alert_cooldown,
-            )
-            if config.enable_alerts
-            else [],
-            notifiers=[LogNotifier()],
-        )
-        if config.api_endpoint is not None and config.enable_alerts:
-            self.alerts.add_notifier(WebhookNotifier(f"{config.api_endpoint}/api/v1/alerts", token=config.server_token))
-        self._alert_reader: AlertEvaluatingReader | None = None
-        if config.enable_alerts:
-            self._alert_reader = AlertEvaluatingReader(
-                self.alerts, self.get_current_metrics, self.get_history, interval=interval
-            )
-            self._readers.append(self._alert_reader)
-        self._readers.extend(metric_readers)
-        for reader in self._readers:
-            if reader is self._alert_reader:
-                continue  # evaluates snapshots; it needs no produced metrics
-            if not isinstance(reader, ProducingReaderMixin):
-                _logger.warning(
-                    "%s is not a producing reader: it will miss histograms and per-player series "
-                    "(use otel_telemetry.readers.ProducingInMemoryReader or ProducingPeriodicReader)",
-                    type(reader).__name__,
-                )
-                continue
-            # The in-process snapshot reader skips per-player series; exporting readers get everything.
-            exporting = reader is not cast(MetricReader, snapshot_reader)
-            reader.attach_producer(self._producer, self.resource, gauges=exporting)
+        frame_reader = FrameReader()
+        for reader in metric_readers:  # the user's own readers also receive the produced metrics
+            hook_reader(reader, self._produced_for)
         self.meter_provider = SdkMeterProvider(
-            resource=self.resource, metric_readers=self._readers, views=catalog_views()
+            resource=self.resource, metric_readers=[frame_reader, *metric_readers], views=catalog_views()
         )
+        self._collector = FrameCollector(frame_reader, self._producer, self.resource, config.server_id, interval)
         meter = self.meter_provider.get_meter(SCOPE_NAME, _instrumentations_version)
         for monitor in self.monitors():
             monitor.attach(meter)
             self._producer.add_source(monitor.histograms)
             self._producer.add_gauge_source(monitor.produced_gauges)
-        self.tracer_provider = SdkTracerProvider(resource=self.resource)
-        # The statsd-style facade: its counters and gauges are observable instruments, its timings produced.
         self.metrics = MetricsFacade(
             self.meter_provider.get_meter("otel_telemetry.metrics", __version__),
             tag_limit=config.attribute_limit,
-            window=window,
+            window=config.percentile_window,
         )
         self._producer.add_source(self.metrics.histograms)
-        # @traced handlers and timer() report to the most recently set-up handle (process-wide binding).
+        self._build_signals(config)
+        self._build_alerts(config)
+        self._build_outputs(config)
+        register_self_telemetry(
+            self.meter_provider.get_meter("otel_telemetry.self", __version__),
+            self._collector,
+            self._export_counts,
+            [self._drops],
+        )
+        self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
+        self.health.start()
+        self._collector.start()
+
+    def _build_signals(self, config: TelemetryConfig) -> None:
+        """Traces for @traced handlers and log records for events, exported over OTLP when configured."""
+        self.tracer_provider = SdkTracerProvider(resource=self.resource)
         self._handlers = HandlerTelemetry(
             self.tracer_provider.get_tracer("otel_telemetry.handlers", __version__),
             self.meter_provider.get_meter("otel_telemetry.handlers", __version__),
         )
-        bind_handler_telemetry(self._handlers)
-        self.logger_provider = SdkLoggerProvider(resource=self.resource)
-        otlp_exporters = _otlp_trace_and_log_exporters(config)
-        if otlp_exporters is not None:
-            span_exporter, log_exporter = otlp_exporters
+        claim_default(self._handlers)  # the process default for module-level @traced/timer, unless one is alive
+        self.traced = self._handlers.traced
+        self.timer = self._handlers.timer
+        logger_provider_class, batch_processor_class = logs_sdk()
+        self.logger_provider = logger_provider_class(resource=self.resource)
+        exporters = trace_and_log_exporters(config)
+        if exporters is not None:
+            span_exporter, log_exporter = exporters
             self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-            self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+            self.logger_provider.add_log_record_processor(batch_processor_class(log_exporter))
         self.events = EventRecorder(self.logger_provider.get_logger("otel_telemetry.events", __version__))
-        register_alert_metric(self.alerts, self.meter_provider.get_meter("otel_telemetry.alerts", __version__))
-        register_self_telemetry(
-            self.meter_provider.get_meter("otel_telemetry.self", __version__),
-            self._collection_stats,
-            self._export_counts,
-            [self._drops],
-        )
-        self._principal: PrincipalExporter | None = None
+
+    def _build_alerts(self, config: TelemetryConfig) -> None:
+        rules = default_rules(dict(config.alert_thresholds), config.alert_for, cooldown=config.alert_cooldown)
+        self.alerts = AlertManager(rules if config.enable_alerts else [], notifiers=[LogNotifier()])
+        self._alert_evaluator = AlertEvaluator(self.alerts, self._history.snapshots)
+        if config.api_endpoint is not None and config.enable_alerts:
+            self.alerts.add_notifier(WebhookNotifier(f"{config.api_endpoint}/api/v1/alerts", token=config.server_token))
+
+    def _build_outputs(self, config: TelemetryConfig) -> None:
+        """Every output reads frames, in this order: history, alerts, file, OTLP; Prometheus and the principal
+        read the latest frame when they serve or push."""
+        collector = self._collector
+        assert collector is not None
+        collector.add_listener("history", lambda frame: self._history.append(frame.server_metrics))
+        if config.enable_alerts:
+            collector.add_stage("alerts", self._evaluate_alerts)
+        if config.snapshot_file is not None:
+            self._snapshot_file = SnapshotFileWriter(
+                config.snapshot_file,
+                format=config.snapshot_file_format,  # type: ignore[arg-type]
+            )
+            collector.add_listener("snapshot_file", self._write_snapshot_file)
+        if config.otlp_endpoint is not None:
+            self._otlp = OtlpFrameExporter(
+                metric_exporter(config), self._producer, every=frames_per_export(config.collection_interval)
+            )
+            self._export_counts.append(self._otlp.counts)
+            collector.add_listener("otlp", self._otlp.on_frame)
         if config.api_endpoint is not None:
             self._principal = PrincipalExporter(
                 endpoint=config.api_endpoint,
@@ -323,26 +291,40 @@ class Telemetry:
                 interval=config.api_send_interval,
                 buffer_size=config.api_buffer_size,
             )
-            self._export_counts.append(_PrincipalCounts(self._principal))
-            self._principal.start()
-        self._snapshot_file: SnapshotFileWriter | None = None
-        if config.snapshot_file is not None:
-            self._snapshot_file = SnapshotFileWriter(
-                config.snapshot_file,
-                format=config.snapshot_file_format,  # type: ignore[arg-type]
+            principal = self._principal
+            self._export_counts.append(
+                _Counts("principal", lambda: principal.stats.attempts, lambda: principal.stats.failures)
             )
-        self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
-        self.health.start()
-        # Each periodic collection also becomes a ServerMetrics snapshot in the history ring.
-        self._latest.add_listener(self._on_collection)
-        if self._prometheus is not None:
-            try:
-                self._http = MetricsHTTPServer(
-                    self._prometheus.registry, config.prometheus_host, config.prometheus_port, [self.health.handle]
-                )
-            except OSError:
-                self.shutdown(timeout=2.0)
-                raise
+            self._principal.start()
+        if config.enable_prometheus_endpoint:
+            self._prometheus = PrometheusExposition(self._frame_now)
+            self._export_counts.append(self._prometheus.export_counts)
+            self._http = MetricsHTTPServer(
+                self._prometheus.registry, config.prometheus_host, config.prometheus_port, [self.health.handle]
+            )
+
+    def _produced_for(self, metrics_data: MetricsData, reader: MetricReader) -> MetricsData:
+        """A user's reader collects on its own; it gets the produced metrics merged like a frame."""
+        from otel_telemetry._otel import histogram_temporality
+
+        previous = self._reader_previous.setdefault(id(reader), {})  # each reader keeps its own delta state
+        return self._producer.merge(metrics_data, self.resource, histogram_temporality(reader), previous, True)
+
+    # -- frame listeners --------------------------------------------------------------------------------------------
+    def _evaluate_alerts(self, frame: Frame) -> list[Metric]:
+        """Evaluate the rules on the frame; the ``alerts`` gauge of this evaluation joins the same frame."""
+        evaluator = self._alert_evaluator
+        assert evaluator is not None
+        evaluator.on_frame(frame)
+        return alert_metrics(self.alerts, frame.time_unix_nano)
+
+    def _write_snapshot_file(self, frame: Frame) -> None:
+        writer = self._snapshot_file
+        assert writer is not None
+        if writer.format == "jsonl":
+            writer.write(frame.server_metrics.to_dict())
+        else:
+            writer.write(encode_otlp_metrics(frame.metrics_data))
 
     # -- access -----------------------------------------------------------------------------------------------------
     def monitors(self) -> list[Any]:
@@ -378,9 +360,21 @@ class Telemetry:
         """A tracer of this handle's provider."""
         return self.tracer_provider.get_tracer(name, version)
 
+    def latest_frame(self) -> Frame | None:
+        """The newest frame (one collection every ``collection_interval``), or None before the first."""
+        return self._collector.latest() if self._collector is not None else None
+
+    def _frame_now(self) -> Frame | None:
+        """The newest frame, taking the first one now when none exists yet."""
+        collector = self._collector
+        if collector is None:
+            return None
+        return collector.latest() or collector.collect()
+
     def latest_metrics(self) -> MetricsData | None:
-        """The most recent periodic collection (every ``collection_interval``), or None before the first."""
-        return self._latest.latest()
+        """The ``MetricsData`` of the newest frame, or None before the first."""
+        frame = self.latest_frame()
+        return frame.metrics_data if frame is not None else None
 
     def record_event(self, name: str, attributes: Mapping[str, object] | None = None, severity: str = "info") -> Event:
         """Record a game event: an OpenTelemetry log record (and span event inside a span), kept in memory too.
@@ -404,9 +398,14 @@ class Telemetry:
         found.append(("metrics", "tag_overflow", self.metrics.overflowed))
         found.append(("events", "buffer_full", self.events.dropped))
         found.append(("producer", "source_failure", self._producer.failures))
+        collector = self._collector
+        if collector is not None:
+            found.append(("collection", "failed", collector.failures))
+            found += [(f"frame_listener:{name}", "failed", n) for name, n in collector.listener_failures.items()]
+        if self._otlp is not None:
+            found.append(("otlp", "queue_full", self._otlp.dropped))
         if self._principal is not None:
-            stats = self._principal.stats
-            found.append(("principal", "buffer_full_or_rejected", stats.dropped))
+            found.append(("principal", "buffer_full_or_rejected", self._principal.stats.dropped))
         if self._snapshot_file is not None:
             found.append(("snapshot_file", "io_error", self._snapshot_file.errors))
         if self._prometheus is not None:
@@ -414,12 +413,13 @@ class Telemetry:
         return found
 
     def _own_health(self) -> tuple[HealthStatus, str]:
-        """Telemetry's own component: degraded when collections are late or exports fail."""
+        """Telemetry's own component: degraded when collections are late or fail, or exports fail."""
         problems = []
         if self._producer.failures:
             problems.append(f"{self._producer.failures} produced-metric failures")
-        if self._latest.listener_failures:
-            problems.append(f"{self._latest.listener_failures} snapshot failures")
+        collector = self._collector
+        if collector is not None and collector.listener_failures:
+            problems.append(f"{sum(collector.listener_failures.values())} frame listener failures")
         if self._prometheus is not None and self._prometheus.scrape_failures:
             problems.append(f"{self._prometheus.scrape_failures} scrape translation failures")
         # An exporter is failing when its failure count grew since the previous check.
@@ -428,7 +428,7 @@ class Telemetry:
             if failures > self._failures_seen.get(counts.name, 0):
                 problems.append(f"{counts.name} export failing ({failures} failures so far)")
             self._failures_seen[counts.name] = failures
-        last = self._last_collection
+        last = collector.last_collection if collector is not None else None
         late_after = 3 * self.config.collection_interval + 1.0
         if last is not None and time.monotonic() - last > late_after:
             problems.append(f"no collection for more than {late_after:.0f} s")
@@ -436,27 +436,16 @@ class Telemetry:
             return HealthStatus.DEGRADED, "; ".join(problems)
         return HealthStatus.HEALTHY, "collecting"
 
-    def _on_collection(self, metrics_data: MetricsData) -> None:
-        self._last_collection = time.monotonic()
-        snapshot = build_server_metrics(self)
-        self._history.append(snapshot)
-        writer = self._snapshot_file
-        if writer is not None:
-            if writer.format == "jsonl":
-                writer.write(snapshot.to_dict())
-            else:
-                from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-
-                writer.write(encode_metrics(metrics_data).SerializeToString())
-
     def get_current_metrics(self) -> ServerMetrics:
-        """The latest :class:`ServerMetrics` snapshot (taken every ``collection_interval``).
+        """The :class:`ServerMetrics` of the newest frame (taken every ``collection_interval``).
 
-        Before the first periodic collection (or when the SDK is disabled) a snapshot is built on the spot.
-        Never blocks recording: snapshots are built on the collecting thread from accumulated state.
+        Before the first frame, the first one is taken now; when the SDK is disabled, an empty snapshot.
+        Never blocks recording: frames are built from accumulated state.
         """
-        latest = self._history.latest()
-        return latest if latest is not None else build_server_metrics(self)
+        frame = self._frame_now()
+        if frame is not None:
+            return frame.server_metrics
+        return server_metrics(self.config.server_id, datetime.now().astimezone(), None)
 
     def get_history(self, since: datetime | None = None) -> list[ServerMetrics]:
         """The last ``historical_retention`` snapshots, oldest first (optionally only those since ``since``)."""
@@ -468,70 +457,87 @@ class Telemetry:
         return self._history
 
     def current_metrics_otlp(self) -> bytes:
-        """The latest collection as OTLP protobuf bytes (an ``ExportMetricsServiceRequest``), the standard binary
-        form; decode with :func:`otel_telemetry.decode_otlp_metrics`. Empty bytes before the first collection."""
-        data = self._latest.latest()
-        if data is None:
-            return b""
-        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-
-        return encode_metrics(data).SerializeToString()  # type: ignore[no-any-return]
+        """The newest frame as OTLP protobuf bytes (an ``ExportMetricsServiceRequest``), the standard binary form;
+        decode with :func:`otel_telemetry.decode_otlp_metrics`. Empty bytes before the first frame."""
+        frame = self.latest_frame()
+        return encode_otlp_metrics(frame.metrics_data) if frame is not None else b""
 
     def collect(self) -> MetricsData | None:
-        """Collect now (on the calling thread) and return the result; None when disabled."""
-        if not self._readers:
-            return None
-        self._readers[0].collect()
-        return self._latest.latest()
+        """Take a frame now (on the calling thread), publish it to every output and return its ``MetricsData``;
+        None when disabled."""
+        collector = self._collector
+        frame = collector.collect() if collector is not None else None
+        return frame.metrics_data if frame is not None else None
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def shutdown(self, timeout: float = 5.0) -> bool:
-        """Stop serving and exporting; returns within ``timeout`` seconds even when an exporter is unreachable.
+        """Stop collecting, serving and exporting; returns within ``timeout`` seconds even when an exporter is
+        unreachable. A last frame is taken and handed to the outputs first.
 
         Returns True when everything stopped in time. Further calls do nothing and return True.
         """
         deadline = time.monotonic() + max(0.0, timeout)
+
+        def left(share: float = 1.0) -> float:
+            return max(0.0, deadline - time.monotonic()) * share
+
         with self._shutdown_lock:
             if self._shut_down:
                 return True
             self._shut_down = True
+        done = True
         if self._http is not None:
-            self._http.shutdown(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-        self.health.stop(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-        if getattr(self, "_principal", None) is not None:
+            self._http.shutdown(timeout=min(1.0, left()))
+        if self._prometheus is not None:
+            self._prometheus.close()
+        self.health.stop(timeout=min(1.0, left()))
+        collector = self._collector
+        if collector is not None:
+            done = collector.stop(left(0.5)) and done
+            collector.collect()  # the last frame: what was recorded since the previous one reaches the outputs
+        if self._alert_evaluator is not None:
+            done = self._alert_evaluator.close(left(0.25)) and done
+        if self._otlp is not None:
+            done = self._otlp.shutdown(left(0.5)) and done
+        if self._principal is not None:
             # One last bounded attempt to deliver what is pending, within half of what is left.
-            self._principal.shutdown(timeout=max(0.0, deadline - time.monotonic()) / 2)  # type: ignore[union-attr]
-        if self._handlers is not None and bound_handler_telemetry() is self._handlers:
-            bind_handler_telemetry(None)
+            self._principal.shutdown(timeout=left(0.5))
+        self._handlers.close()  # this handle's traced/timer go quiet; gives up the default if it held it
+        done = self._stop_providers(left()) and done
+        if self._snapshot_file is not None:
+            self._snapshot_file.close()
+        for monitor in self.monitors():
+            monitor.detach()
+        if not done:
+            _logger.warning("telemetry shutdown did not finish within %.1f s; exporters left stopping", timeout)
+        return done
 
-        def stop_providers() -> None:
-            remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-            for provider in (self.meter_provider, self.tracer_provider, getattr(self, "logger_provider", None)):
-                stop = getattr(provider, "shutdown", None)
-                if stop is None:
+    def _stop_providers(self, timeout: float) -> bool:
+        """Shut the providers down on a daemon thread, so that an unreachable exporter cannot hold this call."""
+        deadline = time.monotonic() + timeout
+        providers = (
+            getattr(self, "meter_provider", None),
+            getattr(self, "tracer_provider", None),
+            self.logger_provider,
+        )
+
+        def stop() -> None:
+            for provider in providers:
+                close = getattr(provider, "shutdown", None)
+                if close is None:
                     continue
                 try:
                     if isinstance(provider, SdkMeterProvider):
-                        stop(timeout_millis=remaining_ms)
+                        close(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000)
                     else:
-                        stop()
+                        close()
                 except Exception:
                     _logger.exception("shutting down %s failed", type(provider).__name__)
 
-        # The providers' shutdown may wait on an unreachable exporter; it runs on a daemon thread so this call
-        # returns by its deadline whatever the network does.
-        stopper = threading.Thread(target=stop_providers, name="otel-telemetry-shutdown", daemon=True)
+        stopper = threading.Thread(target=stop, name="otel-telemetry-shutdown", daemon=True)
         stopper.start()
         stopper.join(max(0.0, deadline - time.monotonic()))
-        if getattr(self, "_snapshot_file", None) is not None:
-            self._snapshot_file.close()  # type: ignore[union-attr]
-        # Detach only now: the providers' final collection above must still see every instrument.
-        for monitor in self.monitors():
-            monitor.detach()
-        if stopper.is_alive():
-            _logger.warning("telemetry shutdown did not finish within %.1f s; exporters left stopping", timeout)
-            return False
-        return True
+        return not stopper.is_alive()
 
     def __enter__(self) -> Telemetry:
         return self

@@ -1,7 +1,12 @@
-"""Shared fixtures: telemetry handles that are always shut down, and a real HTTP client."""
+"""Shared fixtures: telemetry handles that are always shut down, a real HTTP client, and the spec's facts.
+
+The spec facts the tests check live in ``tests/data/`` (written from the spec's text by ``tests/data/regenerate.py``,
+by hand), so the tests need nothing outside the repository.
+"""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +17,7 @@ import pytest
 from otel_telemetry import Telemetry, setup_telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = next((ROOT.parent / "shared" / "seeds").glob("000_*.txt"), None)
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
@@ -54,19 +59,12 @@ def http_get(
 
 
 def spec_bullets() -> list[tuple[str, str]]:
-    """``(section, bullet text)`` for every bullet of the spec's "Metrics Collected" section."""
-    assert SPEC is not None, "the primary spec ../shared/seeds/000_*.txt is missing"
-    bullets: list[tuple[str, str]] = []
-    section = ""
-    inside = False
-    for line in SPEC.read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
-            inside = line.strip() == "## Metrics Collected"
-            continue
-        if not inside:
-            continue
-        if line.startswith("### "):
-            section = line[4:].strip().split()[0].lower()
-        elif line.startswith("- "):
-            bullets.append((section, line[2:].strip()))
-    return bullets
+    """``(section, bullet text)`` for every bullet of the spec's "Metrics Collected" section, in the spec's order."""
+    bullets = json.loads((DATA / "spec_metric_bullets.json").read_text(encoding="utf-8"))
+    return [(bullet["section"], bullet["text"]) for bullet in bullets]
+
+
+def spec_payload() -> dict[str, Any]:
+    """The spec's example JSON body for ``POST /api/v1/telemetry``."""
+    payload: dict[str, Any] = json.loads((DATA / "spec_payload.json").read_text(encoding="utf-8"))
+    return payload

@@ -6,6 +6,7 @@ import bisect
 import math
 import random
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -122,9 +123,75 @@ def test_cells_of_finished_threads_are_folded_in_and_kept() -> None:
         thread.start()
         thread.join(10)
     assert series.snapshot().count == 300
-    assert len(series._cells) == 0
+    assert series._shards.held() == 0
     series.record(5.0)
     assert series.snapshot().count == 301
+
+
+class _Count:
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+
+def _merged_counts(a: _Count, b: _Count) -> _Count:
+    return _Count(a.n + b.n)
+
+
+def _run_threads(target: Callable[[], object], count: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def test_thread_shards_with_merge_fold_ended_threads_into_one_retired_shard() -> None:
+    """With merge, the shards of ended threads become one retired shard; totals are unchanged."""
+    shards: ThreadShards[_Count] = ThreadShards(_Count, _merged_counts)
+
+    def work() -> None:
+        for _ in range(100):
+            shards.shard().n += 1
+
+    _run_threads(work, 4)
+    shards.shard().n += 1  # this thread stays alive: its shard is kept as is
+    assert shards.held() == 5
+    folded = shards.all()
+    assert sum(s.n for s in folded) == 401
+    assert shards.held() == 1 and len(folded) == 2  # the retired shard, then this thread's
+    assert folded[1] is shards.shard()
+    _run_threads(work, 2)
+    assert sum(s.n for s in shards.all()) == 601 and shards.held() == 1
+
+
+def test_thread_shards_without_merge_keep_every_shard() -> None:
+    """Without merge, ended threads' shards are kept (the monitors' behaviour) and still count."""
+    shards: ThreadShards[_Count] = ThreadShards(_Count)
+    _run_threads(lambda: setattr(shards.shard(), "n", 7), 3)
+    assert len(shards.all()) == 3 and shards.held() == 3
+    assert sum(s.n for s in shards.all()) == 21
+
+
+def test_thread_shards_local_is_the_threads_shard_once_made() -> None:
+    """local.shard (the hot paths' inline read) is the shard() of this thread, absent before."""
+    shards: ThreadShards[_Count] = ThreadShards(_Count)
+    with pytest.raises(AttributeError):
+        shards.local.shard  # noqa: B018
+    made = shards.shard()
+    assert shards.local.shard is made
+
+
+def test_a_reader_of_an_earlier_list_never_counts_a_folded_shard_twice() -> None:
+    """The retired shard is replaced, not mutated: a list taken before a fold still sums exactly."""
+    shards: ThreadShards[_Count] = ThreadShards(_Count, _merged_counts)
+    _run_threads(lambda: setattr(shards.shard(), "n", 5), 2)
+    first = shards.all()  # folds both into a retired shard
+    _run_threads(lambda: setattr(shards.shard(), "n", 3), 1)
+    before = list(first)
+    second = shards.all()  # folds the third into a new retired shard
+    assert sum(s.n for s in before) == 10
+    assert sum(s.n for s in second) == 13
 
 
 def test_sliding_window_forgets_old_intervals() -> None:

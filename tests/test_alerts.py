@@ -1,13 +1,14 @@
-"""Alerting: rules, the Prometheus-like lifecycle, notifiers, the ALERTS metric, the reader, and the rules file."""
+"""Alerting: rules, the Prometheus-like lifecycle, notifiers, the ALERTS metric, the frame evaluator, PromQL and the
+rules file."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import typing
@@ -21,14 +22,15 @@ from typing import Any, cast
 import pytest
 import yaml
 from conftest import ROOT, http_get
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
 from otel_telemetry import ServerMetrics, Telemetry
-from otel_telemetry.alerts.core import (
+from otel_telemetry.alerts import (
     DEFAULT_THRESHOLDS,
     Alert,
-    AlertEvaluatingReader,
+    AlertEvaluator,
     AlertManager,
     AlertRule,
     AlertState,
@@ -37,17 +39,18 @@ from otel_telemetry.alerts.core import (
     Notifier,
     Severity,
     WebhookNotifier,
-    _yaml_scalar,
+    alert_metrics,
     default_rules,
     parse_thresholds,
-    prometheus_rules_yaml,
     promql_expression,
     register_alert_metric,
-    rules_command,
-    write_rules_file,
 )
+from otel_telemetry.catalog import snapshot_fields
 from otel_telemetry.snapshot import HardwareMetrics, NetworkMetrics, Percentiles, PerformanceMetrics
-from otel_telemetry.snapshot.model import build_server_metrics
+from otel_telemetry.snapshot.build import server_metrics
+from otel_telemetry.snapshot.frame import Frame
+from otel_telemetry.tools.rules import prometheus_rules_yaml, rules_command, write_rules_file
+from otel_telemetry.tools.yaml_text import yaml_scalar
 
 RULES_FILE = ROOT / "collector-config" / "alert-rules.yml"
 EPOCH = 1_700_000_000.0
@@ -111,6 +114,26 @@ def cpu_rule(**kwargs: Any) -> AlertRule:
 def states(alerts: Sequence[Alert]) -> list[tuple[str, str]]:
     """``(name, state)`` pairs."""
     return [(a.name, a.state.value) for a in alerts]
+
+
+def frame_of(metrics: ServerMetrics, sequence: int = 1, data: MetricsData | None = None) -> Frame:
+    """A frame carrying ``metrics`` (and ``data``, empty by default), as the collector hands them out."""
+    return Frame(
+        sequence=sequence,
+        time_unix_nano=int(metrics.timestamp.timestamp() * 1e9),
+        monotonic=time.monotonic(),
+        metrics_data=data if data is not None else MetricsData(resource_metrics=[]),
+        histograms={},
+        server_metrics=metrics,
+    )
+
+
+def take_frame(telemetry: Telemetry) -> Frame:
+    """A frame taken now through the handle's one collection (the same path as its periodic frames)."""
+    telemetry.collect()
+    frame = telemetry.latest_frame()
+    assert frame is not None
+    return frame
 
 
 def promtool() -> str:
@@ -432,7 +455,7 @@ def test_a_failing_rule_is_counted_logged_once_and_leaves_its_alert(caplog: pyte
     tick = AlertRule(name="LowTick", metric="performance.tick_rate_fps", kind="below", threshold=55)
     alerts, sent = manager([cpu_rule(), tick], clock)
     alerts.evaluate(snap(cpu=99, tick=60))
-    with caplog.at_level(logging.ERROR, logger="otel_telemetry.alerts.core"):
+    with caplog.at_level(logging.ERROR, logger="otel_telemetry.alerts.manager"):
         for _ in range(3):
             result = alerts.evaluate(cast(ServerMetrics, Exploding()))
     assert states(result) == [("HighCpu", "firing"), ("LowTick", "firing")]
@@ -630,12 +653,16 @@ def test_a_50_fps_tick_loop_fires_both_tick_rate_rules(make_telemetry: Callable[
             pass
         time.sleep(max(0.0, start + (i + 1) * 0.02 - time.perf_counter()))
     perf.refresh(force=True)
-    metrics = build_server_metrics(telemetry)
+    frame = take_frame(telemetry)
+    metrics = frame.server_metrics
     assert metrics.performance.tick_rate_fps is not None and 35 < metrics.performance.tick_rate_fps < 54
     alerts, sent = manager(default_rules(), Clock())
-    fired = alerts.evaluate(metrics, telemetry.get_history())
+    evaluator = AlertEvaluator(alerts, telemetry.get_history)
+    evaluator.on_frame(frame)
+    fired = alerts.active()
     assert states(fired) == [("LowTickRateWarning", "firing"), ("LowTickRateCritical", "firing")]
     assert fired[0].annotations["summary"] == "Tick rate below 58 FPS"
+    assert evaluator.close(timeout=2)
     assert fired[1].annotations["description"].startswith("Tick rate is ") and len(sent) == 2
 
 
@@ -647,7 +674,7 @@ def test_a_slow_ping_tail_fires_the_p95_rules(make_telemetry: Callable[..., Tele
         for i in range(200):
             telemetry.network.player_ping(f"player-{i % 40}", tail if i % 10 == 0 else 40.0)
         telemetry.network.refresh(force=True)
-        metrics = build_server_metrics(telemetry)
+        metrics = take_frame(telemetry).server_metrics
         assert metrics.network.player_ping_percentiles.p95 == pytest.approx(tail, rel=0.01)
         ping_rules = [r for r in default_rules() if "Ping" in r.name]
         fired[tail] = [a.name for a in manager(ping_rules, Clock())[0].evaluate(metrics)]
@@ -661,7 +688,7 @@ def test_packet_loss_fires_the_warning_only(make_telemetry: Callable[..., Teleme
         telemetry.network.packet_sent(64)
     telemetry.network.packet_lost(6)
     telemetry.network.refresh(force=True)
-    metrics = build_server_metrics(telemetry)
+    metrics = take_frame(telemetry).server_metrics
     assert metrics.network.packet_loss_percent == pytest.approx(3.0)
     assert metrics.performance.tick_rate_fps is None  # no tick yet: no data, so the tick-rate rules stay quiet
     assert not [a for a in manager(default_rules(), Clock())[0].evaluate(metrics) if "TickRate" in a.name]
@@ -705,6 +732,21 @@ def test_alerts_metric_reports_pending_and_firing_alerts() -> None:
         provider.shutdown()
 
 
+def test_alert_metrics_join_a_frame_with_the_same_series() -> None:
+    """alert_metrics gives the frame the ``alerts`` gauge of the latest evaluation: the series the gauge observes."""
+    clock = Clock()
+    alerts, _ = manager([cpu_rule(labels={"team": "ops"}), cpu_rule(name="Slow", for_=60)], clock)
+    assert alert_metrics(alerts, 123) == []
+    alerts.evaluate(snap(cpu=99))
+    [metric] = alert_metrics(alerts, 123)
+    assert (metric.name, metric.unit) == ("alerts", "{alert}")
+    points = cast(Sequence[Any], metric.data.data_points)
+    assert sorted(({**dict(p.attributes), "value": p.value, "at": p.time_unix_nano} for p in points), key=str) == [
+        {"alertname": "HighCpu", "alertstate": "firing", "severity": "warning", "team": "ops", "value": 1, "at": 123},
+        {"alertname": "Slow", "alertstate": "pending", "severity": "warning", "value": 1, "at": 123},
+    ]
+
+
 def test_alerts_metric_on_the_prometheus_endpoint(make_telemetry: Callable[..., Telemetry]) -> None:
     """Through a real /metrics scrape the OpenTelemetry Prometheus exporter names it ``alerts``."""
     telemetry = make_telemetry(enable_prometheus_endpoint=True, enable_hardware_metrics=False)
@@ -720,79 +762,155 @@ def test_alerts_metric_on_the_prometheus_endpoint(make_telemetry: Callable[..., 
     assert "\nALERTS{" not in text
 
 
-# -- the reader ----------------------------------------------------------------------------------------------------
-def test_reader_evaluates_on_its_own_interval_and_shuts_down_in_time() -> None:
-    """Registered on a MeterProvider it evaluates every interval via _receive_metrics; shutdown stops it quickly."""
-    calls: list[float] = []
+# -- the frame evaluator -------------------------------------------------------------------------------------------
+class Gate(Notifier):
+    """A notifier that blocks until ``release`` is set, recording every batch it gets."""
 
-    def snapshot() -> ServerMetrics:
-        calls.append(time.monotonic())
-        return snap(tick=40)
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.batches: list[list[tuple[str, str]]] = []
 
-    alerts, sent = manager(default_rules(), Clock())
-    reader = AlertEvaluatingReader(alerts, snapshot, lambda: [], interval=0.05)
-    provider = MeterProvider(metric_readers=[reader])
-    register_alert_metric(alerts, provider.get_meter("otel_telemetry.alerts"))
+    def notify(self, alerts: Sequence[Alert]) -> None:
+        self.entered.set()
+        self.release.wait(10)
+        self.batches.append(states(alerts))
+
+
+def test_evaluator_evaluates_each_frame_once_and_notifies_off_the_frame_path() -> None:
+    """on_frame returns at once although the notifier blocks; each frame counts once; order is kept; close ends it."""
+    clock = Clock()
+    gate = Gate()
+    alerts = AlertManager([cpu_rule()], notifiers=[gate], clock=clock, wall_clock=clock.wall)
+    evaluator = AlertEvaluator(alerts, lambda: [])
+    before = set(threading.enumerate())
     try:
-        assert wait_until(lambda: reader.evaluations >= 4)
-        assert states(sent) == [("LowTickRateWarning", "firing"), ("LowTickRateCritical", "firing")]
-        gaps = [b - a for a, b in itertools.pairwise(calls)]
-        assert all(gap > 0.03 for gap in gaps[:3])
+        started = time.perf_counter()
+        evaluator.on_frame(frame_of(snap(cpu=99), sequence=1))
+        evaluator.on_frame(frame_of(snap(cpu=99), sequence=1))  # the same frame again: ignored
+        clock.advance(1)
+        evaluator.on_frame(frame_of(snap(1, cpu=5), sequence=2))
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.05, f"on_frame waited {elapsed:.3f} s on a blocked notifier"
+        assert evaluator.evaluations == 2 and alerts.evaluations == 2
+        assert states(alerts.resolved()) == [("HighCpu", "resolved")]  # the state moved on without the notifier
+        workers = [t for t in threading.enumerate() if t not in before]
+        assert [t.name for t in workers] == ["otel-telemetry-alert-notify"]
+        gate.release.set()
+        assert wait_until(lambda: evaluator.delivered == 2)
+        assert gate.batches == [[("HighCpu", "firing")], [("HighCpu", "resolved")]]
     finally:
+        gate.release.set()
+        assert evaluator.close(timeout=2)
+    assert not evaluator.running and not any(t.is_alive() for t in workers)
+    evaluator.on_frame(frame_of(snap(cpu=99), sequence=3))  # closed: frames are ignored
+    assert evaluator.evaluations == 2
+
+
+def test_evaluator_close_returns_in_time_and_counts_what_it_dropped() -> None:
+    """With a notifier stuck and a two-batch queue: every batch is delivered, dropped or pending; close is bounded."""
+    clock = Clock()
+    gate = Gate()
+    alerts = AlertManager([cpu_rule(cooldown=1)], notifiers=[gate], clock=clock, wall_clock=clock.wall)
+    evaluator = AlertEvaluator(alerts, lambda: [], queue_size=2)
+    try:
+        for sequence in range(1, 7):  # fires, then repeats every second: six batches
+            evaluator.on_frame(frame_of(snap(sequence, cpu=99), sequence=sequence))
+            clock.advance(1)
+            if sequence == 1:
+                assert gate.entered.wait(2)  # the first batch is in the notifier, which blocks
+        assert evaluator.dropped == 3  # one in the notifier, two queued, three dropped
         started = time.monotonic()
-        reader.shutdown(timeout_millis=1000)
-        assert time.monotonic() - started < 1.0
-        assert not reader.running
-        provider.shutdown()
+        assert evaluator.close(timeout=0.2) is False  # the notifier still blocks
+        assert time.monotonic() - started < 0.5
+    finally:
+        gate.release.set()
+    assert wait_until(lambda: not evaluator.running)
+    assert evaluator.delivered + evaluator.dropped == 6
+    assert evaluator.delivered == len(gate.batches) >= 1
 
 
-def test_reader_keeps_going_when_the_snapshot_fails(caplog: pytest.LogCaptureFixture) -> None:
-    """A failing snapshot function is counted and logged once; an unregistered reader still evaluates."""
-    attempts: list[int] = []
+def test_evaluator_never_raises_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A frame that cannot be read is skipped; a failing history only silences the windowed rules; each logs once."""
+    calls: list[int] = []
 
-    def snapshot() -> ServerMetrics:
-        attempts.append(1)
-        if len(attempts) <= 2:
-            raise RuntimeError("not ready")
-        return snap(tick=40)
+    def history() -> list[ServerMetrics]:
+        calls.append(1)
+        raise RuntimeError("history unavailable")
 
-    alerts, sent = manager(default_rules(), Clock())
-    reader = AlertEvaluatingReader(alerts, snapshot, interval=0.02)
+    jump = AlertRule(name="CpuJump", metric="hardware.cpu_usage_percent", kind="percent_change", threshold=50, window=5)
+    alerts, sent = manager([jump, cpu_rule()], Clock())
+    evaluator = AlertEvaluator(alerts, history)
     try:
         with caplog.at_level(logging.ERROR):
-            assert wait_until(lambda: reader.evaluations >= 1)
-        assert reader.failures == 2 and caplog.text.count("RuntimeError: not ready") == 1 and len(sent) == 2
+            evaluator.on_frame(cast(Frame, object()))
+            evaluator.on_frame(cast(Frame, object()))
+            evaluator.on_frame(frame_of(snap(cpu=99), sequence=1))
+            evaluator.on_frame(frame_of(snap(1, cpu=99), sequence=2))
+        assert evaluator.failures == 4 and evaluator.evaluations == 2 and len(calls) == 2
+        assert caplog.text.count("reading a frame for alert evaluation failed") == 1
+        assert caplog.text.count("RuntimeError: history unavailable") == 1
+        assert states(alerts.firing()) == [("HighCpu", "firing")]  # the other rules still ran
+        alerts.remove_rule("CpuJump")
+        evaluator.on_frame(frame_of(snap(2, cpu=99), sequence=3))
+        assert len(calls) == 2  # no windowed rule left: the history is not read
+        assert evaluator.evaluations == 3 and alerts.errors == 0
     finally:
-        reader.shutdown(timeout_millis=1000)
-    assert not reader.running
+        assert evaluator.close(timeout=2)
+    assert states(sent) == [("HighCpu", "firing")]
 
 
-def test_reader_drives_alerts_from_a_real_telemetry_handle(make_telemetry: Callable[..., Telemetry]) -> None:
-    """Added to a handle's MeterProvider with get_current_metrics/get_history, a 30 FPS loop fires the tick rules.
+def test_evaluator_reads_the_history_for_windowed_rules() -> None:
+    """A percent_change rule compares the frame with the history the evaluator is given."""
+    past = [snap(t, tick=60.0) for t in range(0, 61, 10)]
+    drop = AlertRule(
+        name="TickDrop", metric="performance.tick_rate_fps", kind="percent_change", threshold=-20, window=60
+    )
+    alerts, sent = manager([drop], Clock())
+    evaluator = AlertEvaluator(alerts, lambda: past)
+    evaluator.on_frame(frame_of(snap(70, tick=45.0)))
+    assert evaluator.close(timeout=2)
+    assert states(sent) == [("TickDrop", "firing")] and sent[0].value == pytest.approx(-25.0)
 
-    ``MeterProvider.shutdown`` only stops the readers given to its constructor (SDK 1.45), so a reader added later
-    with ``add_metric_reader`` must be shut down by its owner.
-    """
-    telemetry = make_telemetry(collection_interval=0.25, enable_hardware_metrics=False)
-    alerts, _ = manager(default_rules(), Clock())
-    reader = AlertEvaluatingReader(alerts, telemetry.get_current_metrics, telemetry.get_history, interval=0.25)
-    provider = cast(MeterProvider, telemetry.meter_provider)
-    provider.add_metric_reader(reader)
+
+def test_evaluator_fires_on_a_frame_of_a_real_sdk_collection() -> None:
+    """A real MeterProvider collection, turned into ServerMetrics the way the collector does, fires the tick rules."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
     try:
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline and not any(a.name == "LowTickRateCritical" for a in alerts.firing()):
-            with telemetry.performance.tick():
-                pass
-            time.sleep(1 / 30)
-        assert [a.name for a in alerts.firing()] == ["LowTickRateWarning", "LowTickRateCritical"]
-        assert reader.evaluations >= 1 and alerts.errors == 0
-        # About 30 FPS, quantised by short refresh intervals (3 or 4 ticks in 1/8 s): well below both thresholds.
-        assert 10 < (telemetry.get_current_metrics().performance.tick_rate_fps or 0) < 50
-        assert telemetry.shutdown(timeout=5)
-        assert reader.running  # not stopped by the provider: it was added after construction
+
+        def tick_rate(_options: CallbackOptions) -> list[Observation]:
+            return [Observation(40.0)]
+
+        meter = provider.get_meter("test.alerts")
+        meter.create_observable_gauge("server.tick_rate", callbacks=[tick_rate], unit="{tick}/s")
+        data = reader.get_metrics_data()
+        assert data is not None
+        metrics = server_metrics("server-001", datetime.now(UTC), data)
+        assert metrics.performance.tick_rate_fps == 40.0
+        alerts, sent = manager(default_rules(), Clock())
+        evaluator = AlertEvaluator(alerts, lambda: [])
+        evaluator.on_frame(frame_of(metrics, data=data))
+        assert evaluator.close(timeout=2)
     finally:
-        reader.shutdown(timeout_millis=1000)
-    assert not reader.running
+        provider.shutdown()
+    assert states(sent) == [("LowTickRateWarning", "firing"), ("LowTickRateCritical", "firing")]
+
+
+def test_a_handle_evaluates_its_frames(make_telemetry: Callable[..., Telemetry]) -> None:
+    """A handle's own frames drive its alerts: a 30 FPS loop fires both tick-rate rules, with no reader of ours."""
+    telemetry = make_telemetry(collection_interval=0.25, enable_hardware_metrics=False, alert_for=0)
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and not any(a.name == "LowTickRateCritical" for a in telemetry.alerts.firing()):
+        with telemetry.performance.tick():
+            pass
+        time.sleep(1 / 30)
+    assert [a.name for a in telemetry.alerts.firing()] == ["LowTickRateWarning", "LowTickRateCritical"]
+    assert telemetry.alerts.errors == 0
+    # About 30 FPS, quantised by short refresh intervals (3 or 4 ticks in 1/8 s): well below both thresholds.
+    assert 10 < (telemetry.get_current_metrics().performance.tick_rate_fps or 0) < 50
+    assert telemetry.shutdown(timeout=5)
+    assert not [t for t in threading.enumerate() if t.name == "otel-telemetry-alert-notify" and t.is_alive()]
 
 
 # -- the Prometheus rules file -------------------------------------------------------------------------------------
@@ -866,6 +984,43 @@ def test_every_numeric_field_has_promql_or_is_a_window_extreme() -> None:
         'histogram_quantile(0.99, sum by (le) (rate(server_tick_phase_duration_seconds_bucket{phase="network"}[5m])))'
         " * 1000"
     )
+
+
+def test_promql_is_derived_from_the_catalog() -> None:
+    """Every field the catalog fills reads back from its entry's Prometheus name, with its scale, filter and key."""
+    checked = 0
+    for spec, item in snapshot_fields():
+        if item.ordered:
+            continue  # tuples (per core, load average) are not paths a rule can name
+        path = f"{item.path}.key" if item.key else item.path
+        stats = [path] if item.stat in ("value", "avg") else [f"{path}.{q}" for q in ("p50", "p95", "p99")]
+        for stat in stats:
+            expr = promql_expression(stat, by=())
+            assert expr is not None and spec.prometheus_name in expr, stat
+            assert expr.endswith(f" * {item.scale:g}") == (item.scale != 1), (stat, expr)
+            assert all(f'{k}="{v}"' in expr for k, v in item.where.items()), (stat, expr)
+            assert item.key is None or f'{item.key}="key"' in expr, (stat, expr)
+            assert ("histogram_quantile" in expr) == stat.endswith(("p50", "p95", "p99")), (stat, expr)
+            checked += 1
+    assert checked > 60
+    assert promql_expression("game.avg_query_time_ms", by=()) == (
+        "sum (rate(server_game_db_query_duration_seconds_sum[5m])) / "
+        "sum (rate(server_game_db_query_duration_seconds_count[5m])) * 1000"
+    )
+    assert promql_expression("network.total_packets_incoming") == 'server_network_packets_total{direction="received"}'
+
+
+def test_the_alerts_package_does_not_load_the_tools() -> None:
+    """Importing otel_telemetry.alerts loads no tools module; its rules-file names still resolve, to the tools'."""
+    code = "import sys, otel_telemetry.alerts; print(sorted(m for m in sys.modules if 'otel_telemetry.tools' in m))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    import otel_telemetry.alerts as package
+
+    assert package.prometheus_rules_yaml is prometheus_rules_yaml and package.write_rules_file is write_rules_file
 
 
 def test_every_mapping_and_kind_passes_promtool(tmp_path: Path) -> None:
@@ -1004,7 +1159,7 @@ def test_yaml_scalars_round_trip() -> None:
         "ends with colon:",
     ]
     for text in samples:
-        assert yaml.safe_load(f"key: {_yaml_scalar(text)}\n") == {"key": text}, text
+        assert yaml.safe_load(f"key: {yaml_scalar(text, plain='text')}\n") == {"key": text}, text
 
 
 def test_rules_command_prints_the_default_rules(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -7,13 +7,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
 from otel_telemetry import Telemetry
 from otel_telemetry.catalog import CATALOG, Instrument
-from otel_telemetry.export.readers import ProducingInMemoryReader
 from otel_telemetry.tools.demo import DemoOptions, GameSimulation, run_demo
 
 
-def _points_by_name(reader: ProducingInMemoryReader) -> dict[str, list[object]]:
+def _points_by_name(reader: InMemoryMetricReader) -> dict[str, list[object]]:
     data = reader.get_metrics_data()
     assert data is not None
     found: dict[str, list[object]] = {}
@@ -26,7 +27,7 @@ def _points_by_name(reader: ProducingInMemoryReader) -> dict[str, list[object]]:
 
 def test_every_catalog_entry_receives_data_in_the_demo(make_telemetry: Callable[..., Telemetry]) -> None:
     """Run the simulated game briefly; list every catalog entry (with its selector) that got no data."""
-    reader = ProducingInMemoryReader()
+    reader = InMemoryMetricReader()
     telemetry = make_telemetry(metric_readers=[reader])
     simulation = GameSimulation(telemetry, DemoOptions(players=60, seed=3))
     for _ in range(120):

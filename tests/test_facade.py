@@ -1,7 +1,7 @@
 """Tests for otel_telemetry.recording.facade: statsd-style statistics against exact values, export, limits, bad input.
 
-The "usage examples" section runs the metrics API examples of the statsd-style guide
-(``shared/seeds/001_*.txt``), adapted to this API: ``get_counter`` returns the number itself, ``get_timing`` and
+The "usage examples" section runs the metrics API examples of the statsd-style guide (the specification's
+neighbour seed 001), adapted to this API: ``get_counter`` returns the number itself, ``get_timing`` and
 ``get_gauge`` return dataclasses (attribute access), and ``get_all_metrics()`` holds ``counters``, ``gauges`` and
 ``timings`` at its top level.
 """
@@ -751,3 +751,4 @@ def test_counts_of_ended_threads_are_kept(facade: MetricsFacade) -> None:
         assert not any(t.is_alive() for t in threads)
     assert facade.get_counter("short.lived") == 12_000
     assert facade.get_counter("short.lived") == 12_000  # the first read folded the ended threads' cells
+    assert facade._counters["short.lived"][()]._shards.held() == 0  # and released them

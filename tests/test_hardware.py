@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from otel_telemetry import Telemetry
-from otel_telemetry.export.readers import points, value
+from otel_telemetry.snapshot.frame import points, value
 
 
 def _meminfo_total() -> int:

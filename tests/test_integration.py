@@ -221,7 +221,8 @@ def test_self_telemetry_counts_collections_exports_and_drops(make_telemetry: Cal
     telemetry.network.packet_latency(float("nan"))
     telemetry.collect()
     assert telemetry.prometheus_url is not None
-    http_get(telemetry.prometheus_url)
+    http_get(telemetry.prometheus_url)  # a scrape serves the frame above; the next frame counts it
+    telemetry.collect()
     samples = _samples(http_get(telemetry.prometheus_url)[2].decode())
     assert samples[("telemetry_collections_total", ())] >= 1
     assert samples[("telemetry_exporter_attempts_total", (("exporter", "prometheus"),))] >= 1

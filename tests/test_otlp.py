@@ -17,7 +17,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from otel_telemetry import Telemetry, traced
-from otel_telemetry.export.selftelemetry import CountingExporter
 
 
 @traced("rpc.join")
@@ -113,17 +112,20 @@ def test_delta_temporality_is_selected_by_the_standard_variable(
 ) -> None:
     """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta: our histograms are exported as deltas."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
-    # Monitors refresh at most every collection_interval / 2; wait past that between the two exports.
-    telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}", collection_interval=0.1)
-    otlp_reader = next(r for r in telemetry._readers if isinstance(getattr(r, "_exporter", None), CountingExporter))
+    # One export per frame: two frames taken by hand, the periodic ones far apart (collection_interval=60).
+    telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}", collection_interval=60)
     for _ in range(4):
         telemetry.performance.record_tick(0.010)
-    time.sleep(0.06)
-    otlp_reader.force_flush()
+    telemetry.collect()
+    time.sleep(0.06)  # monitors refresh at most every collection_interval / 2 unless forced
     for _ in range(2):
         telemetry.performance.record_tick(0.010)
-    time.sleep(0.06)
-    otlp_reader.force_flush()
+    for monitor in telemetry.monitors():
+        monitor.refresh(force=True)
+    telemetry.collect()
+    deadline = time.monotonic() + 10
+    while len(_histogram_points(receiver, "server.tick.duration")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     metric = next(
         m
         for request in receiver.requests

@@ -1,4 +1,5 @@
-"""PrincipalExporter against a real, scriptable HTTP principal on 127.0.0.1."""
+"""PrincipalExporter against a real, scriptable HTTP principal on 127.0.0.1, and the HTTP delivery it shares with the
+alert webhooks (``otel_telemetry.delivery``): deadlines, outcomes, redaction, backoff."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import logging
 import random
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -23,7 +25,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from otel_telemetry._version import __version__
-from otel_telemetry.export.principal import PrincipalExporter, _retry_after_seconds, encode_payload
+from otel_telemetry.delivery import Endpoint, backoff_delay, classify, retry_after_seconds
+from otel_telemetry.export.principal import PrincipalExporter, encode_payload
 
 TOKEN = "tok-S3CRET-5f2a9c"
 
@@ -344,7 +347,7 @@ def test_connection_timeout_is_retried(principal: Principal, make_exporter: Any)
     assert stats.failures == 1 and stats.retries == 1 and stats.dropped == 0
 
 
-def test_429_waits_retry_after_seconds(principal: Principal, make_exporter: Any) -> None:
+def test_429_waitsretry_after_seconds(principal: Principal, make_exporter: Any) -> None:
     """429 with Retry-After: 7 delays the next attempt by exactly 7 s on the injected clock; counted as rate limited."""
     fake = FakeTime()
     principal.clock = fake.clock
@@ -386,21 +389,21 @@ def test_429_retry_after_in_real_time(principal: Principal, make_exporter: Any) 
 
 def test_retry_after_parsing() -> None:
     """Retry-After accepts delta seconds or an HTTP date; invalid values fall back to backoff (None)."""
-    assert _retry_after_seconds("12") == 12.0
-    assert _retry_after_seconds(" 3 ") == 3.0
-    assert _retry_after_seconds("-4") == 0.0
-    assert _retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412480.0 - 10) == 10.0
-    assert _retry_after_seconds("soon") is None
-    assert _retry_after_seconds("nan") is None
-    assert _retry_after_seconds(None) is None
-    assert _retry_after_seconds("99999999") == 3600.0
+    assert retry_after_seconds("12") == 12.0
+    assert retry_after_seconds(" 3 ") == 3.0
+    assert retry_after_seconds("-4") == 0.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412480.0 - 10) == 10.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("nan") is None
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("99999999") == 3600.0
 
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_auth_failure_drops_and_logs_once_without_token(
     principal: Principal, make_exporter: Any, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
-    """401/403 drop each payload after one attempt, log one error naming endpoint and status, never the token."""
+    """401/403 drop each payload after one attempt, log one error naming the origin and status, never the token."""
     caplog.set_level(logging.DEBUG)
     principal.default = Reply(status)
     exporter = make_exporter(principal.url, Payloads())
@@ -414,7 +417,8 @@ def test_auth_failure_drops_and_logs_once_without_token(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     message = errors[0].getMessage()
-    assert exporter.url in message and str(status) in message
+    # The principal is named by scheme://host:port only: a URL's path or query may carry a secret.
+    assert principal.url in message and str(status) in message and "/api/v1/telemetry" not in message
     assert TOKEN not in caplog.text
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
 
@@ -453,7 +457,8 @@ def test_other_4xx_drops_payload_and_logs_once(
     assert (stats.dropped, stats.retries, stats.auth_failures, stats.failures) == (2, 0, 0, 2)
     assert [b["seq"] for b in principal.delivered()] == [2]
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and str(status) in errors[0] and exporter.url in errors[0]
+    assert len(errors) == 1 and str(status) in errors[0] and principal.url in errors[0]
+    assert "/api/v1/telemetry" not in errors[0]
 
 
 def test_buffer_overflow_drops_oldest_and_counts(principal: Principal, make_exporter: Any) -> None:
@@ -674,3 +679,149 @@ def test_https_verifies_certificates_by_default(
     trusting.start()
     wait_for(lambda: trusting.stats.sent == 1, "delivery over verified TLS")
     assert principal.delivered()[-1]["seq"] == 0
+
+
+# -- the HTTP delivery the exporter shares with the alert webhooks (otel_telemetry.delivery) -------------------------
+class RawServer:
+    """A TCP server on 127.0.0.1 that reads each request, then writes ``answer`` one byte every ``gap`` seconds."""
+
+    def __init__(self, answer: bytes, gap: float = 0.0) -> None:
+        self.answer = answer
+        self.gap = gap
+        self.stop = threading.Event()
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.05)
+        self.port = self._socket.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(1.0)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                try:
+                    if self.gap:
+                        for byte in self.answer:
+                            if self.stop.wait(self.gap):
+                                return
+                            connection.sendall(bytes([byte]))
+                    else:
+                        connection.sendall(self.answer)
+                except OSError:
+                    pass  # the client gave up: that is what the trickle tests expect
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(5)
+        self._socket.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    """Start raw servers; every one is stopped afterwards."""
+    made: list[RawServer] = []
+
+    def make(answer: bytes, gap: float = 0.0) -> RawServer:
+        server = RawServer(answer, gap)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.close()
+
+
+def test_a_trickling_server_cannot_hold_an_attempt_past_its_deadline(raw_server: Callable[..., RawServer]) -> None:
+    """An answer arriving a byte every 50 ms would take seconds; the attempt ends at its 0.4 s total deadline."""
+    server = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", gap=0.05)
+    endpoint = Endpoint("Test", "url", f"http://127.0.0.1:{server.port}/hook", token=TOKEN)
+    began = time.monotonic()
+    outcome = endpoint.post(b"{}", timeout=0.4)
+    elapsed = time.monotonic() - began
+    assert 0.35 <= elapsed < 0.7, elapsed
+    assert outcome.retryable and outcome.status is None and outcome.reason.startswith("TimeoutError")
+
+
+def test_a_trickling_server_bounds_the_exporter_too(raw_server: Callable[..., RawServer], make_exporter: Any) -> None:
+    """Through the exporter: the trickled attempt is one failure, kept for retry, within the attempt's timeout."""
+    server = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", gap=0.05)
+    exporter = make_exporter(
+        f"http://127.0.0.1:{server.port}", Payloads(limit=1), timeout=0.3, initial_backoff=60.0, max_backoff=60.0
+    )
+    exporter.send_now()
+    began = time.monotonic()
+    exporter.start()
+    wait_for(lambda: exporter.stats.failures == 1, "one failed attempt")
+    assert time.monotonic() - began < 0.8
+    assert exporter.stats.pending == 1 and exporter.stats.retries == 1 and exporter.stats.dropped == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, "delivered"),
+        (202, "delivered"),
+        (408, "retry"),
+        (429, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+        (301, "rejected"),
+        (400, "rejected"),
+        (401, "rejected"),
+        (403, "rejected"),
+        (404, "rejected"),
+    ],
+)
+def test_outcomes_are_classified(principal: Principal, status: int, verdict: str) -> None:
+    """2xx delivered; 408, 429 and 5xx worth a retry (with Retry-After); redirects and other 4xx rejected."""
+    principal.script(Reply(status, {"Retry-After": "7", "Location": "http://elsewhere.example/"}))
+    outcome = Endpoint("Test", "url", principal.url + "/hook", token=TOKEN).post(b"{}", timeout=2.0)
+    assert (outcome.status, outcome.verdict) == (status, verdict)
+    assert outcome.retry_after == (7.0 if verdict == "retry" else None)
+    assert outcome.auth_failure == (status in (401, 403))
+    assert len(principal.requests()) == 1  # a redirect is not followed
+    assert classify(status) == verdict
+
+
+def test_failures_show_the_origin_only_and_never_the_token(raw_server: Callable[..., RawServer]) -> None:
+    """A server echoing the token gets it redacted; errors and repr show scheme://host:port, not path or query."""
+    echo = f"HTTP/1.1 500 token {TOKEN}\r\nContent-Length: 19\r\n\r\nbad tok-S3CRET-5f2a9c".encode()
+    server = raw_server(echo)
+    endpoint = Endpoint("Test", "url", f"http://127.0.0.1:{server.port}/hook/secret-path?key=k3y", token=TOKEN)
+    outcome = endpoint.post(b"{}", timeout=2.0)
+    assert outcome.status == 500 and outcome.retryable
+    assert TOKEN not in repr(outcome) and "***" in outcome.reason
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    refused = Endpoint("Test", "url", f"http://127.0.0.1:{closed}/hook/secret-path?key=k3y", token=TOKEN)
+    failure = refused.post(b"{}", timeout=1.0)
+    assert failure.retryable and failure.status is None and "Connection" in failure.describe()
+    for text in (repr(refused), repr(failure), refused.origin):
+        assert "secret-path" not in text and "k3y" not in text and TOKEN not in text
+    assert refused.origin == f"http://127.0.0.1:{closed}"
+    with pytest.raises(ValueError, match="value not shown") as raised:
+        Endpoint("Test", "url", "http://127.0.0.1/", token=TOKEN + "\n")
+    assert TOKEN not in str(raised.value)
+
+
+def test_backoff_is_full_jitter_doubling_to_a_cap() -> None:
+    """The n-th consecutive failure waits uniform(0, initial x 2^(n-1)), at most the cap."""
+
+    class MaxJitter(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
+    assert [backoff_delay(n, 0.5, 3.0, MaxJitter()) for n in (1, 2, 3, 4, 100)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    draws = [backoff_delay(3, 1.0, rng=random.Random(n)) for n in range(50)]
+    assert all(0.0 <= d <= 4.0 for d in draws) and len(set(draws)) == 50

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -154,12 +155,15 @@ def test_endpoint_is_off_by_default(make_telemetry: Callable[..., Telemetry]) ->
 def test_unrepresentable_metrics_are_dropped_and_counted() -> None:
     """An exponential histogram (not expressible in the text format) is dropped and counted; the rest is served."""
     from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
     from prometheus_client import generate_latest
 
-    from otel_telemetry.export.readers import PrometheusReader
+    from otel_telemetry.export.prometheus import PrometheusExposition
+    from otel_telemetry.snapshot.frame import Frame
+    from otel_telemetry.snapshot.model import ServerMetrics
 
-    reader = PrometheusReader()
+    reader = InMemoryMetricReader()
     provider = MeterProvider(
         metric_readers=[reader],
         views=[View(instrument_name="user.exp", aggregation=ExponentialBucketHistogramAggregation())],
@@ -168,9 +172,13 @@ def test_unrepresentable_metrics_are_dropped_and_counted() -> None:
         meter = provider.get_meter("user")
         meter.create_histogram("user.exp").record(1.5)
         meter.create_counter("user.ok").add(3)
-        body = generate_latest(reader.registry).decode()
+        data = reader.get_metrics_data()
+        assert data is not None
+        frame = Frame(1, 0, 0.0, data, {}, ServerMetrics(server_id="x", timestamp=datetime.now(UTC)))
+        exposition = PrometheusExposition(lambda: frame)
+        body = generate_latest(exposition.registry).decode()
         assert "user_ok_total 3.0" in body
         assert "user_exp" not in body
-        assert reader.dropped_points == 1
+        assert exposition.dropped_points == 1
     finally:
         provider.shutdown()

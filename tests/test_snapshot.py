@@ -10,18 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import SPEC
+from conftest import spec_payload
 
 from otel_telemetry import ServerMetrics, Telemetry, decode_otlp_metrics
 from otel_telemetry.tools.demo import DemoOptions, GameSimulation
-
-
-def _spec_payload() -> dict[str, Any]:
-    assert SPEC is not None
-    text = SPEC.read_text(encoding="utf-8")
-    block = re.search(r"\*\*Request:\*\*\s*```json\n(.*?)```", text, re.S)
-    assert block is not None, "the spec's JSON example was not found"
-    return json.loads(block.group(1))  # type: ignore[no-any-return]
 
 
 def _same_shape(expected: Any, actual: Any, path: str = "") -> list[str]:
@@ -54,7 +46,7 @@ def running(make_telemetry: Callable[..., Telemetry]) -> Telemetry:
     telemetry = make_telemetry(server_id="server-001", collection_interval=0.2, historical_retention=4)
     simulation = GameSimulation(telemetry, DemoOptions(players=80, maps=3, seed=5))
     deadline = time.monotonic() + 10
-    while telemetry._latest.exports < 6 and time.monotonic() < deadline:
+    while telemetry._collector.runs < 6 and time.monotonic() < deadline:
         simulation.step()
         time.sleep(0.004)
     return telemetry
@@ -63,7 +55,7 @@ def running(make_telemetry: Callable[..., Telemetry]) -> Telemetry:
 def test_payload_has_the_spec_shape(running: Telemetry) -> None:
     """Every key of the spec's example payload is present, same nesting and JSON types; timestamp is ISO UTC."""
     payload = json.loads(running.get_current_metrics().to_json())
-    assert _same_shape(_spec_payload(), payload) == []
+    assert _same_shape(spec_payload(), payload) == []
     assert payload["server_id"] == "server-001"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", payload["timestamp"])
     assert set(payload["game"]["entities_per_map"]) == {"map-001", "map-002", "map-003"}

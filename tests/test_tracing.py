@@ -1,13 +1,19 @@
-"""Tests for otel_telemetry.recording.tracing: @traced and timer against real SDK tracer and meter providers."""
+"""Tests for otel_telemetry.recording.tracing: @traced and timer against real SDK tracer and meter providers.
+
+Module-level forms record into the process default; handle-level forms (``HandlerTelemetry.traced``/``timer``,
+wired as ``Telemetry.traced``/``timer``) into their own handle only.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import threading
 import timeit
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from otel_telemetry import Telemetry
 from otel_telemetry.recording.tracing import (
     HANDLER_DURATION,
     HANDLER_ERRORS,
@@ -28,6 +35,8 @@ from otel_telemetry.recording.tracing import (
     HandlerTelemetry,
     bind_handler_telemetry,
     bound_handler_telemetry,
+    claim_default,
+    release_default,
     timer,
     traced,
 )
@@ -471,3 +480,329 @@ def test_timer_unbound_measures_nothing(unbound: None) -> None:
         return 1
 
     assert f() == 1
+
+
+# -- handles are independent: telemetry.traced / telemetry.timer, and the process default ------------------------
+@pytest.fixture
+def make_rig() -> Iterator[Callable[[], Rig]]:
+    """Build independent HandlerTelemetry objects, each on providers of its own (none made the default)."""
+    made: list[tuple[TracerProvider, MeterProvider, HandlerTelemetry]] = []
+
+    def make() -> Rig:
+        spans = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+        reader = InMemoryMetricReader()
+        meter_provider = MeterProvider(metric_readers=[reader])
+        handlers = HandlerTelemetry(tracer_provider.get_tracer("test"), meter_provider.get_meter("test"))
+        made.append((tracer_provider, meter_provider, handlers))
+        return Rig(handlers, spans, reader)
+
+    yield make
+    for tracer_provider, meter_provider, handlers in made:
+        handlers.close()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
+def test_each_handle_records_its_own_traced_functions_only(unbound: None, make_rig: Callable[[], Rig]) -> None:
+    """h1.traced and h2.traced functions count on their own handle only, whichever was created later."""
+    first, second = make_rig(), make_rig()
+
+    @first.telemetry.traced
+    def on_first() -> int:
+        return 1
+
+    @second.telemetry.traced("second.handler")
+    async def on_second() -> int:
+        return 2
+
+    assert on_first() == 1 and on_first() == 1
+    assert asyncio.run(on_second()) == 2
+    assert first.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.{on_first.__qualname__}") == 2
+    assert [dict(p.attributes) for p in first.points(HANDLER_REQUESTS)] == [
+        {"handler": f"{_MODULE}.{on_first.__qualname__}"}
+    ]
+    assert second.counter(HANDLER_REQUESTS, handler="second.handler") == 1
+    assert len(second.points(HANDLER_REQUESTS)) == 1
+    assert [s.name for s in second.finished()] == ["second.handler"]
+    assert len(first.finished()) == 2
+    move_player(1)  # module level, no default: neither handle sees it
+    assert len(first.finished()) == 2 and len(second.finished()) == 1
+
+
+def test_handle_traced_accepts_every_form_of_the_module_level_one(unbound: None, make_rig: Callable[[], Rig]) -> None:
+    """@h.traced, @h.traced(), @h.traced("n"), @h.traced(name=, attributes=), methods: same names, same signature."""
+    rig = make_rig()
+    traced_here = rig.telemetry.traced
+
+    @traced_here
+    def bare(player_id: int, dx: float = 0.0, *, dy: float = 0.0) -> tuple[int, float, float]:
+        """Move."""
+        return player_id, dx, dy
+
+    @traced_here()
+    def parentheses() -> str:
+        return "ok"
+
+    @traced_here("handle.positional")
+    def positional() -> str:
+        return "ok"
+
+    @traced_here(name="handle.keyword", attributes={"zone": "south"})
+    async def keyword() -> str:
+        return "ok"
+
+    class Room:
+        @traced_here
+        def enter(self, who: int) -> int:
+            return who
+
+        @traced_here
+        @staticmethod
+        def size() -> int:
+            return 8
+
+        @classmethod
+        @traced_here
+        def open(cls) -> Room:
+            return cls()
+
+    assert bare(3, dy=1.0) == (3, 0.0, 1.0)
+    assert str(inspect.signature(bare)) == (
+        "(player_id: 'int', dx: 'float' = 0.0, *, dy: 'float' = 0.0) -> 'tuple[int, float, float]'"
+    )
+    assert bare.__name__ == "bare" and bare.__doc__ == "Move."
+    assert inspect.iscoroutinefunction(keyword)
+    assert parentheses() == positional() == asyncio.run(keyword()) == "ok"
+    room = Room.open()
+    assert room.enter(5) == 5 and Room.size() == 8
+    names = {s.name for s in rig.finished()}
+    assert {"handle.positional", "handle.keyword", f"{_MODULE}.{parentheses.__qualname__}"} <= names
+    assert {f"{_MODULE}.{Room.enter.__qualname__}", f"{_MODULE}.{Room.size.__qualname__}"} <= names
+    assert rig.counter(HANDLER_REQUESTS, handler="handle.keyword", zone="south") == 1
+    with pytest.raises(TypeError, match="42"):
+        traced_here(42)  # type: ignore[call-overload]
+
+
+def test_handle_timer_records_on_its_own_handle_in_every_form(unbound: None, make_rig: Callable[[], Rig]) -> None:
+    """h.timer works as `with`, `async with` and decorator (sync, async), into that handle only."""
+    first, second = make_rig(), make_rig()
+    with first.telemetry.timer("block", {"zone": "north"}) as timed:
+        pass
+    assert isinstance(timed, timer) and timed.name == "block" and timed.elapsed is not None
+
+    @second.telemetry.timer("step")
+    def step(n: int) -> int:
+        return n + 1
+
+    @second.telemetry.timer("fetch")
+    async def fetch(delay: float) -> float:
+        await asyncio.sleep(delay)
+        return delay
+
+    async def run() -> None:
+        async with first.telemetry.timer("io"):
+            await asyncio.sleep(0)
+        await asyncio.gather(fetch(0.01), fetch(0.0))
+
+    assert step(1) == 2 and str(inspect.signature(step)) == "(n: 'int') -> 'int'"
+    asyncio.run(run())
+    assert first.histogram(TIMER_DURATION, timer="block", zone="north").count == 1
+    assert first.histogram(TIMER_DURATION, timer="io").count == 1
+    assert {dict(p.attributes)["timer"] for p in first.points(TIMER_DURATION)} == {"block", "io"}
+    assert second.histogram(TIMER_DURATION, timer="step").count == 1
+    assert second.histogram(TIMER_DURATION, timer="fetch").count == 2
+    assert {dict(p.attributes)["timer"] for p in second.points(TIMER_DURATION)} == {"step", "fetch"}
+
+
+def test_a_closed_handle_calls_through_and_records_nothing(unbound: None, make_rig: Callable[[], Rig]) -> None:
+    """After close(), the handle's decorated functions and timers run unrecorded; nothing is raised."""
+    rig = make_rig()
+
+    @rig.telemetry.traced
+    def handled() -> int:
+        return 1
+
+    @rig.telemetry.timer("timed")
+    def timed() -> int:
+        return 2
+
+    assert handled() == 1
+    rig.telemetry.close()
+    rig.telemetry.close()  # idempotent
+    assert rig.telemetry.closed
+    assert handled() == 1 and timed() == 2
+    with rig.telemetry.timer("late") as block:
+        pass
+    assert block.elapsed is None
+    assert len(rig.finished()) == 1
+    assert rig.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.{handled.__qualname__}") == 1
+    assert rig.points(TIMER_DURATION) == []
+
+
+def test_disabled_handler_telemetry_always_calls_through() -> None:
+    """HandlerTelemetry.disabled() (for telemetry switched off) gives working, silent traced and timer."""
+    handlers = HandlerTelemetry.disabled()
+    assert handlers.closed
+
+    @handlers.traced
+    def work(n: int) -> int:
+        return n
+
+    with handlers.timer("t") as block:
+        pass
+    assert work(3) == 3 and block.elapsed is None
+    assert not claim_default(handlers)
+
+
+def test_the_first_handle_keeps_the_default_and_module_level_goes_quiet_after_it(
+    unbound: None, make_rig: Callable[[], Rig]
+) -> None:
+    """Module-level traced/timer follow the first claimed handle; a later one never takes it over; quiet after."""
+    first, second = make_rig(), make_rig()
+    assert claim_default(first.telemetry) and claim_default(first.telemetry)
+    assert not claim_default(second.telemetry)
+    assert bound_handler_telemetry() is first.telemetry
+    move_player(1)
+    with timer("physics"):
+        pass
+    assert first.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.move_player") == 1
+    assert first.histogram(TIMER_DURATION, timer="physics").count == 1
+    assert second.points(HANDLER_REQUESTS) == [] and second.points(TIMER_DURATION) == []
+
+    first.telemetry.close()  # what Telemetry.shutdown() does: releases the default
+    assert bound_handler_telemetry() is None
+    assert move_player(2) == (2, 0.0, 0.0)
+    with timer("physics") as block:
+        pass
+    assert block.elapsed is None
+    assert first.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.move_player") == 1
+    assert second.points(HANDLER_REQUESTS) == []  # the live second handle does not take over
+
+    third = make_rig()
+    assert claim_default(third.telemetry)  # the next setup makes the new default
+    assert not claim_default(second.telemetry)
+    move_player(3)
+    assert third.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.move_player") == 1
+    assert second.points(HANDLER_REQUESTS) == []
+
+
+def test_release_default_by_a_handle_that_is_not_the_default_changes_nothing(
+    unbound: None, make_rig: Callable[[], Rig]
+) -> None:
+    """Only the default's own release (or close) clears it; a closed handle cannot claim it."""
+    first, second = make_rig(), make_rig()
+    assert claim_default(first.telemetry)
+    release_default(second.telemetry)
+    second.telemetry.close()
+    assert bound_handler_telemetry() is first.telemetry
+    release_default(first.telemetry)
+    assert bound_handler_telemetry() is None
+    assert not claim_default(second.telemetry)  # closed
+    assert bound_handler_telemetry() is None
+
+
+def test_concurrent_claims_elect_exactly_one_default(unbound: None, make_rig: Callable[[], Rig]) -> None:
+    """Eight handles claiming at once: exactly one becomes the default."""
+    rigs = [make_rig() for _ in range(8)]
+    start = threading.Barrier(len(rigs))
+    won: list[bool] = [False] * len(rigs)
+
+    def claim(index: int) -> None:
+        start.wait()
+        won[index] = claim_default(rigs[index].telemetry)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(rigs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert won.count(True) == 1
+    assert bound_handler_telemetry() is rigs[won.index(True)].telemetry
+
+
+def test_functions_decorated_with_a_closed_handle_do_not_keep_it_alive(
+    providers: tuple[TracerProvider, InMemorySpanExporter, MeterProvider, InMemoryMetricReader],
+) -> None:
+    """close() drops the handle from its decorators: a function decorated with it no longer keeps it alive."""
+    tracer_provider, _, meter_provider, _ = providers
+    handlers = HandlerTelemetry(tracer_provider.get_tracer("t"), meter_provider.get_meter("t"))
+
+    @handlers.traced
+    def kept() -> int:
+        return 1
+
+    collected = weakref.ref(handlers)
+    handlers.close()
+    del handlers
+    gc.collect()
+    assert collected() is None
+    assert kept() == 1
+
+
+# -- through setup_telemetry: needs Telemetry.traced/timer and claim_default/close wired in telemetry.py -------
+def _recorded(reader: InMemoryMetricReader, metric_name: str, **attributes: str) -> float:
+    """Sum of a counter's values, or of a histogram's counts, over the points carrying ``attributes``."""
+    total = 0.0
+    data = reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics if data is not None else ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name != metric_name:
+                    continue
+                for point in metric.data.data_points:
+                    if not attributes.items() <= dict(point.attributes or {}).items():
+                        continue
+                    if isinstance(point, NumberDataPoint):
+                        total += point.value
+                    elif isinstance(point, HistogramDataPoint):
+                        total += point.count
+    return total
+
+
+def test_telemetry_handles_trace_and_time_independently(
+    unbound: None, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    """Two live handles: t1.traced and t2.traced functions (and timers) count only on their own handle."""
+    first_reader, second_reader = InMemoryMetricReader(), InMemoryMetricReader()
+    first = make_telemetry(metric_readers=[first_reader])
+    second = make_telemetry(metric_readers=[second_reader])
+
+    @first.traced("first.handler")
+    def on_first() -> int:
+        return 1
+
+    @second.traced("second.handler")
+    async def on_second() -> int:
+        return 2
+
+    assert on_first() == 1 and asyncio.run(on_second()) == 2
+    with first.timer("first.block"):
+        pass
+    assert _recorded(first_reader, HANDLER_REQUESTS, handler="first.handler") == 1
+    assert _recorded(first_reader, HANDLER_REQUESTS, handler="second.handler") == 0
+    assert _recorded(second_reader, HANDLER_REQUESTS, handler="second.handler") == 1
+    assert _recorded(second_reader, HANDLER_REQUESTS, handler="first.handler") == 0
+    assert _recorded(first_reader, TIMER_DURATION, timer="first.block") == 1
+    assert _recorded(second_reader, TIMER_DURATION, timer="first.block") == 0
+
+
+def test_module_level_traced_reports_to_the_first_handle_until_it_shuts_down(
+    unbound: None, make_telemetry: Callable[..., Telemetry]
+) -> None:
+    """Module-level @traced goes to the first handle even after a second exists; quiet after; next setup wins."""
+    first_reader, second_reader, third_reader = InMemoryMetricReader(), InMemoryMetricReader(), InMemoryMetricReader()
+    first = make_telemetry(metric_readers=[first_reader])
+    make_telemetry(metric_readers=[second_reader])
+    name = f"{_MODULE}.move_player"
+    move_player(1)
+    assert _recorded(first_reader, HANDLER_REQUESTS, handler=name) == 1
+    assert _recorded(second_reader, HANDLER_REQUESTS, handler=name) == 0
+    first.shutdown()
+    assert move_player(2) == (2, 0.0, 0.0)  # quiet, nothing raised
+    assert _recorded(second_reader, HANDLER_REQUESTS, handler=name) == 0
+    make_telemetry(metric_readers=[third_reader])
+    move_player(3)
+    assert _recorded(third_reader, HANDLER_REQUESTS, handler=name) == 1
+    assert _recorded(second_reader, HANDLER_REQUESTS, handler=name) == 0

@@ -1,25 +1,38 @@
-"""Alerts evaluated in process on every frame: rules, their lifecycle, notifiers and the Prometheus rules file."""
+"""Alerts evaluated in process on every frame: rules, their lifecycle, notifiers, PromQL and the ``ALERTS`` gauge.
 
-from otel_telemetry.alerts.core import (
-    DEFAULT_THRESHOLDS,
-    Alert,
-    AlertManager,
-    AlertRule,
-    AlertState,
-    CallbackNotifier,
-    LogNotifier,
-    Notifier,
-    Severity,
-    WebhookNotifier,
-    default_rules,
-    parse_thresholds,
-    prometheus_rules_yaml,
-    promql_expression,
-)
+* :mod:`~otel_telemetry.alerts.model`: :class:`Severity`, :class:`AlertState`, :class:`AlertRule`, :class:`Alert`;
+* :mod:`~otel_telemetry.alerts.rules`: :func:`default_rules`, the spec's ten (thresholds from the configuration);
+* :mod:`~otel_telemetry.alerts.manager`: :class:`AlertManager`, the pending/firing/resolved lifecycle;
+* :mod:`~otel_telemetry.alerts.notifiers`: :class:`Notifier`, :class:`CallbackNotifier`, :class:`LogNotifier`,
+  :class:`WebhookNotifier`;
+* :mod:`~otel_telemetry.alerts.evaluator`: :class:`AlertEvaluator` (the frame listener), and the ``alerts`` gauge
+  (:func:`alert_metrics` for a frame, :func:`register_alert_metric` for a meter);
+* :mod:`~otel_telemetry.alerts.promql`: :func:`promql_expression`, derived from the catalog.
+
+The Prometheus rules file is a tool, not runtime: :func:`prometheus_rules_yaml` and :func:`write_rules_file` live in
+:mod:`otel_telemetry.tools.rules` (``otel-telemetry rules``). They stay importable from here for compatibility,
+loaded from there on first use only: importing this package never loads the tools.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from otel_telemetry.alerts.evaluator import AlertEvaluator, alert_metrics, register_alert_metric
+from otel_telemetry.alerts.manager import AlertManager
+from otel_telemetry.alerts.model import Alert, AlertRule, AlertState, Severity
+from otel_telemetry.alerts.notifiers import CallbackNotifier, LogNotifier, Notifier, WebhookNotifier
+from otel_telemetry.alerts.promql import promql_expression
+from otel_telemetry.alerts.rules import DEFAULT_THRESHOLDS, default_rules, parse_thresholds
+
+if TYPE_CHECKING:
+    from otel_telemetry.tools.rules import prometheus_rules_yaml, write_rules_file
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "Alert",
+    "AlertEvaluator",
     "AlertManager",
     "AlertRule",
     "AlertState",
@@ -28,8 +41,23 @@ __all__ = [
     "Notifier",
     "Severity",
     "WebhookNotifier",
+    "alert_metrics",
     "default_rules",
     "parse_thresholds",
     "prometheus_rules_yaml",
     "promql_expression",
+    "register_alert_metric",
+    "write_rules_file",
 ]
+
+#: Names defined by the tools layer, loaded only when asked for (no module of alerts/ imports otel_telemetry.tools).
+_TOOLS: dict[str, str] = dict.fromkeys(("prometheus_rules_yaml", "write_rules_file"), "otel_telemetry.tools.rules")
+
+
+def __getattr__(name: str) -> Any:
+    module = _TOOLS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

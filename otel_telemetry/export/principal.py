@@ -3,21 +3,19 @@
 :class:`PrincipalExporter` runs one daemon thread that, every ``interval`` seconds, asks a ``payload()`` callable for
 the body, queues it in a bounded FIFO buffer and delivers the buffer oldest first. A payload leaves the buffer only
 when the principal answers 2xx; connection errors, timeouts, 408, 429 and 5xx keep it and retry with capped
-exponential backoff and full jitter (429 waits for ``Retry-After``); 401/403 and other 4xx drop the rejected payload.
+exponential backoff and full jitter (or wait as ``Retry-After`` says); 401/403 and other 4xx drop the rejected payload.
 Nothing is lost silently: every payload that does not reach the principal is counted in :attr:`PrincipalStats.dropped`
 and the first occurrence of each kind of problem is logged. The server token is sent only in the ``Authorization``
-header and never appears in logs, exception messages, ``repr`` or metrics.
+header and never appears in logs, exception messages, ``repr`` or metrics; logs name the principal by
+``scheme://host:port`` only.
 
-Only the standard library speaks HTTP (``http.client``): no redirects are followed (a redirect could carry the token
-to another host), proxies from the environment are not used, and HTTPS verifies certificates with the default SSL
-context unless ``ssl_context`` is given.
+HTTP itself is :mod:`otel_telemetry.delivery`, shared with the alert webhooks: one total deadline per attempt, no
+redirects followed (a redirect could carry the token to another host), no proxies from the environment, and HTTPS
+verifying certificates with the default SSL context unless ``ssl_context`` is given.
 """
 
 from __future__ import annotations
 
-import email.utils
-import http.client
-import json
 import logging
 import math
 import random
@@ -28,13 +26,11 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from urllib.parse import urlsplit
 
-from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from otel_telemetry.delivery import check_http_url
+from otel_telemetry.delivery import Endpoint, Outcome, backoff_delay, check_http_url, check_token
+from otel_telemetry.snapshot.payload import encode_payload
 
 _logger = logging.getLogger(__name__)
 
@@ -43,11 +39,6 @@ TELEMETRY_PATH = "/api/v1/telemetry"
 
 #: Attributes of the self-telemetry instruments.
 _ATTRIBUTES: Mapping[str, str] = {"exporter": "principal"}
-#: A ``Retry-After`` longer than this (seconds) is clamped, so one bad header cannot stall delivery for days.
-_MAX_RETRY_AFTER = 3600.0
-#: At most this much of a response body is read (it only feeds a log line).
-_MAX_RESPONSE_BYTES = 4096
-_SNIPPET_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -88,66 +79,6 @@ def _positive(field: str, value: object) -> float:
     return float(value)
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        text = value.isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    raise TypeError(f"object of type {type(value).__name__} is not JSON serialisable")
-
-
-def _finite(value: object) -> object:
-    """``value`` with NaN and infinities replaced by None (JSON has no such numbers)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-def encode_payload(payload: Mapping[str, object]) -> bytes:
-    """The compact UTF-8 JSON body for ``payload``; non-finite floats become ``null``, datetimes ISO 8601.
-
-    Raises ``TypeError``/``ValueError`` when the payload cannot be represented in JSON.
-    """
-    try:
-        text = _dumps(payload)
-    except ValueError:
-        text = _dumps(_finite(payload))
-    return text.encode("utf-8")
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default)
-
-
-def _retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date); None when absent or invalid."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now()
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
-
-
 def _user_agent() -> str:
     # Imported late: the bootstrap imports this module while the package is still initialising.
     try:
@@ -167,7 +98,7 @@ class PrincipalExporter:
             exporter's thread only; an exception is logged once, counted in ``failures``, and the loop continues.
         interval: seconds between payloads (spec default 5 s).
         buffer_size: payloads kept while the principal is unreachable; when full, the oldest is dropped and counted.
-        timeout: socket timeout of one HTTP attempt, seconds.
+        timeout: seconds one HTTP attempt may take in total (connect, send and answer).
         initial_backoff, max_backoff: retry delays, seconds: ``initial_backoff`` doubling per consecutive failure,
             capped at ``max_backoff``, each drawn uniformly from ``[0, cap]`` (full jitter).
         ssl_context: overrides the default (certificate-verifying) context for ``https://`` endpoints.
@@ -198,20 +129,7 @@ class PrincipalExporter:
         rng: random.Random | None = None,
     ) -> None:
         self._endpoint = self._parse_endpoint(endpoint)
-        parts = urlsplit(self._endpoint)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port or (443 if self._https else 80)
-        self._path = parts.path + TELEMETRY_PATH
-        self._url = self._endpoint + TELEMETRY_PATH
-        if token is not None and (
-            not isinstance(token, str) or not token.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token)
-        ):
-            raise ValueError(
-                "PrincipalExporter.token: expected None or a non-empty string without control characters "
-                "(value not shown)"
-            )
-        self._token = token.strip() if token is not None else None
+        check_token("PrincipalExporter", token)
         if not callable(payload):
             raise _bad("payload", payload, "expected a callable returning a mapping or None")
         self._payload = payload
@@ -226,20 +144,21 @@ class PrincipalExporter:
             raise _bad("max_backoff", max_backoff, f"must be at least initial_backoff ({initial_backoff!r})")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise _bad("ssl_context", ssl_context, "expected an ssl.SSLContext or None")
-        self._ssl_context = ssl_context
-        if self._https and self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
         self._clock = clock
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
-
-        self._headers: dict[str, str] = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": _user_agent(),
-        }
-        if self._token is not None:
-            self._headers["Authorization"] = f"Bearer {self._token}"
+        self._http = Endpoint(
+            "PrincipalExporter",
+            "endpoint",
+            self._endpoint,
+            token=token,
+            base=True,
+            suffix=TELEMETRY_PATH,
+            headers={"Accept": "application/json", "User-Agent": _user_agent()},
+            ssl_context=ssl_context,
+        )
+        self._url = self._http.url
+        self._shown = self._http.origin  # what logs show: no path (a base path may name a tenant)
 
         # One lock guards the buffer, the counters and the lifecycle flags. The buffer is only mutated on the
         # exporter's thread; the lock makes ``stats`` a consistent snapshot from any thread.
@@ -443,7 +362,7 @@ class PrincipalExporter:
                 logging.WARNING,
                 "API principal %s: buffer full (%d payloads); dropping the oldest (logged once; counted in "
                 "stats.dropped)",
-                self._url,
+                self._shown,
                 self._buffer_size,
             )
 
@@ -454,29 +373,28 @@ class PrincipalExporter:
                 return True
             body = self._buffer[0]
             self._attempts += 1
-        try:
-            status, reason, retry_after, snippet = self._post(body, timeout)
-        except Exception as error:
-            self._keep(f"{type(error).__name__}: {self._redact(str(error)) or 'no detail'}", None)
-            return False
-        if 200 <= status < 300:
+        outcome = self._http.post(body, timeout)
+        if outcome.delivered:
             with self._lock:
                 self._buffer.popleft()
                 self._sent += 1
                 recovered, self._streak = self._streak, 0
                 self._next_attempt = self._clock()
             if recovered:
-                _logger.info("API principal %s reachable again after %d failed attempt(s)", self._url, recovered)
+                _logger.info("API principal %s reachable again after %d failed attempt(s)", self._shown, recovered)
             return True
-        if status == 429:
-            with self._lock:
-                self._rate_limited += 1
-            self._keep(f"HTTP 429 {reason}", _retry_after_seconds(retry_after))
+        if outcome.retryable:
+            if outcome.status == 429:
+                with self._lock:
+                    self._rate_limited += 1
+            self._keep(outcome.describe(), outcome.retry_after)
             return False
-        if status >= 500 or status == 408:
-            self._keep(f"HTTP {status} {reason}", None)
-            return False
-        auth = status in (401, 403)
+        self._reject(outcome)
+        return True
+
+    def _reject(self, outcome: Outcome) -> None:
+        """The head payload was refused (401, 403, other 4xx): drop it, count it, log once per status."""
+        auth = outcome.auth_failure
         with self._lock:
             self._buffer.popleft()
             self._dropped += 1
@@ -486,26 +404,23 @@ class PrincipalExporter:
             self._next_attempt = self._clock()
         if auth:
             self._log_once(
-                f"status-{status}",
+                f"status-{outcome.status}",
                 logging.ERROR,
-                "API principal %s rejected the server token: HTTP %d %s; each rejected payload is dropped "
+                "API principal %s rejected the server token: %s; each rejected payload is dropped "
                 "(logged once per status; counted in stats.auth_failures and stats.dropped). Check the server token.",
-                self._url,
-                status,
-                reason,
+                self._shown,
+                outcome.describe(),
             )
         else:
             self._log_once(
-                f"status-{status}",
+                f"status-{outcome.status}",
                 logging.ERROR,
-                "API principal %s rejected a payload: HTTP %d %s%s; the payload is dropped (logged once per status; "
+                "API principal %s rejected a payload: %s%s; the payload is dropped (logged once per status; "
                 "counted in stats.dropped)",
-                self._url,
-                status,
-                reason,
-                f" ({snippet})" if snippet else "",
+                self._shown,
+                outcome.describe(),
+                f" ({outcome.body})" if outcome.body else "",
             )
-        return True
 
     def _keep(self, why: str, retry_after: float | None) -> None:
         """The head payload stays queued; schedule the next attempt after ``Retry-After`` or a jittered backoff."""
@@ -517,44 +432,22 @@ class PrincipalExporter:
             if retry_after is not None and retry_after > 0:
                 delay = retry_after
             else:
-                cap = min(self._max_backoff, self._initial_backoff * 2.0 ** min(streak - 1, 64))
-                delay = self._rng.uniform(0.0, cap)
+                delay = backoff_delay(streak, self._initial_backoff, self._max_backoff, self._rng)
             self._next_attempt = self._clock() + delay
             pending = len(self._buffer)
         if streak == 1:
             _logger.warning(
                 "API principal %s: delivery failed (%s); keeping %d payload(s) and retrying with backoff "
                 "(logged once per outage; counted in stats.failures and stats.retries)",
-                self._url,
+                self._shown,
                 why,
                 pending,
             )
 
-    def _post(self, body: bytes, timeout: float) -> tuple[int, str, str | None, str]:
-        """POST ``body``; returns status, reason, the ``Retry-After`` header and a redacted snippet of the body."""
-        connection: http.client.HTTPConnection
-        if self._https:
-            connection = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl_context)
-        else:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-        try:
-            # Our own requests must not be traced or measured by HTTP instrumentations.
-            with suppress_instrumentation(), suppress_http_instrumentation():
-                connection.request("POST", self._path, body=body, headers=self._headers)
-                response = connection.getresponse()
-                data = response.read(_MAX_RESPONSE_BYTES)
-            snippet = " ".join(data.decode("utf-8", "replace").split())[:_SNIPPET_CHARS]
-            return response.status, response.reason, response.getheader("Retry-After"), self._redact(snippet)
-        finally:
-            connection.close()
-
     # -- logging and self-telemetry ----------------------------------------------------------------------------
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
-
     def _traceback(self) -> str:
-        return self._redact(traceback.format_exc().rstrip())
+        return self._http.redact(traceback.format_exc().rstrip())
 
     def _log_once(self, key: str, level: int, message: str, *args: object) -> None:
         with self._lock:

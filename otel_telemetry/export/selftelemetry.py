@@ -8,12 +8,10 @@ Prometheus sees them as ``telemetry_collections_total``, ``telemetry_collection_
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
 
 class ExportCounts:
@@ -33,53 +31,14 @@ class ExportCounts:
                 self.failures += 1
 
 
-class CountingExporter(MetricExporter):
-    """Wraps a ``MetricExporter`` and counts its attempts and failures (an exception counts as a failure)."""
+class CollectionStats(Protocol):
+    """What self-telemetry reads of the collection (a ``FrameCollector``)."""
 
-    def __init__(self, inner: MetricExporter, counts: ExportCounts) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
-        self._inner = inner
-        self.counts = counts
+    @property
+    def runs(self) -> int: ...
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        try:
-            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception:
-            self.counts.record(False)
-            raise
-        self.counts.record(result is MetricExportResult.SUCCESS)
-        return result
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._inner.force_flush(timeout_millis=timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
-
-
-class CollectionStats:
-    """Runs and duration of the periodic collection. Thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.runs = 0
-        self.last_duration: float | None = None
-        self._started: float | None = None
-
-    def started(self) -> None:
-        """A collection begins (called on the collecting thread)."""
-        self._started = time.perf_counter()
-
-    def finished(self) -> None:
-        """The collection that began last has ended."""
-        started = self._started
-        with self._lock:
-            self.runs += 1
-            if started is not None:
-                self.last_duration = time.perf_counter() - started
+    @property
+    def last_duration(self) -> float | None: ...
 
 
 #: A source of drop counts: ``(source, reason, count)`` triples, cumulative.

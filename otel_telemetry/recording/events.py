@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from opentelemetry import trace
-from opentelemetry._logs import Logger, LogRecord, SeverityNumber
 from opentelemetry.trace import format_span_id, format_trace_id
+
+from otel_telemetry._otel import Logger, LogRecord, SeverityNumber
 
 __all__ = ["ALL_EVENTS", "SEVERITIES", "Event", "EventHook", "EventRecorder"]
 

@@ -44,20 +44,16 @@ readers sum; a gauge takes its own lock. Series maps are replaced, never mutated
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import math
 import re
 import threading
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from numbers import Real
-from types import TracebackType
-from typing import Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -68,10 +64,12 @@ from otel_telemetry.accumulators import (
     HistogramState,
     SeriesKey,
     SlidingWindow,
+    ThreadShards,
     difference,
     merge,
 )
 from otel_telemetry.catalog import Instrument, MetricSpec, Section, prometheus_translation
+from otel_telemetry.recording.timing import BlockTimer, TimerGate
 
 __all__ = [
     "OVERFLOW_ATTRIBUTES",
@@ -84,9 +82,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 #: A tag set in canonical form: ``(key, value)`` pairs sorted by key.
 TagKey = tuple[tuple[str, str], ...]
@@ -157,55 +152,39 @@ class TimingState(NamedTuple):
 
 
 # --- series ----------------------------------------------------------------------------------------------------
-class _CellLocal(threading.local):
-    cell: list[float]
+def _new_counter_cell() -> list[float]:
+    return [0]
+
+
+def _merged_counter_cells(a: list[float], b: list[float]) -> list[float]:
+    return [a[0] + b[0]]
 
 
 class _CounterSeries:
-    """A sum written through per-thread cells (no lock, no lost update); cells of ended threads are folded."""
+    """A sum written through per-thread cells (no lock, no lost update); cells of ended threads are folded.
 
-    __slots__ = ("_cells", "_local", "_lock", "_retired", "attributes", "baseline")
+    The cells are a :class:`ThreadShards` of one-element lists, the primitive the histograms use too.
+    """
+
+    __slots__ = ("_local", "_shards", "attributes", "baseline")
 
     def __init__(self, attributes: Mapping[str, str]) -> None:
         self.attributes = attributes
-        self._local = _CellLocal()
-        self._lock = threading.Lock()
-        self._cells: list[tuple[weakref.ref[threading.Thread], list[float]]] = []
-        self._retired: float = 0
+        self._shards: ThreadShards[list[float]] = ThreadShards(_new_counter_cell, _merged_counter_cells)
+        self._local = self._shards.local  # read inline by add(): no method call on the hot path
         #: The total at the last reset: the local view reports ``total() - baseline``.
         self.baseline: float = 0
 
-    def _new_cell(self) -> list[float]:
-        cell: list[float] = [0]
-        with self._lock:
-            self._cells.append((weakref.ref(threading.current_thread()), cell))
-        self._local.cell = cell
-        return cell
-
     def add(self, amount: float) -> None:
         try:
-            cell = self._local.cell
+            cell = self._local.shard
         except AttributeError:
-            cell = self._new_cell()
+            cell = self._shards.shard()
         cell[0] += amount
 
     def total(self) -> float:
         """The sum since creation."""
-        with self._lock:
-            total = self._retired
-            live = []
-            for ref, cell in self._cells:
-                # Liveness first: a thread seen dead writes no more, so the value read after is final.
-                thread = ref()
-                alive = thread is not None and thread.is_alive()
-                value = cell[0]
-                total += value
-                if alive:
-                    live.append((ref, cell))
-                else:
-                    self._retired += value
-            self._cells = live
-        return total
+        return sum(cell[0] for cell in self._shards.all())
 
 
 class _GaugeSeries:
@@ -370,6 +349,8 @@ class MetricsFacade:
         self._clock = clock
         self._layout = HistogramLayout(boundaries)
         self._enabled = True
+        # What this facade's timers read at each start: the facade while enabled, else None.
+        self._timer_gate: TimerGate[MetricsFacade] = TimerGate(self)
         self._started = clock()
         #: When the exported cumulative series start (Unix epoch, nanoseconds).
         self.start_time_unix_nano = time.time_ns()
@@ -396,6 +377,7 @@ class MetricsFacade:
     @enabled.setter
     def enabled(self, value: bool) -> None:
         self._enabled = bool(value)
+        self._timer_gate.target = self if self._enabled else None
 
     # -- counts about the facade itself -----------------------------------------------------------------------
     @property
@@ -520,12 +502,15 @@ class MetricsFacade:
         except Exception:
             self._reject("gauge", name)
 
-    def timer(self, name: str, tags: Mapping[str, str] | None = None) -> _FacadeTimer:
+    def timer(
+        self, name: str, tags: Mapping[str, str] | None = None
+    ) -> BlockTimer[MetricsFacade, tuple[str, Mapping[str, str] | None]]:
         """A context manager (``with``/``async with``) and decorator (sync or async) recording a timing.
 
-        Whether the facade is enabled is checked when each timed block or call starts.
+        Whether the facade is enabled is checked when each timed block or call starts; a block started while
+        disabled measures nothing (``elapsed`` stays None). Each decorated call keeps its state in locals.
         """
-        return _FacadeTimer(self, name, tags)
+        return BlockTimer(self._timer_gate, _record_timing, (name, tags))
 
     # -- series creation (slow path) -------------------------------------------------------------------------
     def _new_timing(self, attributes: Mapping[str, str]) -> _TimingSeries:
@@ -853,78 +838,6 @@ class MetricsFacade:
                 timing.reset()
 
 
-class _FacadeTimer:
-    """Times a block or each call of a function into :meth:`MetricsFacade.timing` (fresh state per call)."""
-
-    __slots__ = ("_facade", "_name", "_start", "_tags", "elapsed")
-
-    def __init__(self, facade: MetricsFacade, name: str, tags: Mapping[str, str] | None) -> None:
-        self._facade = facade
-        self._name = name
-        self._tags = tags
-        self._start: float | None = None
-        #: Seconds the last block took, or None when the facade was disabled at its start.
-        self.elapsed: float | None = None
-
-    def __enter__(self) -> _FacadeTimer:
-        self._start = time.perf_counter() if self._facade._enabled else None
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        start = self._start
-        if start is None:
-            self.elapsed = None
-            return
-        self._start = None
-        self.elapsed = time.perf_counter() - start
-        self._facade.timing(self._name, self.elapsed, self._tags)
-
-    async def __aenter__(self) -> _FacadeTimer:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    def __call__(self, fn: Callable[_P, _R]) -> Callable[_P, _R]:
-        """Time every call of ``fn`` (sync or async), keeping its signature."""
-        facade, name, tags = self._facade, self._name, self._tags
-        wrapper: Callable[..., Any]
-        if inspect.iscoroutinefunction(fn):
-            coroutine_function = cast("Callable[..., Awaitable[Any]]", fn)
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if not facade._enabled:
-                    return await coroutine_function(*args, **kwargs)
-                start = time.perf_counter()
-                try:
-                    return await coroutine_function(*args, **kwargs)
-                finally:
-                    facade.timing(name, time.perf_counter() - start, tags)
-
-            wrapper = async_wrapper
-        else:
-            func = cast("Callable[..., Any]", fn)
-
-            @functools.wraps(fn)
-            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if not facade._enabled:
-                    return func(*args, **kwargs)
-                start = time.perf_counter()
-                try:
-                    return func(*args, **kwargs)
-                finally:
-                    facade.timing(name, time.perf_counter() - start, tags)
-
-            wrapper = sync_wrapper
-        return cast("Callable[_P, _R]", wrapper)
+def _record_timing(facade: MetricsFacade, key: tuple[str, Mapping[str, str] | None], seconds: float) -> None:
+    """What :meth:`MetricsFacade.timer` records at the end of each block or call (``key``: name and tags)."""
+    facade.timing(key[0], seconds, key[1])

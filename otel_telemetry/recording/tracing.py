@@ -1,13 +1,21 @@
-"""Per-handler telemetry: the ``@traced`` decorator and the ``timer`` context manager.
+"""Per-handler telemetry: ``@traced`` and ``timer``, bound to one telemetry handle or to the process default.
 
-Decoration happens at import time, long before telemetry is set up, so neither ``@traced`` nor
-:class:`timer` holds a tracer or a meter. Both read the process-wide binding (:func:`bind_handler_telemetry`)
-at *call* time:
+Decoration often happens at import time, long before telemetry is set up, so a decorated function holds no tracer
+and no meter: it reads, at *call* time, where it records (one attribute load):
 
-* unbound (telemetry disabled or not set up yet): the wrapper reads one module global and calls through;
-* bound: each call gets a span named after the handler, and records ``handler.duration`` (s),
-  ``handler.requests`` and ``handler.errors`` (``{request}``), all with the ``handler`` attribute, plus
-  ``error_type`` on failure.
+* ``@telemetry.traced`` / ``telemetry.timer(...)`` (:meth:`HandlerTelemetry.traced`, :meth:`HandlerTelemetry.timer`)
+  record into that handle only, whatever other handles exist, until it shuts down
+  (:meth:`HandlerTelemetry.close`); then they call through.
+* the module-level ``@traced`` / ``timer(...)`` (``otel_telemetry.traced``, ``otel_telemetry.timer``) record into
+  the process's **default** handle. The default is the first handle set up while no default is alive
+  (:func:`claim_default`); a handle set up later never takes it over while it is alive. When the default shuts
+  down, the module-level decorators go quiet (they call through, nothing raised) until the next
+  ``setup_telemetry()`` makes a new default. Handles that were set up in between do not take over.
+
+With nothing to record into (telemetry disabled, not set up yet, or shut down) the wrapper calls through. When
+recording, each call gets a span named after the handler, and records ``handler.duration`` (s),
+``handler.requests`` and ``handler.errors`` (``{request}``), all with the ``handler`` attribute, plus
+``error_type`` on failure.
 
 The handler's own exceptions propagate unchanged (the same object). Failures of the telemetry code itself
 never reach the caller: they are caught, counted in :attr:`HandlerTelemetry.errors` and logged once per place.
@@ -26,13 +34,14 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from otel_telemetry.recording.timing import BlockTimer, TimerGate
 
 __all__ = [
     "HANDLER_DURATION",
@@ -43,6 +52,8 @@ __all__ = [
     "HandlerTelemetry",
     "bind_handler_telemetry",
     "bound_handler_telemetry",
+    "claim_default",
+    "release_default",
     "timer",
     "traced",
 ]
@@ -71,12 +82,24 @@ _ATTR_ERROR_TYPE = "error_type"
 _ATTR_TIMER = "timer"
 
 
+# Where decorated functions and timers record: ``binding.target`` is one HandlerTelemetry, or None (they call
+# through). Read without a lock at each call (an attribute load is atomic); written under ``_default_lock`` for
+# the process default, by HandlerTelemetry.close() for a handle's own.
+_Binding = TimerGate["HandlerTelemetry"]
+
+
+# The process default: what the module-level ``traced`` and ``timer`` record into.
+_DEFAULT: _Binding = TimerGate()
+_default_lock = threading.Lock()
+
+
 class HandlerTelemetry:
-    """The tracer and the four instruments ``@traced`` and :class:`timer` record into.
+    """The tracer and the four instruments of one telemetry handle, and its ``traced`` and ``timer``.
 
     The instruments are created once, here. Recording is thread-safe (the OpenTelemetry SDK instruments are).
     ``errors`` counts failures of the telemetry code itself (never the handlers' own exceptions), each place
-    logged once.
+    logged once. :meth:`traced` and :meth:`timer` record into this object only, until :meth:`close`; every method
+    may be called from any thread.
 
     Args:
         tracer: where the handler spans go.
@@ -106,6 +129,67 @@ class HandlerTelemetry:
         self.errors = 0
         self._errors_lock = threading.Lock()
         self._warned: set[str] = set()
+        self._closed = False
+        # What this handle's decorators read at each call; emptied by close(), so that functions decorated with
+        # a shut-down handle neither record nor keep its providers alive.
+        self._binding: _Binding = TimerGate(self)
+
+    @classmethod
+    def disabled(cls) -> HandlerTelemetry:
+        """A closed HandlerTelemetry on no-op providers: its ``traced`` and ``timer`` always call through.
+
+        For a disabled telemetry handle, so that ``@telemetry.traced`` works the same with telemetry off.
+        """
+        handlers = cls(trace.NoOpTracer(), NoOpMeter("otel_telemetry.handlers"))
+        handlers.close()
+        return handlers
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: this handle's decorators and timers call through."""
+        return self._closed
+
+    def close(self) -> None:
+        """Stop recording: calls and blocks starting from now call through; those running finish as they began.
+
+        Also gives up the process default if this handle holds it (:func:`release_default`): the module-level
+        ``traced`` and ``timer`` then go quiet until the next :func:`claim_default`. Idempotent, thread-safe.
+        """
+        self._closed = True
+        self._binding.target = None
+        release_default(self)
+
+    @overload
+    def traced(self, fn: Callable[_P, _R], /) -> Callable[_P, _R]: ...
+
+    @overload
+    def traced(
+        self, name: str | None = None, /, *, attributes: Mapping[str, str] | None = None
+    ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
+
+    @overload
+    def traced(
+        self, /, *, name: str | None = None, attributes: Mapping[str, str] | None = None
+    ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]: ...
+
+    def traced(
+        self,
+        fn_or_name: Callable[_P, _R] | str | None = None,
+        /,
+        *,
+        name: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Callable[_P, _R] | Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+        """The module-level :func:`traced`, recording into this handle only (until :meth:`close`).
+
+        Same forms (``@telemetry.traced``, ``@telemetry.traced("name", attributes={...})``, ...), same spans and
+        metrics, same cost; a handle set up later, or the process default, changes nothing here.
+        """
+        return _traced(self._binding, fn_or_name, name, attributes)
+
+    def timer(self, name: str, attributes: Mapping[str, str] | None = None) -> _Timer:
+        """The module-level :class:`timer`, recording into this handle only (until :meth:`close`)."""
+        return timer._on(self._binding, name, attributes)
 
     def _failed(self, where: str) -> None:
         """Count a telemetry failure (call from an ``except`` block); log the first one per place."""
@@ -117,25 +201,47 @@ class HandlerTelemetry:
             _logger.exception("handler telemetry failed in %s (logged once; counted in errors)", where)
 
 
-# The process-wide binding. Readers load the module global without a lock (atomic); writers serialise.
-_current: HandlerTelemetry | None = None
-_bind_lock = threading.Lock()
+def claim_default(handlers: HandlerTelemetry) -> bool:
+    """Make ``handlers`` the process default unless a live default exists; True when it is the default now.
+
+    The default is what the module-level :func:`traced` and :class:`timer` record into. It is never taken from
+    a live (not closed) default: the first handle set up keeps it until it shuts down. A closed ``handlers`` is
+    never made the default. Thread-safe: of handles claiming at once, exactly one wins.
+    """
+    with _default_lock:
+        current = _DEFAULT.target
+        if current is handlers:
+            return True
+        if (current is not None and not current.closed) or handlers.closed:
+            return False
+        _DEFAULT.target = handlers
+        return True
+
+
+def release_default(handlers: HandlerTelemetry) -> None:
+    """Give up the process default if ``handlers`` holds it (else nothing): module-level decorators go quiet.
+
+    No other live handle takes over; the next :func:`claim_default` makes a new default. Thread-safe.
+    """
+    with _default_lock:
+        if _DEFAULT.target is handlers:
+            _DEFAULT.target = None
 
 
 def bind_handler_telemetry(ht: HandlerTelemetry | None) -> None:
-    """Make ``ht`` the telemetry every ``@traced`` and :class:`timer` records into; None unbinds. Thread-safe.
+    """Make ``ht`` the process default, replacing whatever holds it; None leaves no default. Thread-safe.
 
-    Takes effect for calls starting after it returns; calls already running finish with the binding they began
-    with.
+    The low-level override, for tests and benchmarks that build a :class:`HandlerTelemetry` by hand;
+    ``setup_telemetry()`` uses :func:`claim_default`, which never takes the default from a live handle. Takes
+    effect for calls starting after it returns; calls already running finish with the default they began with.
     """
-    global _current
-    with _bind_lock:
-        _current = ht
+    with _default_lock:
+        _DEFAULT.target = ht
 
 
 def bound_handler_telemetry() -> HandlerTelemetry | None:
-    """The current binding, or None."""
-    return _current
+    """The process default (what the module-level ``traced`` and ``timer`` record into), or None."""
+    return _DEFAULT.target
 
 
 class _Handler:
@@ -213,7 +319,9 @@ def _unwrap_descriptor(
     return cast("Callable[..., Any]", fn), None
 
 
-def _decorate(fn: Callable[_P, _R], name: str | None, attributes: Mapping[str, str] | None) -> Callable[_P, _R]:
+def _decorate(
+    binding: _Binding, fn: Callable[_P, _R], name: str | None, attributes: Mapping[str, str] | None
+) -> Callable[_P, _R]:
     func, descriptor = _unwrap_descriptor(fn)
     if not callable(func):
         raise TypeError(f"@traced needs a function, got {fn!r}")
@@ -228,7 +336,7 @@ def _decorate(fn: Callable[_P, _R], name: str | None, attributes: Mapping[str, s
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            ht = _current
+            ht = binding.target
             if ht is None:
                 return await coroutine_function(*args, **kwargs)
             started = handler.begin(ht)
@@ -247,7 +355,7 @@ def _decorate(fn: Callable[_P, _R], name: str | None, attributes: Mapping[str, s
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            ht = _current
+            ht = binding.target
             if ht is None:
                 return func(*args, **kwargs)
             started = handler.begin(ht)
@@ -265,6 +373,27 @@ def _decorate(fn: Callable[_P, _R], name: str | None, attributes: Mapping[str, s
     if descriptor is not None:
         return cast("Callable[_P, _R]", descriptor(wrapper))
     return cast("Callable[_P, _R]", wrapper)
+
+
+def _traced(
+    binding: _Binding,
+    fn_or_name: Callable[_P, _R] | str | None,
+    name: str | None,
+    attributes: Mapping[str, str] | None,
+) -> Callable[_P, _R] | Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """The forms of ``traced`` (bare, or with a name and attributes), recording into ``binding``."""
+    if callable(fn_or_name) or isinstance(fn_or_name, (staticmethod, classmethod)):
+        return _decorate(binding, fn_or_name, name, attributes)
+    if fn_or_name is not None and not isinstance(fn_or_name, str):
+        raise TypeError(f"@traced takes a function or a name, got {fn_or_name!r}")
+    if fn_or_name is not None and name is not None:
+        raise TypeError("@traced takes the name positionally or as name=, not both")
+    chosen = fn_or_name if fn_or_name is not None else name
+
+    def decorator(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        return _decorate(binding, fn, chosen, attributes)
+
+    return decorator
 
 
 @overload
@@ -290,7 +419,7 @@ def traced(
     name: str | None = None,
     attributes: Mapping[str, str] | None = None,
 ) -> Callable[_P, _R] | Callable[[Callable[_P, _R]], Callable[_P, _R]]:
-    """Trace and measure every call of a sync or async function or method.
+    """Trace and measure every call of a sync or async function or method, into the process default handle.
 
     Usable as ``@traced``, ``@traced()``, ``@traced("name")`` and
     ``@traced(name="x", attributes={"k": "v"})``. The span name and the ``handler`` attribute default to
@@ -298,115 +427,55 @@ def traced(
     metrics. The wrapper keeps the function's signature, name, docstring and coroutine-ness. ``@traced`` may
     sit above or below ``@staticmethod``/``@classmethod``.
 
-    Cost: with nothing bound, one global read and the call. Thread-safe; each call keeps its state in locals.
+    Where it records: the process default, read at each call. That is the first handle set up while no default
+    is alive; a later handle never takes it over; once the default shuts down, calls run quietly unrecorded
+    until the next ``setup_telemetry()`` makes a new default. To record into one handle whatever else exists,
+    use ``@telemetry.traced`` (:meth:`HandlerTelemetry.traced`).
+
+    Cost: with nothing to record into, one attribute read and the call. Thread-safe; each call keeps its state
+    in locals.
 
     Raises:
         TypeError: at decoration time, when the target is not callable or the name not a string.
     """
-    if callable(fn_or_name) or isinstance(fn_or_name, (staticmethod, classmethod)):
-        return _decorate(fn_or_name, name, attributes)
-    if fn_or_name is not None and not isinstance(fn_or_name, str):
-        raise TypeError(f"@traced takes a function or a name, got {fn_or_name!r}")
-    if fn_or_name is not None and name is not None:
-        raise TypeError("@traced takes the name positionally or as name=, not both")
-    chosen = fn_or_name if fn_or_name is not None else name
-
-    def decorator(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-        return _decorate(fn, chosen, attributes)
-
-    return decorator
+    return _traced(_DEFAULT, fn_or_name, name, attributes)
 
 
-class timer:  # lowercase: it reads as a function at the call site, like contextlib's helpers
-    """Time a block (``with timer("physics"):``) or every call of a function (``@timer("physics")``).
+class timer(BlockTimer[HandlerTelemetry, dict[str, str]]):  # lowercase: it reads as a function at the call site
+    """Time a block (``with timer("physics"):``, ``async with``) or every call of a function (``@timer("physics")``).
 
-    Records the elapsed seconds into ``timer.duration`` of the bound :class:`HandlerTelemetry`, with the
-    attribute ``timer`` = ``name`` plus ``attributes``. With nothing bound at entry, nothing is measured
-    (``elapsed`` stays None). Exceptions in the block are not suppressed; its duration is recorded anyway.
+    Records the elapsed seconds into ``timer.duration`` of the process default handle (the same rule as
+    :func:`traced`: the first handle set up while no default is alive; quiet once it shut down, until the next
+    ``setup_telemetry()``), with the attribute ``timer`` = ``name`` plus ``attributes``. ``telemetry.timer(...)``
+    (:meth:`HandlerTelemetry.timer`) records into that handle instead. Where it records is decided when each
+    block or call starts; with nothing there, nothing is measured (``elapsed`` stays None). Exceptions in the
+    block are not suppressed; its duration is recorded anyway.
 
     One instance times one block at a time (``elapsed`` holds the last). The decorator form keeps its state in
     locals, so a decorated function may run on many threads and tasks at once.
     """
 
-    __slots__ = ("_attributes", "_ht", "_start", "elapsed", "name")
+    __slots__ = ("name",)
 
     def __init__(self, name: str, attributes: Mapping[str, str] | None = None) -> None:
+        BlockTimer.__init__(self, _DEFAULT, _record_timer, {**(attributes or {}), _ATTR_TIMER: name})
         self.name = name
-        self._attributes: dict[str, str] = {**(attributes or {}), _ATTR_TIMER: name}
-        self._ht: HandlerTelemetry | None = None
-        self._start = 0.0
-        #: Seconds the last block took, or None when it was not measured.
-        self.elapsed: float | None = None
 
-    def _record(self, ht: HandlerTelemetry, elapsed: float) -> None:
-        try:
-            ht.timer_histogram.record(elapsed, self._attributes)
-        except Exception:
-            ht._failed(f"recording timer {self.name}")
+    @classmethod
+    def _on(cls, binding: _Binding, name: str, attributes: Mapping[str, str] | None) -> timer:
+        """A timer recording into ``binding`` (a handle's own) instead of the process default."""
+        instance = cls.__new__(cls)
+        BlockTimer.__init__(instance, binding, _record_timer, {**(attributes or {}), _ATTR_TIMER: name})
+        instance.name = name
+        return instance
 
-    def __enter__(self) -> timer:
-        self._ht = _current
-        if self._ht is not None:
-            self._start = time.perf_counter()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        ht = self._ht
-        if ht is None:
-            self.elapsed = None
-            return
-        self._ht = None
-        self.elapsed = time.perf_counter() - self._start
-        self._record(ht, self.elapsed)
+def _record_timer(ht: HandlerTelemetry, attributes: dict[str, str], seconds: float) -> None:
+    try:
+        ht.timer_histogram.record(seconds, attributes)
+    except Exception:
+        ht._failed(f"recording timer {attributes[_ATTR_TIMER]}")
 
-    async def __aenter__(self) -> timer:
-        return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    def __call__(self, fn: Callable[_P, _R]) -> Callable[_P, _R]:
-        """Decorate ``fn`` (sync or async): every call is timed, with fresh state per call."""
-        record = self._record
-        wrapper: Callable[..., Any]
-        if inspect.iscoroutinefunction(fn):
-            coroutine_function = cast("Callable[..., Awaitable[Any]]", fn)
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                ht = _current
-                if ht is None:
-                    return await coroutine_function(*args, **kwargs)
-                start = time.perf_counter()
-                try:
-                    return await coroutine_function(*args, **kwargs)
-                finally:
-                    record(ht, time.perf_counter() - start)
-
-            wrapper = async_wrapper
-        else:
-            func = cast("Callable[..., Any]", fn)
-
-            @functools.wraps(fn)
-            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                ht = _current
-                if ht is None:
-                    return func(*args, **kwargs)
-                start = time.perf_counter()
-                try:
-                    return func(*args, **kwargs)
-                finally:
-                    record(ht, time.perf_counter() - start)
-
-            wrapper = sync_wrapper
-        return cast("Callable[_P, _R]", wrapper)
+# The return type of HandlerTelemetry.timer: in that class body the name ``timer`` is the method itself.
+_Timer = timer

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Literal
 
-from otel_telemetry.export.principal import encode_payload
+from otel_telemetry.snapshot.payload import encode_payload
 
 _logger = logging.getLogger(__name__)
 

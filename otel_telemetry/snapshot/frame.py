@@ -49,18 +49,32 @@ class Frame:
 
     def points(self, name: str) -> list[Any]:
         """Every data point of the metric named ``name`` (OpenTelemetry name)."""
-        found: list[Any] = []
-        for metric in self.metrics():
-            if metric.name == name:
-                found.extend(metric.data.data_points)
-        return found
+        return points(self.metrics_data, name)
 
     def value(self, name: str, **attributes: str) -> float | None:
         """The value of ``name``'s point with exactly ``attributes`` (None when absent or NaN)."""
-        for point in self.points(name):
-            if dict(point.attributes or {}) == attributes:
-                value = getattr(point, "value", None)
-                if value is None or (isinstance(value, float) and math.isnan(value)):
-                    return None
-                return float(value)
-        return None
+        return value(self.metrics_data, name, **attributes)
+
+
+def points(metrics_data: MetricsData | None, name: str) -> list[Any]:
+    """All data points of the metric called ``name`` (OpenTelemetry name) in ``metrics_data``."""
+    found: list[Any] = []
+    if metrics_data is None:
+        return found
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == name:
+                    found.extend(metric.data.data_points)
+    return found
+
+
+def value(metrics_data: MetricsData | None, name: str, **attributes: str) -> float | None:
+    """The value of the (first) data point of ``name`` with exactly ``attributes``; None when absent or NaN."""
+    for point in points(metrics_data, name):
+        if dict(point.attributes or {}) == attributes:
+            found = getattr(point, "value", None)
+            if found is None or (isinstance(found, float) and math.isnan(found)):
+                return None
+            return float(found)
+    return None

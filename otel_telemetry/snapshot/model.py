@@ -19,12 +19,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from otel_telemetry.accumulators import HistogramSnapshot, HistogramState
-
-if TYPE_CHECKING:
-    from otel_telemetry.telemetry import Telemetry
+from otel_telemetry.accumulators import HistogramSnapshot
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -231,149 +228,6 @@ class ServerMetrics:
         return value
 
 
-# -- building snapshots from the monitors --------------------------------------------------------------------------
-def _state(monitor: Any, name: str, **attributes: str) -> HistogramState | None:
-    if monitor is None:
-        return None
-    state: HistogramState | None = monitor.histogram_state(name, **attributes)
-    return state
-
-
-def _window(monitor: Any, name: str, scale: float, **attributes: str) -> Distribution:
-    state = _state(monitor, name, **attributes)
-    return distribution(state.window if state is not None else None, scale)
-
-
-def _by_attribute(monitor: Any, name: str, attribute: str, scale: float) -> dict[str, Distribution]:
-    found: dict[str, Distribution] = {}
-    for state in monitor.histograms():
-        attributes = dict(state.key.attributes)
-        if state.key.name == name and attribute in attributes and state.window.count:
-            found[attributes[attribute]] = distribution(state.window, scale)
-    return found
-
-
-def build_server_metrics(telemetry: Telemetry, now: datetime | None = None) -> ServerMetrics:
-    """A snapshot of ``telemetry``'s monitors as of their latest refresh."""
-    hardware = HardwareMetrics()
-    if telemetry.hardware is not None:
-        sample = telemetry.hardware.sample()
-        hardware = HardwareMetrics(
-            cpu_usage_percent=sample.cpu_percent,
-            cpu_usage_per_core=tuple(sample.cpu_percent_per_core or ()),
-            cpu_load_average=sample.load_average,
-            memory_used_bytes=sample.memory_used_bytes,
-            memory_total_bytes=sample.memory_total_bytes,
-            memory_free_bytes=sample.memory_free_bytes,
-            memory_usage_percent=sample.memory_usage_percent,
-            memory_pressure=MappingProxyType(dict(sample.memory_pressure)),
-            disk_read_bytes_per_sec=sample.disk_read_bytes_per_sec,
-            disk_write_bytes_per_sec=sample.disk_write_bytes_per_sec,
-            disk_read_ops_per_sec=sample.disk_read_ops_per_sec,
-            disk_write_ops_per_sec=sample.disk_write_ops_per_sec,
-            network_bytes_received_per_sec=sample.nic_bytes_recv_per_sec,
-            network_bytes_sent_per_sec=sample.nic_bytes_sent_per_sec,
-            network_packets_received_per_sec=sample.nic_packets_recv_per_sec,
-            network_packets_sent_per_sec=sample.nic_packets_sent_per_sec,
-        )
-
-    net = telemetry.network
-    net.refresh()
-    totals = net.totals()
-    latency = _window(net, "server.network.packet_latency", 1.0)
-    ping = _window(net, "server.network.player_ping", 1.0)
-    network = NetworkMetrics(
-        packets_per_sec_incoming=net.rate("packets_in"),
-        packets_per_sec_outgoing=net.rate("packets_out"),
-        bytes_per_sec_incoming=net.rate("bytes_in"),
-        bytes_per_sec_outgoing=net.rate("bytes_out"),
-        total_packets_incoming=totals["packets_in"],
-        total_packets_outgoing=totals["packets_out"],
-        total_bytes_incoming=totals["bytes_in"],
-        total_bytes_outgoing=totals["bytes_out"],
-        avg_packet_latency_ms=latency.avg,
-        packet_latency_percentiles=latency.percentiles,
-        min_packet_latency_ms=latency.min,
-        max_packet_latency_ms=latency.max,
-        avg_player_ping_ms=ping.avg,
-        player_ping_percentiles=ping.percentiles,
-        min_player_ping_ms=ping.min,
-        max_player_ping_ms=ping.max,
-        player_pings_ms=MappingProxyType({str(k): v for k, v in net.tracked_pings().items()}),
-        active_connections=max(0, totals["opened"] - totals["closed"]),
-        total_connections=totals["opened"],
-        connections_per_sec=net.rate("opened"),
-        disconnections_per_sec=net.rate("closed"),
-        connection_duration_s=_window(net, "server.network.connection.duration", 1.0),
-        packet_loss_percent=net.loss_percent,
-        retransmission_percent=net.retransmission_percent,
-        ack_latency_ms=_window(net, "server.network.ack_latency", 1.0),
-        fragments_per_packet=_window(net, "server.network.packet_fragments", 1.0),
-    )
-
-    perf = telemetry.performance
-    tick = _window(perf, "server.tick.duration", 1000.0)
-    rate = perf.tick_rate
-    phases = _by_attribute(perf, "server.tick.phase.duration", "phase", 1000.0)
-    performance = PerformanceMetrics(
-        tick_rate_fps=rate,
-        target_fps=perf.target_tick_rate,
-        tick_rate_deviation_fps=None if rate is None else rate - perf.target_tick_rate,
-        tick_rate_variance=perf.tick_rate_variance(),
-        avg_tick_duration_ms=tick.avg,
-        tick_duration_percentiles=tick.percentiles,
-        min_tick_duration_ms=tick.min,
-        max_tick_duration_ms=tick.max,
-        frame_time_ms=_window(perf, "server.frame.time", 1000.0),
-        update_cycle_ms=_window(perf, "server.update_cycle.duration", 1000.0),
-        phase_time_ms=MappingProxyType(phases),
-    )
-
-    game_monitor = telemetry.game
-    snap = game_monitor.snapshot()
-    game_totals: Mapping[str, int] = snap["totals"]  # type: ignore[assignment]
-    rates: Mapping[str, float | None] = snap["rates"]  # type: ignore[assignment]
-    query = _window(game_monitor, "server.game.db.query.duration", 1000.0)
-    session = _window(game_monitor, "server.game.session.duration", 1.0)
-    game = GameMetrics(
-        active_player_count=int(snap["active_players"]),  # type: ignore[call-overload]
-        total_players_connected=game_totals["players_joined"],
-        players_per_map=MappingProxyType(dict(snap["players_per_map"])),  # type: ignore[call-overload]
-        avg_session_duration_s=session.avg,
-        total_entities=game_totals["entities_created"] - game_totals["entities_removed"],
-        entities_per_map=MappingProxyType(dict(snap["entities_per_map"])),  # type: ignore[call-overload]
-        entities_per_type=MappingProxyType(dict(snap["entities_per_type"])),  # type: ignore[call-overload]
-        entity_creation_rate=rates["entities_created"],
-        entity_removal_rate=rates["entities_removed"],
-        active_maps=int(snap["active_maps"]),  # type: ignore[call-overload]
-        aoi_updates_per_sec=rates["aoi_updates"],
-        spatial_cell_occupancy=_window(game_monitor, "server.game.spatial.cell_occupancy", 1.0),
-        collision_tests=MappingProxyType(
-            {"hit": game_totals["collision_hits"], "miss": game_totals["collision_misses"]}
-        ),
-        avg_query_time_ms=query.avg,
-        query_time_ms=query,
-        queries_per_sec=rates["db_queries"],
-        cache_hit_rate_percent=snap["cache_hit_percent"],  # type: ignore[arg-type]
-        cache_miss_rate_percent=snap["cache_miss_percent"],  # type: ignore[arg-type]
-        database_size_bytes=snap["db_size_bytes"],  # type: ignore[arg-type]
-        ecs_component_count=game_totals["components"],
-        system_execution_time_ms=MappingProxyType(
-            _by_attribute(game_monitor, "server.game.ecs.system.duration", "system", 1000.0)
-        ),
-        ecs_query_time_ms=_window(game_monitor, "server.game.ecs.query.duration", 1000.0),
-        memory_allocations=game_totals["allocations"],
-    )
-    return ServerMetrics(
-        server_id=telemetry.config.server_id,
-        timestamp=now or datetime.now(UTC),
-        hardware=hardware,
-        network=network,
-        performance=performance,
-        game=game,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class FieldSummary:
     """Aggregate of one numeric field over a stretch of history."""
@@ -442,5 +296,4 @@ __all__ = [
     "Percentiles",
     "PerformanceMetrics",
     "ServerMetrics",
-    "build_server_metrics",
 ]

@@ -15,6 +15,17 @@ def _catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_docs(args: argparse.Namespace) -> int:
+    from otel_telemetry.tools.docs import configuration_markdown, with_configuration_markdown
+
+    if args.write is None:
+        sys.stdout.write(configuration_markdown() + "\n")
+    else:
+        path = Path(args.write)
+        path.write_text(with_configuration_markdown(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from otel_telemetry.tools.demo import DemoOptions, run_demo
 
@@ -40,15 +51,16 @@ def _top(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace) -> int:
-    from otel_telemetry.alerts.core import rules_command
+    from otel_telemetry.tools.rules import rules_command
 
     return rules_command(args.rest)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from otel_telemetry.alerts.core import default_rules, write_rules_file
+    from otel_telemetry.alerts import default_rules
     from otel_telemetry.tools.collector import write_all
     from otel_telemetry.tools.dashboard import write_dashboard
+    from otel_telemetry.tools.rules import write_rules_file
 
     written = [*write_all(args.directory), write_dashboard(args.directory)]
     written.append(write_rules_file(Path(args.directory) / "alert-rules.yml", default_rules()))
@@ -67,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = commands.add_parser("catalog", help="print the metric catalog")
     catalog.add_argument("--format", choices=("json", "markdown"), default="json")
     catalog.set_defaults(handler=_catalog)
+
+    config_docs = commands.add_parser("config-docs", help="print the settings table of docs/configuration.md")
+    config_docs.add_argument("--write", metavar="FILE", help="replace the generated table in FILE instead")
+    config_docs.set_defaults(handler=_config_docs)
 
     demo = commands.add_parser("demo", help="run a simulated 60 Hz game server with telemetry")
     demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")

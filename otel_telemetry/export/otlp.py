@@ -1,0 +1,212 @@
+"""OTLP export of frames with the official exporters (HTTP/protobuf or gRPC), plus traces and event logs.
+
+:class:`OtlpFrameExporter` sends every frame (or every Nth, when the standard ``OTEL_METRIC_EXPORT_INTERVAL`` asks
+for a slower cadence than ``collection_interval``) from its own thread, so a slow or unreachable Collector never
+delays a collection. Frames waiting while an export is under way are bounded: the oldest is dropped and counted.
+A cumulative frame is sent as delta when the exporter prefers delta (``OTEL_EXPORTER_OTLP_METRICS_
+TEMPORALITY_PREFERENCE``): monotonic sums and histograms become the change since the previous export.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    Sum,
+)
+from opentelemetry.sdk.metrics.export import (
+    Histogram as HistogramData,
+)
+
+from otel_telemetry._otel import exporter_preferences, otlp_log_exporter
+from otel_telemetry.accumulators import HistogramSnapshot, SeriesKey
+from otel_telemetry.config import TelemetryConfig
+from otel_telemetry.export.selftelemetry import ExportCounts
+from otel_telemetry.producer import HistogramProducer
+from otel_telemetry.snapshot.frame import Frame
+
+_logger = logging.getLogger(__name__)
+
+#: The standard variable for the metric export interval, in milliseconds.
+EXPORT_INTERVAL_VARIABLE = "OTEL_METRIC_EXPORT_INTERVAL"
+
+
+def metric_exporter(config: TelemetryConfig) -> MetricExporter:
+    """The official OTLP metric exporter for ``config`` (the other ``OTEL_EXPORTER_OTLP_*`` variables are read by
+    the exporter itself)."""
+    endpoint = config.otlp_endpoint
+    assert endpoint is not None
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+
+        return GrpcExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+
+    if not endpoint.endswith("/v1/metrics"):
+        endpoint = endpoint.rstrip("/") + "/v1/metrics"
+    return HttpExporter(endpoint=endpoint)
+
+
+def trace_and_log_exporters(config: TelemetryConfig) -> tuple[Any, Any] | None:
+    """OTLP span and log exporters for the configured endpoint (traces from @traced, events as log records)."""
+    if config.otlp_endpoint is None:
+        return None
+    base = config.otlp_endpoint.rstrip("/")
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+
+        insecure = base.startswith("http://")
+        return GrpcSpans(endpoint=base, insecure=insecure), otlp_log_exporter("grpc", endpoint=base, insecure=insecure)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+
+    base = base.removesuffix("/v1/metrics")
+    return HttpSpans(endpoint=base + "/v1/traces"), otlp_log_exporter("http/protobuf", endpoint=base + "/v1/logs")
+
+
+def frames_per_export(collection_interval: float, environ: Mapping[str, str] | None = None) -> int:
+    """How many frames make one export: 1, or ``OTEL_METRIC_EXPORT_INTERVAL`` (ms) over the collection interval."""
+    raw = (os.environ if environ is None else environ).get(EXPORT_INTERVAL_VARIABLE, "").strip()
+    if not raw:
+        return 1
+    try:
+        milliseconds = float(raw)
+    except ValueError:
+        _logger.warning("%s=%r is not a number of milliseconds; exporting every frame", EXPORT_INTERVAL_VARIABLE, raw)
+        return 1
+    return max(1, round(milliseconds / 1000.0 / collection_interval))
+
+
+class _DeltaConverter:
+    """Turns consecutive cumulative frames into deltas: monotonic sums and histograms since the previous export."""
+
+    def __init__(self, producer: HistogramProducer) -> None:
+        self._producer = producer
+        self._sums: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[float, int]] = {}
+        self._histograms: dict[SeriesKey, tuple[HistogramSnapshot, int]] = {}
+
+    def convert(self, frame: Frame) -> MetricsData:
+        produced = {
+            m.name: m
+            for m in self._producer.produce(
+                AggregationTemporality.DELTA, self._histograms, include_gauges=False, states=frame.histograms.values()
+            )
+        }
+        resource_metrics = []
+        for rm in frame.metrics_data.resource_metrics:
+            scopes = []
+            for sm in rm.scope_metrics:
+                scopes.append(replace(sm, metrics=[self._metric(m, produced) for m in sm.metrics]))
+            resource_metrics.append(replace(rm, scope_metrics=scopes))
+        return MetricsData(resource_metrics=resource_metrics)
+
+    def _metric(self, metric: Metric, produced: Mapping[str, Metric]) -> Metric:
+        data = metric.data
+        if isinstance(data, HistogramData):
+            return produced.get(metric.name, metric)
+        if not isinstance(data, Sum) or not data.is_monotonic:
+            return metric
+        points = []
+        for point in data.data_points:
+            key = (metric.name, tuple(sorted((point.attributes or {}).items())))
+            before = self._sums.get(key)
+            start = before[1] if before else point.start_time_unix_nano
+            delta = point.value - before[0] if before else point.value
+            self._sums[key] = (point.value, point.time_unix_nano)
+            points.append(replace(point, value=delta, start_time_unix_nano=start))
+        return replace(
+            metric, data=replace(data, data_points=points, aggregation_temporality=AggregationTemporality.DELTA)
+        )
+
+
+class OtlpFrameExporter:
+    """Exports frames over OTLP from one thread (``otel-telemetry-otlp``). Thread-safe.
+
+    ``on_frame`` only queues; the thread exports. At most ``queue_size`` frames wait; beyond that the oldest is
+    dropped and counted in :attr:`dropped`. Attempts and failures are counted in :attr:`counts`.
+    """
+
+    def __init__(
+        self,
+        exporter: MetricExporter,
+        producer: HistogramProducer,
+        *,
+        every: int = 1,
+        queue_size: int = 4,
+        timeout: float = 10.0,
+    ) -> None:
+        self._exporter = exporter
+        self._every = max(1, every)
+        self._timeout_millis = timeout * 1000
+        temporality, _aggregation = exporter_preferences(exporter)
+        delta = temporality.get(Histogram) is AggregationTemporality.DELTA or any(
+            temporality.get(kind) is AggregationTemporality.DELTA for kind in (Counter, ObservableCounter)
+        )
+        self._delta = _DeltaConverter(producer) if delta else None
+        self._queue: deque[Frame] = deque()
+        self._queue_size = queue_size
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._seen = 0
+        self.counts = ExportCounts("otlp")
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="otel-telemetry-otlp", daemon=True)
+        self._thread.start()
+
+    def on_frame(self, frame: Frame) -> None:
+        """Queue ``frame`` for export when it is one of every ``every`` frames."""
+        with self._wake:
+            self._seen += 1
+            if (self._seen - 1) % self._every:
+                return
+            if len(self._queue) >= self._queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(frame)
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._stopping:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                frame = self._queue.popleft()
+            self._export(frame)
+
+    def _export(self, frame: Frame) -> None:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+        data = self._delta.convert(frame) if self._delta is not None else frame.metrics_data
+        try:
+            with suppress_instrumentation():
+                result = self._exporter.export(data, timeout_millis=self._timeout_millis)
+        except Exception:
+            _logger.exception("OTLP export raised")
+            result = MetricExportResult.FAILURE
+        self.counts.record(result is MetricExportResult.SUCCESS)
+
+    def shutdown(self, timeout: float) -> bool:
+        """Export what is queued within ``timeout`` seconds, then stop; True when the thread ended in time."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(max(0.0, timeout))
+        stopped = not self._thread.is_alive()
+        try:
+            self._exporter.shutdown(timeout_millis=max(0.0, timeout) * 1000)
+        except Exception:
+            _logger.exception("shutting down the OTLP exporter failed")
+        return stopped

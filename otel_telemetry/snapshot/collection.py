@@ -1,0 +1,214 @@
+"""The one collection per interval: the SDK reads the accumulators, and the result becomes a :class:`Frame`.
+
+:class:`FrameReader` is the only reader on a handle's ``MeterProvider`` that our outputs use (cumulative);
+:class:`FrameCollector` runs it every ``collection_interval`` on one named thread, merges the produced histograms
+and per-entity gauges, derives ``ServerMetrics``, and hands the finished frame to every listener in turn
+(history, alerts, Prometheus, OTLP, file, principal). A listener that fails is logged once and counted; it never
+stops the others or the next collection. Listeners must be quick: slow work (HTTP) belongs on their own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import AggregationTemporality, Metric, MetricReader, MetricsData, ScopeMetrics
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_telemetry.producer import HistogramProducer
+from otel_telemetry.snapshot.build import server_metrics
+from otel_telemetry.snapshot.frame import Frame
+
+_logger = logging.getLogger(__name__)
+
+#: A frame listener: called with each new frame on the collecting thread.
+FrameListener = Callable[[Frame], None]
+#: A stage: evaluates a frame before it is published and returns metrics that belong to the same frame (the
+#: ``alerts`` gauge of the alerts evaluated on it), added under the scope ``otel_telemetry.<name>``.
+FrameStage = Callable[[Frame], Sequence[Metric]]
+
+
+class FrameReader(MetricReader):
+    """A pull reader whose collections are taken only by :class:`FrameCollector` (cumulative temporality)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._received: MetricsData | None = None
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        self._received = metrics_data
+
+    def take(self, timeout_millis: float = 10_000) -> MetricsData | None:
+        """Collect now and return what the SDK produced (None when the provider is shut down)."""
+        self._received = None
+        self.collect(timeout_millis=timeout_millis)
+        received, self._received = self._received, None
+        return received
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Nothing to flush: frames are handed out as they are taken."""
+
+
+class FrameCollector:
+    """Takes one frame every ``interval`` seconds and publishes it. Thread-safe.
+
+    ``collect()`` takes a frame at once on the calling thread (the periodic thread takes the others); collections
+    never overlap. ``stats``-like counters: :attr:`runs`, :attr:`failures`, :attr:`listener_failures`,
+    :attr:`last_duration` (seconds).
+    """
+
+    def __init__(
+        self,
+        reader: FrameReader,
+        producer: HistogramProducer,
+        resource: Resource,
+        server_id: str,
+        interval: float,
+    ) -> None:
+        self._reader = reader
+        self._producer = producer
+        self._resource = resource
+        self._server_id = server_id
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._collecting = threading.Lock()
+        self._listeners: list[tuple[str, FrameListener]] = []
+        self._stages: list[tuple[str, FrameStage]] = []
+        self._warned: set[str] = set()
+        self._latest: Frame | None = None
+        self._sequence = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+        self.failures = 0
+        self.listener_failures: dict[str, int] = {}
+        self.last_duration: float | None = None
+        self.last_collection: float | None = None
+
+    # -- listeners --------------------------------------------------------------------------------------------------
+    def add_listener(self, name: str, listener: FrameListener) -> None:
+        """Call ``listener`` with every new frame, after those added before it."""
+        with self._lock:
+            self._listeners.append((name, listener))
+
+    def add_stage(self, name: str, stage: FrameStage) -> None:
+        """Run ``stage`` on every frame before it is published; the metrics it returns join that frame."""
+        with self._lock:
+            self._stages.append((name, stage))
+
+    def latest(self) -> Frame | None:
+        """The newest frame, or None before the first."""
+        return self._latest
+
+    # -- collecting -------------------------------------------------------------------------------------------------
+    def collect(self) -> Frame | None:
+        """Take a frame now, publish it and return it (None when the collection failed or after shutdown)."""
+        with self._collecting:
+            with self._lock:
+                self.runs += 1  # the frame counts itself: its telemetry_collections_total includes it
+            started = time.perf_counter()
+            frame = self._take()
+            duration = time.perf_counter() - started
+            with self._lock:
+                self.last_duration = duration
+                listeners = list(self._listeners)
+            if frame is None:
+                return None
+            for name, listener in listeners:
+                try:
+                    listener(frame)
+                except Exception:
+                    with self._lock:
+                        self.listener_failures[name] = self.listener_failures.get(name, 0) + 1
+                    self._warn_once(name, "frame listener %r failed (logged once; counted)", name)
+            return frame
+
+    def _take(self) -> Frame | None:
+        try:
+            states = self._producer.states()
+            sdk_data = self._reader.take()
+            if sdk_data is None and self._stop.is_set():
+                return None
+            merged = self._producer.merge(
+                sdk_data, self._resource, AggregationTemporality.CUMULATIVE, None, True, states
+            )
+            monotonic = time.monotonic()
+            now = time.time_ns()
+            snapshot = server_metrics(self._server_id, datetime.fromtimestamp(now / 1e9, UTC), merged, states)
+        except Exception:
+            with self._lock:
+                self.failures += 1
+            self._warn_once("collection", "a collection failed (logged once; counted)")
+            return None
+        with self._lock:
+            self._sequence += 1
+            frame = Frame(
+                sequence=self._sequence,
+                time_unix_nano=now,
+                monotonic=monotonic,
+                metrics_data=merged,
+                histograms={state.key: state for state in states},
+                server_metrics=snapshot,
+            )
+            stages = list(self._stages)
+        frame = self._staged(frame, stages)
+        with self._lock:
+            self._latest = frame
+            self.last_collection = monotonic
+        return frame
+
+    def _staged(self, frame: Frame, stages: Sequence[tuple[str, FrameStage]]) -> Frame:
+        added: list[ScopeMetrics] = []
+        for name, stage in stages:
+            try:
+                metrics = list(stage(frame))
+            except Exception:
+                with self._lock:
+                    self.listener_failures[name] = self.listener_failures.get(name, 0) + 1
+                self._warn_once(name, "frame stage %r failed (logged once; counted)", name)
+                continue
+            if metrics:
+                added.append(ScopeMetrics(InstrumentationScope(f"otel_telemetry.{name}"), metrics, ""))
+        if not added or not frame.metrics_data.resource_metrics:
+            return frame
+        first, *rest = frame.metrics_data.resource_metrics
+        first = replace(first, scope_metrics=[*first.scope_metrics, *added])
+        return replace(frame, metrics_data=MetricsData(resource_metrics=[first, *rest]))
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            _logger.exception(message, *args)
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the periodic thread (``otel-telemetry-collect``)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="otel-telemetry-collect", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_at = time.monotonic() + self._interval
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self.collect()
+            # Keep the cadence; after a stall, skip the missed slots instead of collecting in a burst.
+            next_at += self._interval
+            now = time.monotonic()
+            if next_at < now:
+                next_at = now + self._interval
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the periodic thread; True when it ended within ``timeout`` seconds."""
+        self._stop.set()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(max(0.0, timeout))
+        return not thread.is_alive()
