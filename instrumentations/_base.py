@@ -1,4 +1,11 @@
-"""What every monitor shares: catalog-driven instruments, isolation, rejected-value counting, refresh."""
+"""What every monitor shares: catalog-driven instruments, isolation, rejected-value counting, refresh.
+
+Bad input, the same in every monitor: sizes and counts are ints from 0 to 2**63 - 1 (what an OTLP integer point
+can carry), durations and latencies finite numbers from 0 to 1e300, ids and names anything :func:`label_value`
+can turn into a label (``str(value)``, at most 128 characters, see :mod:`otel_telemetry.series`). Anything else
+is dropped at the call and counted in ``rejected``; it never reaches an accumulator, so it cannot poison a
+collection.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +18,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_telemetry.accumulators import (
-    BoundedKeys,
     HistogramLayout,
     HistogramSeries,
     HistogramSnapshot,
     HistogramState,
     SeriesKey,
     SlidingWindow,
-    sparse_difference,
+    difference,
 )
 from otel_telemetry.catalog import CATALOG, Instrument, MetricSpec, Section
+from otel_telemetry.series import SeriesRegistry, describe, encodable, label_value
+
+__all__ = ["Monitor", "Points", "encodable", "is_number", "label_value", "single"]
 
 _logger = logging.getLogger("instrumentations")
 
@@ -46,6 +55,11 @@ class Monitor:
     :meth:`histograms` for the SDK's producer to merge into every reader's collection. Hot-path calls never raise:
     a bad value is dropped and counted in :attr:`rejected`, with one warning per call name.
 
+    Args:
+        series: the handle's :class:`~otel_telemetry.series.SeriesRegistry` (the namespace and series budget
+            shared with the other monitors, the facade and the handlers); the monitor reserves its section's
+            fixed series there. None gives the monitor a registry of its own (default budget).
+
     Thread-safety: recording calls write per-thread accumulators (no lock, no lost update); the counts of rare
     events (rejected values, failed callbacks, overflows) are kept under a lock taken only on those paths, so
     every count is exact whichever threads call.
@@ -59,7 +73,11 @@ class Monitor:
         percentile_window: float = 60.0,
         refresh_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        series: SeriesRegistry | None = None,
     ) -> None:
+        #: The namespace and series budget this monitor's series are counted in.
+        self.series = series if series is not None else SeriesRegistry()
+        self.series.reserve_catalog(self.section)
         self._clock = clock
         self._percentile_window = percentile_window
         self._refresh_interval = refresh_interval
@@ -70,7 +88,6 @@ class Monitor:
         self._series: dict[SeriesKey, tuple[MetricSpec, HistogramSeries, float]] = {}
         self._series_lock = threading.Lock()
         self._previous: dict[SeriesKey, HistogramSnapshot] = {}
-        self._occupied: dict[SeriesKey, tuple[int, int]] = {}
         self._windows: dict[SeriesKey, SlidingWindow] = {}
         self._states: dict[SeriesKey, HistogramState] = {}
         # Counts of the rare paths (a rejected value, a failed callback) and the names already warned about, all
@@ -112,9 +129,9 @@ class Monitor:
             first = self._first_time(call)
         if first:
             _logger.warning(
-                "%s: dropped invalid value %r (logged once; further drops are counted in rejected)",
+                "%s: dropped invalid value %s (logged once; further drops are counted in rejected)",
                 call,
-                value if not isinstance(value, str) else value[:64],
+                describe(value),
             )
 
     # -- histograms -------------------------------------------------------------------------------------------------
@@ -164,19 +181,11 @@ class Monitor:
                 window = self._windows.get(key)
                 if window is None:
                     window = self._windows[key] = SlidingWindow(hist.layout, self._percentile_window)
-                previous = self._previous.get(key)
-                pairs = sparse_difference(cumulative, previous)
-                window.add_sparse(now, pairs, cumulative.sum - (previous.sum if previous else 0.0))
+                # The interval since the previous refresh, with its exact min and max. Snapshots cover only the
+                # cells ever used, so statistics and buckets stay cheap.
+                window.add(now, difference(cumulative, self._previous.get(key)))
                 self._previous[key] = cumulative
-                # Readers get the cumulative state trimmed to the slots ever used (cheap statistics and buckets).
-                low, high = self._occupied.get(key, (hist.layout.slot_count, -1))
-                if pairs:
-                    low, high = min(low, pairs[0][0]), max(high, pairs[-1][0])
-                    self._occupied[key] = (low, high)
-                trimmed = HistogramSnapshot(
-                    hist.layout, cumulative.counts[low : high + 1], cumulative.count, cumulative.sum, min(low, high + 1)
-                )
-                self._states[key] = HistogramState(spec, key, trimmed, window.snapshot(), started)
+                self._states[key] = HistogramState(spec, key, cumulative, window.snapshot(), started)
             self._refresh(now)
 
     def _refresh(self, now: float) -> None:
@@ -256,8 +265,3 @@ class Monitor:
 def single(value: float | None) -> Points:
     """One point without attributes, or none when ``value`` is None."""
     return () if value is None else ((value, _NO_ATTRIBUTES),)
-
-
-def bounded_label(keys: BoundedKeys, value: object) -> str:
-    """``value`` as an attribute string admitted by ``keys`` (or the overflow value)."""
-    return keys.admit(value if isinstance(value, str) else str(value))

@@ -1,8 +1,10 @@
 """Host hardware sampling with psutil: CPU, load, memory, memory pressure, disk and NIC rates.
 
 :class:`HardwareSampler` turns psutil's cumulative counters into per-second rates and CPU percentages.
-It runs on a metrics-collection thread, never on the game loop: one ``sample()`` makes one psutil call per
-source and reads ``/proc/pressure/memory`` once.
+It runs on a sampling thread, never on the game loop: one ``sample()`` makes one psutil call per source and
+reads ``/proc/pressure/memory`` once. With ``source_timeout`` each of those reads has a deadline (see
+:class:`HardwareSampler`), so that a stuck psutil call (a hung NFS mount, a wedged ``/proc`` read) costs one
+deadline once and then only that source's fields.
 """
 
 import logging
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
-from typing import Final, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
 import psutil
 
@@ -27,6 +29,11 @@ _SOURCES: Final = ("cpu", "loadavg", "memory", "swap", "psi", "disk", "nic")
 
 _DISK_FIELDS: Final = ("read_bytes", "write_bytes", "read_count", "write_count")
 _NIC_FIELDS: Final = ("bytes_recv", "bytes_sent", "packets_recv", "packets_sent")
+
+#: The name of the thread that runs timed source reads.
+READER_THREAD_NAME: Final = "otel-telemetry-hardware-read"
+# An idle reader thread ends by itself after this many seconds (the next read starts a new one).
+_READER_IDLE_EXIT: Final = 10.0
 
 
 class _CpuTimes(Protocol):
@@ -78,6 +85,8 @@ class HardwareSample:
         nic_bytes_sent_per_sec: bytes sent per second, all interfaces.
         nic_packets_recv_per_sec: packets received per second, all interfaces.
         nic_packets_sent_per_sec: packets sent per second, all interfaces.
+        stuck_sources: the sources whose read passed its deadline, or was skipped because an earlier read of
+            that source has not returned yet; their fields are ``None`` in this sample.
     """
 
     timestamp: float
@@ -98,6 +107,102 @@ class HardwareSample:
     nic_bytes_sent_per_sec: float | None
     nic_packets_recv_per_sec: float | None
     nic_packets_sent_per_sec: float | None
+    stuck_sources: frozenset[str] = frozenset()
+
+
+class _Job(Generic[_T]):
+    """One source read handed to the reader thread."""
+
+    __slots__ = ("done", "error", "read", "started", "value")
+
+    def __init__(self, read: Callable[[], _T]) -> None:
+        self.read = read
+        self.done = threading.Event()
+        self.value: _T | None = None
+        self.error: BaseException | None = None
+        self.started = time.monotonic()
+
+
+class _ReaderThread:
+    """A daemon thread running one job at a time. After ``stop()`` it ends once its current job returns."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition(threading.Lock())
+        self._job: _Job[Any] | None = None
+        self._stopping = False
+        self.thread = threading.Thread(target=self._run, name=READER_THREAD_NAME, daemon=True)
+        self.thread.start()
+
+    def submit(self, job: "_Job[Any]") -> bool:
+        """Hand ``job`` over; False when this thread has ended or is ending (use a new one)."""
+        with self._ready:
+            if self._stopping or not self.thread.is_alive():
+                return False
+            self._job = job
+            self._ready.notify()
+            return True
+
+    def stop(self) -> None:
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                if self._job is None and not self._stopping:
+                    self._ready.wait(_READER_IDLE_EXIT)
+                job, self._job = self._job, None
+                if job is None:  # stopped, or idle for long: end (under the lock, so no job is lost)
+                    self._stopping = True
+                    return
+            try:
+                job.value = job.read()
+            except BaseException as exc:  # handed to the sampler, which counts it like any failed read
+                job.error = exc
+            finally:
+                job.done.set()
+
+
+class _SourceReader:
+    """Runs source reads on a reader thread with a deadline each (called by one sampler, under its lock).
+
+    A read that passes its deadline is left to finish on its own thread, which then ends; the next read gets
+    a new thread. Python cannot interrupt a blocked call, so each stuck source holds at most one thread, and the
+    sampler does not read that source again until its stuck read has returned.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._worker: _ReaderThread | None = None
+        self._ending: list[threading.Thread] = []  # stopped while idle: end at once
+        self._abandoned: list[threading.Thread] = []  # stopped while stuck: end when their read returns
+
+    def run(self, read: Callable[[], _T]) -> _Job[_T]:
+        """Run ``read``; the job is done unless the deadline passed (it then keeps running on its own)."""
+        job: _Job[_T] = _Job(read)
+        worker = self._worker
+        if worker is None or not worker.submit(job):
+            worker = self._worker = _ReaderThread()
+            worker.submit(job)
+        if not job.done.wait(self.timeout):
+            worker.stop()
+            self._worker = None
+            self._abandoned = [t for t in self._abandoned if t.is_alive()] + [worker.thread]
+        return job
+
+    def close(self, timeout: float, wait_for_stuck: bool = True) -> bool:
+        """End the reader thread; True when no reader thread (stuck ones included) is left after ``timeout``."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
+            self._ending.append(worker.thread)
+        for thread in self._ending + (self._abandoned if wait_for_stuck else []):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._ending = [t for t in self._ending if t.is_alive()]
+        self._abandoned = [t for t in self._abandoned if t.is_alive()]
+        return not self._abandoned and not self._ending
 
 
 class HardwareSampler:
@@ -124,7 +229,17 @@ class HardwareSampler:
     fields are ``None``, ``errors[source]`` grows by one, the first failure per source is logged as a
     warning, and the previous baseline is kept so the next good reading yields a rate over the whole gap.
 
-    Thread-safety: ``sample()`` and ``errors`` may be called from any thread; one lock serialises them.
+    Deadlines (``source_timeout``): each psutil call (and the PSI read) runs on a reader thread
+    (``otel-telemetry-hardware-read``) and is waited for at most ``source_timeout`` seconds. A read past its
+    deadline is abandoned to its thread: the source's fields are ``None`` in this sample (and it is listed in
+    ``HardwareSample.stuck_sources``), ``stuck[source]`` grows by one, one warning is logged per source, and
+    the source is skipped (counted in ``stuck`` again, one per sample) until the abandoned read returns; its
+    late result is discarded and the old baseline kept, so the next rate spans the whole gap. So a sample takes
+    at most one deadline per newly stuck source. Without ``source_timeout`` reads run on the calling thread.
+    :meth:`close` ends the reader thread (an idle one also ends by itself after 10 s).
+
+    Thread-safety: ``sample()``, ``errors`` and ``stuck`` may be called from any thread; one lock serialises
+    samples, and the counts have their own, so reading them never waits for a sample in progress.
     Calls less than ``min_interval`` seconds after the previous sample return that same sample object.
     """
 
@@ -134,6 +249,7 @@ class HardwareSampler:
         min_interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         psutil_module: ModuleType | None = None,
+        source_timeout: float | None = None,
     ) -> None:
         """Create a sampler and take the priming reading of CPU times and disk and NIC counters.
 
@@ -141,18 +257,27 @@ class HardwareSampler:
             min_interval: seconds; a ``sample()`` sooner than this after the previous one returns it again.
             clock: monotonic clock in seconds, used for sample timestamps and rate denominators.
             psutil_module: the psutil module to call; ``None`` means the installed ``psutil``.
+            source_timeout: seconds each source read may take (see the class docstring); ``None`` reads on
+                the calling thread without a deadline.
 
         Raises:
-            ValueError: ``min_interval`` is negative or not finite.
+            ValueError: ``min_interval`` is negative or not finite, or ``source_timeout`` is not positive.
         """
         if not math.isfinite(min_interval) or min_interval < 0:
             raise ValueError(f"min_interval must be a finite number >= 0, got {min_interval!r}")
+        if source_timeout is not None and not (math.isfinite(source_timeout) and source_timeout > 0):
+            raise ValueError(f"source_timeout must be a finite number of seconds > 0, got {source_timeout!r}")
         self._min_interval = min_interval
         self._clock = clock
         self._psutil: ModuleType = psutil if psutil_module is None else psutil_module
         self._lock = threading.Lock()
+        self._counts_lock = threading.Lock()
         self._errors: dict[str, int] = dict.fromkeys(_SOURCES, 0)
+        self._stuck: dict[str, int] = dict.fromkeys(_SOURCES, 0)
         self._warned: set[str] = set()
+        self._reader = None if source_timeout is None else _SourceReader(source_timeout)
+        self._stuck_reads: dict[str, _Job[Any]] = {}  # source -> its abandoned read, until it returns
+        self._stuck_now: set[str] = set()  # the sources stuck in the sample being taken
         self._psi_exists = True
         self._last: HardwareSample | None = None
         self._cpu_base = self._read("cpu", self._read_cpu_times)
@@ -169,8 +294,35 @@ class HardwareSampler:
 
         A read-only copy; every source is present, with 0 when it never failed.
         """
-        with self._lock:
+        with self._counts_lock:
             return MappingProxyType(dict(self._errors))
+
+    @property
+    def stuck(self) -> Mapping[str, int]:
+        """Readings lost to a stuck source, per source: the read that passed its deadline plus every later
+        sample that skipped the source while that read had not returned. A read-only copy, every source present."""
+        with self._counts_lock:
+            return MappingProxyType(dict(self._stuck))
+
+    @property
+    def source_timeout(self) -> float | None:
+        """The deadline of each source read, seconds (None: reads run on the calling thread)."""
+        return None if self._reader is None else self._reader.timeout
+
+    def close(self, timeout: float = 1.0, *, wait_for_stuck: bool = True) -> bool:
+        """End the reader thread; True when no reader thread is left after at most ``timeout`` seconds.
+
+        A stuck read keeps its thread until the call returns (it is waited for only with ``wait_for_stuck``).
+        The sampler stays usable: a later read starts a new reader thread.
+        """
+        if self._reader is None:
+            return True
+        if not self._lock.acquire(timeout=max(0.0, timeout)):
+            return False
+        try:
+            return self._reader.close(timeout, wait_for_stuck)
+        finally:
+            self._lock.release()
 
     def sample(self) -> HardwareSample:
         """Read every source once and return a new sample, or the previous one if it is recent.
@@ -182,6 +334,7 @@ class HardwareSampler:
             last = self._last
             if last is not None and now - last.timestamp < self._min_interval:
                 return last
+            self._stuck_now = set()
 
             cpu_total, cpu_per_core = self._cpu_percentages(self._read("cpu", self._read_cpu_times))
             load = self._read("loadavg", self._read_loadavg)
@@ -217,6 +370,7 @@ class HardwareSampler:
                 nic_bytes_sent_per_sec=nic[1],
                 nic_packets_recv_per_sec=nic[2],
                 nic_packets_sent_per_sec=nic[3],
+                stuck_sources=frozenset(self._stuck_now),
             )
             self._last = result
             return result
@@ -224,21 +378,67 @@ class HardwareSampler:
     # -- reading ---------------------------------------------------------------------------------------
 
     def _read(self, source: str, read: Callable[[], _T]) -> _T | None:
-        """Run one source's read; on any exception count it, warn once per source and return None."""
+        """Run one source's read (with its deadline when there is one); on any exception count it, warn once
+        per source and return None; when it is stuck, count it, warn once and return None."""
+        if self._reader is None:
+            try:
+                return read()
+            except Exception as exc:
+                self._failed(source, exc)
+                return None
+        stuck = self._stuck_reads.get(source)
+        if stuck is not None:
+            if not stuck.done.is_set():
+                self._count_stuck(source)
+                return None
+            del self._stuck_reads[source]
+            _logger.info(
+                "hardware sampler: the stuck read of %r returned after %.1f s; reading it again",
+                source,
+                time.monotonic() - stuck.started,
+            )
         try:
-            return read()
-        except Exception as exc:
-            self._errors[source] += 1
-            if source not in self._warned:
-                self._warned.add(source)
-                _logger.warning(
-                    "hardware sampler: reading %r failed (%s: %s); its fields are left empty and further "
-                    "failures are only counted",
-                    source,
-                    type(exc).__name__,
-                    exc,
-                )
+            job = self._reader.run(read)
+        except Exception as exc:  # e.g. no thread could be started
+            self._failed(source, exc)
             return None
+        if not job.done.is_set():
+            self._stuck_reads[source] = job
+            self._count_stuck(source)
+            return None
+        if job.error is not None:
+            self._failed(source, job.error)
+            return None
+        return job.value
+
+    def _failed(self, source: str, exc: BaseException) -> None:
+        with self._counts_lock:
+            self._errors[source] += 1
+            first = source not in self._warned
+            self._warned.add(source)
+        if first:
+            _logger.warning(
+                "hardware sampler: reading %r failed (%s: %s); its fields are left empty and further "
+                "failures are only counted",
+                source,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _count_stuck(self, source: str) -> None:
+        self._stuck_now.add(source)
+        key = "stuck:" + source
+        with self._counts_lock:
+            self._stuck[source] += 1
+            first = key not in self._warned
+            self._warned.add(key)
+        if first:
+            _logger.warning(
+                "hardware sampler: reading %r took longer than its %.1f s deadline; its fields are left empty "
+                "and it is skipped until that read returns (logged once; counted in stuck)",
+                source,
+                self.source_timeout,
+            )
 
     def _read_cpu_times(self) -> tuple[dict[str, float], ...]:
         per_core: list[_CpuTimes] = self._psutil.cpu_times(percpu=True)

@@ -1,14 +1,15 @@
 """NetworkMonitor: packets, bytes, latency, player ping, connections and reliability, from game-code calls.
 
 Every call is safe from any thread, costs a fraction of a microsecond, and never raises: invalid values
-(wrong types, NaN, infinities, negative sizes or durations) are dropped and counted in ``rejected``.
+(wrong types, NaN, infinities, negative sizes or durations, sizes above 2**63 - 1, durations above 1e300 ms,
+ids that cannot be a label) are dropped and counted in ``rejected``. Player ids are keyed by their label
+(:func:`~otel_telemetry.series.label_value`): ``1`` and ``"1"`` are one player, any object is ``str(obj)``.
 Rates are per second over the real time between two collections; loss and retransmission are percentages of the
 packets sent in that interval.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -16,9 +17,10 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from instrumentations._base import Monitor, Points, single
+from instrumentations._base import Monitor, Points, encodable, label_value, single
 from otel_telemetry.accumulators import RateTracker, ThreadShards
 from otel_telemetry.catalog import MetricSpec, Section, lookup
+from otel_telemetry.series import SeriesRegistry
 
 __all__ = ["NetworkInstrumentor", "NetworkMonitor"]
 
@@ -54,6 +56,8 @@ class NetworkMonitor(Monitor):
         max_tracked_players: how many players' last ping are tracked at once (per-player series); pings of
             further players still count in the distribution, and the overflow is counted in ``players_overflowed``.
         percentile_window: seconds over which min/max/avg gauges and in-process percentiles are computed.
+        series: the handle's series registry (see :class:`~instrumentations._base.Monitor`); per-player series
+            are not counted in its budget.
     """
 
     section = Section.NETWORK
@@ -65,15 +69,18 @@ class NetworkMonitor(Monitor):
         percentile_window: float = 60.0,
         refresh_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        series: SeriesRegistry | None = None,
     ) -> None:
-        super().__init__(percentile_window=percentile_window, refresh_interval=refresh_interval, clock=clock)
+        super().__init__(
+            percentile_window=percentile_window, refresh_interval=refresh_interval, clock=clock, series=series
+        )
         self._shards: ThreadShards[_Shard] = ThreadShards(_Shard)
         self._latency = self._histogram(lookup("network.latency.distribution"), 0.001)
         self._ping = self._histogram(lookup("network.ping.distribution"), 0.001)
         self._ack = self._histogram(lookup("network.reliability.ack_latency"), 0.001)
         self._fragments = self._histogram(lookup("network.reliability.fragmentation"))
         self._durations = self._histogram(lookup("network.connections.duration"))
-        self._last_ping: dict[str | int, float] = {}
+        self._last_ping: dict[str, float] = {}
         self._max_players = max_tracked_players
         self._players_overflowed = 0
         now = clock()
@@ -87,16 +94,17 @@ class NetworkMonitor(Monitor):
 
     # -- hot path ---------------------------------------------------------------------------------------------------
     def packet_received(self, nbytes: int = 0) -> None:
-        """One game packet of ``nbytes`` bytes arrived."""
-        if nbytes.__class__ is not int or nbytes < 0:
+        """One game packet of ``nbytes`` bytes arrived (an int from 0 to 2**63 - 1)."""
+        # ``n >> 63`` is 0 exactly for 0 <= n < 2**63 (a negative int shifts to -1): one operation, no lookup.
+        if nbytes.__class__ is not int or nbytes >> 63:
             return self._reject("packet_received", nbytes)
         s = self._shards.shard()
         s.packets_in += 1
         s.bytes_in += nbytes
 
     def packet_sent(self, nbytes: int = 0) -> None:
-        """One game packet of ``nbytes`` bytes was sent."""
-        if nbytes.__class__ is not int or nbytes < 0:
+        """One game packet of ``nbytes`` bytes was sent (an int from 0 to 2**63 - 1)."""
+        if nbytes.__class__ is not int or nbytes >> 63:
             return self._reject("packet_sent", nbytes)
         s = self._shards.shard()
         s.packets_out += 1
@@ -107,28 +115,40 @@ class NetworkMonitor(Monitor):
         if ms.__class__ is float:
             if not 0.0 <= ms <= 1e300:  # a literal bound: no lookup; rejects inf, and NaN fails it
                 return self._reject("packet_latency", ms)
-        elif ms.__class__ is not int or ms < 0:
+        elif ms.__class__ is not int or not 0 <= ms <= 1e300:  # an int of 10**400 would overflow the float sum
             return self._reject("packet_latency", ms)
         self._latency.record(ms)
 
-    def player_ping(self, player_id: str | int, ms: float) -> None:
-        """A player's round-trip ping in milliseconds; also tracked per player until they disconnect."""
+    def player_ping(self, player_id: object, ms: float) -> None:
+        """A player's round-trip ping in milliseconds; also tracked per player until they disconnect.
+
+        ``player_id`` is keyed by its label: ``1`` and ``"1"`` are one player, an object is ``str(obj)``.
+        """
         if ms.__class__ is float:
             if not 0.0 <= ms <= 1e300:  # a literal bound: no lookup; rejects inf, and NaN fails it
                 return self._reject("player_ping", ms)
-        elif ms.__class__ is not int or ms < 0:
+        elif ms.__class__ is not int or not 0 <= ms <= 1e300:
             return self._reject("player_ping", ms)
-        cls = player_id.__class__
-        if cls is not str and cls is not int:
+        last = self._last_ping
+        try:
+            tracked = player_id in last  # keys are labels: a tracked string id is its own label
+        except Exception:  # unhashable: its label is looked up below
+            tracked = False
+        if tracked:
+            self._ping.record(ms)
+            last[player_id] = ms  # type: ignore[index]  # one dict store: atomic, no lock for tracked players
+            return None
+        key = label_value(player_id)
+        if key is None:
             return self._reject("player_ping", player_id)
         self._ping.record(ms)
-        last = self._last_ping
-        if player_id in last:
-            last[player_id] = ms  # one dict store: atomic, no lock for players already tracked
+        if key in last:
+            last[key] = ms
         else:
-            self._track(player_id, ms)
+            self._track(key, ms)
+        return None
 
-    def _track(self, player_id: str | int, ms: float) -> None:
+    def _track(self, player_id: str, ms: float) -> None:
         # A new player (rare: once per player): admit under the lock so that the cap holds exactly and every
         # refused player is counted.
         with self._ping_lock:
@@ -143,9 +163,13 @@ class NetworkMonitor(Monitor):
         """Pings of players not tracked per player because ``max_tracked_players`` were tracked already. Exact."""
         return self._players_overflowed
 
-    def player_disconnected(self, player_id: str | int) -> None:
-        """Forget a player's per-player ping."""
-        self._last_ping.pop(player_id, None)
+    def player_disconnected(self, player_id: object) -> None:
+        """Forget a player's per-player ping (an id never pinged is ignored)."""
+        key = label_value(player_id)
+        if key is None:
+            return self._reject("player_disconnected", player_id)
+        self._last_ping.pop(key, None)
+        return None
 
     def connection_opened(self) -> None:
         """A client connection was opened."""
@@ -154,20 +178,20 @@ class NetworkMonitor(Monitor):
     def connection_closed(self, duration_s: float | None = None) -> None:
         """A client connection closed, after ``duration_s`` seconds when known."""
         if duration_s is not None:
-            if not (duration_s.__class__ in (float, int) and 0 <= duration_s < math.inf):
+            if not (duration_s.__class__ in (float, int) and 0 <= duration_s <= 1e300):
                 return self._reject("connection_closed", duration_s)
             self._durations.record(duration_s)
         self._shards.shard().closed += 1
 
     def packet_lost(self, n: int = 1) -> None:
         """``n`` sent packets were lost (the sender noticed)."""
-        if n.__class__ is not int or n < 0:
+        if n.__class__ is not int or n >> 63:
             return self._reject("packet_lost", n)
         self._shards.shard().lost += n
 
     def packet_retransmitted(self, n: int = 1) -> None:
         """``n`` packets were retransmitted."""
-        if n.__class__ is not int or n < 0:
+        if n.__class__ is not int or n >> 63:
             return self._reject("packet_retransmitted", n)
         self._shards.shard().retransmitted += n
 
@@ -176,13 +200,13 @@ class NetworkMonitor(Monitor):
         if ms.__class__ is float:
             if not 0.0 <= ms <= 1e300:  # a literal bound: no lookup; rejects inf, and NaN fails it
                 return self._reject("ack_latency", ms)
-        elif ms.__class__ is not int or ms < 0:
+        elif ms.__class__ is not int or not 0 <= ms <= 1e300:
             return self._reject("ack_latency", ms)
         self._ack.record(ms)
 
     def packet_fragmented(self, fragments: int) -> None:
         """A packet was split into ``fragments`` fragments."""
-        if fragments.__class__ is not int or fragments < 1:
+        if fragments.__class__ is not int or fragments < 1 or fragments >> 63:
             return self._reject("packet_fragmented", fragments)
         self._fragments.record(fragments)
 
@@ -201,8 +225,8 @@ class NetworkMonitor(Monitor):
         totals = self.totals()
         return max(0, totals["opened"] - totals["closed"])
 
-    def tracked_pings(self) -> Mapping[str | int, float]:
-        """Last ping in milliseconds of every tracked player (a copy)."""
+    def tracked_pings(self) -> Mapping[str, float]:
+        """Last ping in milliseconds of every tracked player, by player label (a copy)."""
         return dict(self._last_ping)
 
     def _refresh(self, now: float) -> None:
@@ -247,7 +271,7 @@ class NetworkMonitor(Monitor):
         """The last ping of every tracked player, in seconds, one series per player."""
         if not self._attached:
             return []
-        values = [(ms * 0.001, {"player_id": str(pid)}) for pid, ms in self.tracked_pings().items()]
+        values = [(ms * 0.001, {"player_id": pid}) for pid, ms in self.tracked_pings().items()]
         return [(_PER_PLAYER, values)]
 
     def _observers(self) -> Mapping[str, Callable[[], Points]]:
@@ -255,7 +279,7 @@ class NetworkMonitor(Monitor):
             return lambda: single(self._current[name])
 
         def directional(a: str, b: str) -> Callable[[], Points]:
-            return lambda: ((self._totals[a], _RECEIVED), (self._totals[b], _SENT))
+            return lambda: ((encodable(self._totals[a]), _RECEIVED), (encodable(self._totals[b]), _SENT))
 
         def window(entry: str, stat: str, scale: float = 0.001) -> Callable[[], Points]:
             return lambda: single(self._window_stat(entry, stat, scale))
@@ -274,7 +298,7 @@ class NetworkMonitor(Monitor):
             "server.network.player_ping.min": window("network.ping.distribution", "min"),
             "server.network.player_ping.max": window("network.ping.distribution", "max"),
             "server.active_connections": lambda: single(max(0, self._totals["opened"] - self._totals["closed"])),
-            "server.network.connections": lambda: single(self._totals["opened"]),
+            "server.network.connections": lambda: single(encodable(self._totals["opened"])),
             "server.network.new_connections": rate("opened"),
             "server.network.disconnections": rate("closed"),
             "server.network.packet_loss": lambda: single(self._loss_percent),

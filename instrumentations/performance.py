@@ -16,7 +16,8 @@ Definitions (all in seconds on export):
 * **update cycle**: the total time spent in measured phases during one tick;
 * **phase**: one named part of a tick. The spec's phases are ``systems``, ``entities``, ``network``, ``database``,
   ``aoi``, ``ecs``, ``serialization``, ``compression``, ``encryption``; other names are allowed up to
-  ``max_phases`` distinct names (further ones report as ``_overflow``).
+  ``max_phases`` distinct names, each within the handle's series budget (further ones report as ``_overflow``).
+  A name is keyed by its label (:func:`~otel_telemetry.series.label_value`): any object is ``str(obj)``.
 
 Thread-safety: every call may come from any thread and every count is exact (ticks, phase and update-cycle
 time are kept in per-thread cells, summed when read). ``tick()``/``record_tick()`` are meant for the game-loop
@@ -36,8 +37,9 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from instrumentations._base import Monitor, Points, single
-from otel_telemetry.accumulators import BoundedKeys, HistogramSeries, RateTracker, ThreadShards, sparse_difference
+from otel_telemetry.accumulators import HistogramSeries, RateTracker, ThreadShards, sparse_difference
 from otel_telemetry.catalog import Section, lookup
+from otel_telemetry.series import SeriesRegistry, histogram_cost
 
 __all__ = ["SPEC_PHASES", "PerformanceInstrumentor", "PerformanceMonitor"]
 
@@ -100,11 +102,12 @@ class _Tick:
 
 
 class _Phase:
-    """Context manager timing one phase (fresh per use)."""
+    """Context manager timing one phase (fresh per use; with no series, a phase whose name was refused, it
+    measures nothing)."""
 
     __slots__ = ("_monitor", "_series", "_start")
 
-    def __init__(self, monitor: PerformanceMonitor, series: HistogramSeries) -> None:
+    def __init__(self, monitor: PerformanceMonitor, series: HistogramSeries | None) -> None:
         self._monitor = monitor
         self._series = series
         self._start = 0.0
@@ -118,7 +121,7 @@ class _Phase:
     ) -> None:
         monitor = self._monitor
         elapsed = monitor._perf() - self._start
-        if elapsed >= 0:
+        if elapsed >= 0 and self._series is not None:
             self._series.record(elapsed)
             monitor._cells.shard().cycle += elapsed
 
@@ -130,6 +133,8 @@ class PerformanceMonitor(Monitor):
         target_tick_rate: the loop's target in ticks per second (spec default 60).
         max_phases: how many distinct phase names are tracked (the spec's nine are always admitted first).
         perf_clock: the clock ticks are timed with (``time.perf_counter``).
+        series: the handle's series registry (see :class:`~instrumentations._base.Monitor`); a phase beyond the
+            spec's nine costs one histogram (23 series).
     """
 
     section = Section.PERFORMANCE
@@ -143,8 +148,11 @@ class PerformanceMonitor(Monitor):
         refresh_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         perf_clock: Callable[[], float] = time.perf_counter,
+        series: SeriesRegistry | None = None,
     ) -> None:
-        super().__init__(percentile_window=percentile_window, refresh_interval=refresh_interval, clock=clock)
+        super().__init__(
+            percentile_window=percentile_window, refresh_interval=refresh_interval, clock=clock, series=series
+        )
         self.target_tick_rate = _target_tick_rate(target_tick_rate)
         self._perf = perf_clock
         self._cells: ThreadShards[_Cell] = ThreadShards(_Cell, _merged)
@@ -155,7 +163,14 @@ class PerformanceMonitor(Monitor):
         self._frame_series = self._histogram(lookup("performance.frame_time.frame_times"))
         self._cycle_series = self._histogram(lookup("performance.update_cycle.total"))
         self._phase_spec = lookup("performance.update_cycle.systems")
-        self._phase_names = BoundedKeys(max(max_phases, len(SPEC_PHASES)))
+        # The spec's phases are among the catalog's fixed series (reserved already): admitted without a charge.
+        self._phase_names = self.series.labels(
+            "performance.phase",
+            max(max_phases, len(SPEC_PHASES)),
+            histogram_cost(len(self._phase_spec.boundaries)),
+            preset=SPEC_PHASES,
+        )
+        # Admitted phase labels (and _overflow) -> series: bounded by max_phases + 1.
         self._phases: dict[str, HistogramSeries] = {}
         self._phase_lock = threading.Lock()
         for name in SPEC_PHASES:
@@ -168,44 +183,53 @@ class PerformanceMonitor(Monitor):
         """Context manager around one tick of the game loop."""
         return _Tick(self)
 
-    def phase(self, name: str) -> _Phase:
+    def phase(self, name: object) -> _Phase:
         """Context manager around one phase inside a tick (``"network"``, ``"entities"``, ...)."""
-        series = self._phases.get(name)
+        try:
+            series = self._phases.get(name)  # type: ignore[call-overload]
+        except Exception:  # unhashable: its label is looked up below
+            series = None
         if series is None:
             series = self._phase_series(name)
+            if series is None:
+                self._reject("phase", name)
         return _Phase(self, series)
 
     def record_tick(self, duration_s: float) -> None:
         """Record a tick timed by the caller (seconds); counts toward the tick rate like ``tick()``."""
-        if not (duration_s.__class__ in (float, int) and 0 <= duration_s < math.inf):
+        if not (duration_s.__class__ in (float, int) and 0 <= duration_s <= 1e300):
             return self._reject("record_tick", duration_s)
         start = self._perf() - duration_s
         self._tick_started(start)
         self._tick_series.record(duration_s)
 
-    def record_phase(self, name: str, duration_s: float) -> None:
+    def record_phase(self, name: object, duration_s: float) -> None:
         """Record a phase timed by the caller (seconds)."""
-        if not (duration_s.__class__ in (float, int) and 0 <= duration_s < math.inf):
+        if not (duration_s.__class__ in (float, int) and 0 <= duration_s <= 1e300):
             return self._reject("record_phase", duration_s)
-        series = self._phases.get(name)
+        try:
+            series = self._phases.get(name)  # type: ignore[call-overload]
+        except Exception:  # unhashable: its label is looked up below
+            series = None
         if series is None:
             series = self._phase_series(name)
+            if series is None:
+                return self._reject("record_phase", name)
         series.record(duration_s)
         self._cells.shard().cycle += duration_s
+        return None
 
-    def _phase_series(self, name: object) -> HistogramSeries:
-        if not isinstance(name, str):
-            self._reject("phase", name)
-            name = str(name)
+    def _phase_series(self, name: object) -> HistogramSeries | None:
+        """The series of phase ``name`` (its label's, or ``_overflow``'s); None when it cannot be a label."""
         label = self._phase_names.admit(name)
-        with self._phase_lock:
-            series = self._phases.get(label)
-            if series is None:
-                series = self._histogram(self._phase_spec, phase=label)
-                self._phases[label] = series
-            if label != name:
-                return series
-            self._phases[name] = series
+        if label is None:
+            return None
+        series = self._phases.get(label)
+        if series is None:
+            with self._phase_lock:
+                series = self._phases.get(label)
+                if series is None:
+                    series = self._phases[label] = self._histogram(self._phase_spec, phase=label)
         return series
 
     def _tick_started(self, start: float | None = None) -> float:

@@ -28,6 +28,7 @@ ACCESSES: tuple[str, ...] = (
     "provider_readers",
     "hook_reader",
     "prometheus_translator",
+    "prometheus_naming",
     "logs_sdk",
     "logs_api",
     "otlp_log_exporter",
@@ -99,6 +100,14 @@ class PrometheusTranslator:
 def prometheus_translator(*, target_info: bool = True, scope_labels: bool = False) -> PrometheusTranslator:
     """A :class:`PrometheusTranslator`."""
     return PrometheusTranslator(target_info=target_info, scope_labels=scope_labels)
+
+
+def prometheus_naming() -> tuple[Callable[[str], str], Callable[[str], str], Callable[[str], str]]:
+    """The Prometheus exporter's ``sanitize_full_name``, ``sanitize_attribute`` and ``map_unit``
+    (``opentelemetry.exporter.prometheus._mapping``), so that our renderer names series exactly as it does."""
+    from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
+
+    return sanitize_full_name, sanitize_attribute, map_unit
 
 
 def logs_sdk() -> tuple[type, type]:

@@ -8,18 +8,37 @@ and gauges, and histogram data points merged into each reader's collection (:mod
 Histograms
 ----------
 
-A :class:`HistogramLayout` divides the recorded range into logarithmic cells about 1% wide (relative width
-``GROWTH - 1``). Where one of the catalog's explicit bucket boundaries falls inside a cell, the cell is split at that
-boundary with a single comparison. So every storage slot lies inside exactly one explicit bucket and:
+A histogram series is a logarithmic sketch (the DDSketch idea) plus exact statistics:
 
-* the explicit-bucket counts exported to Prometheus and OTLP are **exact** (sums of slots), and
-* quantiles, min and max read from the slots are within half a cell, ``QUANTILE_RELATIVE_ERROR`` (0.5%), of the
-  exact sample quantile, whatever the number of samples: memory is fixed by the layout, not by the load.
+* **Cells.** A positive value ``v`` goes to cell ``k = ceil(log(v) / log(GAMMA))`` with
+  ``GAMMA = (1 + α) / (1 - α)`` and ``α = RELATIVE_ACCURACY`` (0.5%); cell ``k`` holds ``(GAMMA**(k-1), GAMMA**k]``
+  and reports ``2 * GAMMA**k / (GAMMA + 1)``, which is within ``α`` of every value in it. The index has no range:
+  any positive float has a cell, so every quantile of any positive value (1 ns or 10⁶ s, in any recorded unit) is
+  within 0.5%. Only occupied cells take memory: a thread keeps a dict of its occupied cells, snapshots a dense
+  tuple over the occupied range (pings of 5-500 ms occupy about 460 cells).
+* **Zero and negative values** are explicit: zero has a count of its own; a negative value goes to a mirrored
+  cell of its magnitude. No catalog metric is negative (the monitors and the facade reject negative durations and
+  sizes before recording), but a negative value that reaches :meth:`HistogramSeries.record` is counted in
+  ``count``, ``sum``, min, max, the quantiles and the first explicit bucket(s). NaN and infinities have no place in
+  a distribution: they are counted in :attr:`HistogramSnapshot.invalid` and left out of everything else.
+* **Exact statistics.** Count, sum, min and max are exact, per series and per interval (so per window and per
+  delta point): each thread keeps the min and max of what it recorded since the last collection, and the
+  collection folds them into the series' running min and max and into a log of per-collection extremes
+  (:class:`_ExtremesLog`) from which :func:`difference` takes an interval's exact min and max.
+* **Explicit buckets stay exact.** A value in a cell holding one of the layout's boundaries (about one cell in
+  ten for pings) is also counted in the explicit bucket :func:`bisect.bisect_left` finds for it, so a value exactly
+  on a boundary lands in that boundary's bucket (Prometheus' ``le`` is inclusive); every other cell lies inside one
+  explicit bucket. Boundaries are compared in the recorded unit, converted by decimal division (``0.175`` s is
+  ``175.0`` ms, not ``174.99999999999997``).
 
-Each thread writes only its own slots (:class:`HistogramCell`, one per thread through :class:`ThreadShards`, the
+Each thread writes only its own cell (:class:`HistogramCell`, one per thread through :class:`ThreadShards`, the
 per-thread primitive every accumulator here and in the facade uses), so recording takes no lock and no count is ever
-lost; the collector sums the threads' cells. Reading a cell while its thread writes it sees each slot either before or
-after the increment, never a torn value.
+lost; the collector sums the threads' cells. CPython switches threads only between bytecodes that call, jump back or
+start a function: :meth:`HistogramSeries.record` makes its calls (``log``, ``ceil``, ``bisect``) before its first
+update and none after, and the collection reads a cell (and restarts its min and max) with no call before its last
+read, so a collection sees each recorded value entirely or not at all. Only a Python-level tracer (a debugger,
+``sys.settrace``) can switch threads in between: then a value recorded at that very moment may have its min or max
+attributed to the next interval; its count and sum are never lost, nor is it from the cumulative min and max.
 """
 
 from __future__ import annotations
@@ -28,12 +47,15 @@ import bisect
 import functools
 import itertools
 import math
+import sys
 import threading
 import weakref
+from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import add, sub
+from decimal import Decimal
+from operator import add, itemgetter, sub
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -41,131 +63,139 @@ if TYPE_CHECKING:
 
 _S = TypeVar("_S")
 
-#: Ratio between the upper and lower edge of one cell.
-GROWTH = 1.01
-#: Largest relative error of a quantile, min or max read from a layout (half a cell, geometrically).
-QUANTILE_RELATIVE_ERROR = math.sqrt(GROWTH) - 1.0
-#: How far below the first and above the last explicit boundary the fine cells extend (factors).
-_RANGE_BELOW = 10.0
-_RANGE_ABOVE = 10.0
+#: Relative accuracy α of the sketch: every quantile, of any positive value, is within this fraction of the exact
+#: sample quantile (nearest rank).
+RELATIVE_ACCURACY = 0.005
+#: Ratio between the upper and lower edge of one cell: ``(1 + α) / (1 - α)``.
+GAMMA = (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+#: Largest relative error of a quantile read from a sketch (min and max are exact when known, see ``min()``).
+QUANTILE_RELATIVE_ERROR = RELATIVE_ACCURACY
+
+_INF = math.inf
+_INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
+# The value a cell reports: GAMMA**k * this (the point within α of both edges).
+_CENTRE = 2.0 / (GAMMA + 1.0)
+
+# A thread's cell is one dict of integer keys, so that a collection copies it in one call. Cells of positive values
+# use their index (|index| < _KEY_SPAN for every float); the other counters use keys in bands above it.
+_KEY_SPAN = 1 << 17
+assert (
+    -math.log(math.ulp(0.0)) * _INV_LOG_GAMMA + 1 < _KEY_SPAN
+    and math.log(sys.float_info.max) * _INV_LOG_GAMMA < _KEY_SPAN
+)
+_SPECIAL = 1 << 18  # keys >= this are not positive cells
+_ZERO = _SPECIAL
+_INVALID = _SPECIAL + 1
+_BUCKET = _SPECIAL + 2  # _BUCKET + j: values counted directly in explicit bucket j
+_NEGATIVE = 1 << 20  # _NEGATIVE + k: negative values whose magnitude is in cell k
+_MAX_BOUNDARIES = _NEGATIVE - _KEY_SPAN - _BUCKET - 1
+
+
+def _cell_of(value: float) -> int:
+    """The cell index of a positive value (the expression :meth:`HistogramSeries.record` applies inline)."""
+    return math.ceil(math.log(value) * _INV_LOG_GAMMA)
+
+
+def _centre(key: int) -> float:
+    """The value cell ``key`` reports (recorded unit)."""
+    try:
+        return float(GAMMA**key * _CENTRE)
+    except OverflowError:
+        return _INF
+
+
+def _in_recorded_unit(boundary: float, scale: float) -> float:
+    """``boundary / scale`` as the decimal numbers they are written as (``0.175 / 0.001`` is exactly 175)."""
+    if scale == 1.0:
+        return boundary
+    return float(Decimal(repr(boundary)) / Decimal(repr(float(scale))))
 
 
 class HistogramLayout:
-    """The fixed slot structure of one histogram, in the unit values are recorded in.
+    """The explicit buckets of one histogram, in the unit values are recorded in, and how cells map onto them.
 
-    Slots: ``0`` holds values at or below ``low`` (including 0); for cell ``g``, slot ``2g+1`` holds values up to
-    the split point and ``2g+2`` values above it; the last slot holds values above the highest cell.
+    Cells (see the module docstring) are the same for every layout; the layout knows which cells hold a boundary
+    (values there are also counted per explicit bucket) and which run of cells makes each explicit bucket.
 
     Args:
-        boundaries: explicit bucket boundaries in the exported unit (e.g. seconds), strictly increasing.
+        boundaries: explicit bucket boundaries in the exported unit (e.g. seconds), finite and strictly increasing.
         scale: exported value = recorded value × scale (e.g. 0.001 when milliseconds are recorded).
+
+    Raises:
+        ValueError: on no boundaries, boundaries that are not finite and strictly increasing, or a scale that is
+            not positive and finite.
     """
 
-    __slots__ = (
-        "base",
-        "boundaries",
-        "bucket_end_slot",
-        "bucket_of_slot",
-        "cells",
-        "inv_log_growth",
-        "low",
-        "scale",
-        "slot_count",
-        "slot_high",
-        "slot_low",
-        "split",
-    )
+    __slots__ = ("_positive_runs", "boundaries", "boundary_cells", "one_boundary", "recorded", "scale", "zero_bucket")
 
     def __init__(self, boundaries: Sequence[float], scale: float = 1.0) -> None:
         if not boundaries:
             raise ValueError("a histogram layout needs at least one boundary")
-        if scale <= 0 or not math.isfinite(scale):
-            raise ValueError(f"scale must be positive, got {scale!r}")
-        self.boundaries: tuple[float, ...] = tuple(float(b) for b in boundaries)
+        if len(boundaries) > _MAX_BOUNDARIES:
+            raise ValueError(f"a histogram layout takes at most {_MAX_BOUNDARIES} boundaries, got {len(boundaries)}")
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"scale must be positive and finite, got {scale!r}")
+        exported = tuple(float(b) for b in boundaries)
+        for low, high in itertools.pairwise(exported):
+            if not low < high:
+                raise ValueError(f"boundaries must be strictly increasing, got {low!r} then {high!r}")
+        if not all(math.isfinite(b) for b in exported):
+            raise ValueError(f"boundaries must be finite, got {exported!r}")
+        self.boundaries: tuple[float, ...] = exported
         self.scale = scale
-        recorded = [b / scale for b in self.boundaries]
-        positive = [b for b in recorded if b > 0]
-        low = (positive[0] if positive else 1.0) / _RANGE_BELOW
-        high = max(recorded[-1], low) * _RANGE_ABOVE
-        self.low = low
-        self.inv_log_growth = 1.0 / math.log(GROWTH)
-        self.base = math.log(low) * self.inv_log_growth
-        self.cells = math.ceil(math.log(high / low) * self.inv_log_growth) + 1
-        # split[g]: the explicit boundary inside cell g (values <= it go to the lower slot), else +inf.
-        self.split: list[float] = [math.inf] * self.cells
-        edges = [low * GROWTH**g for g in range(self.cells + 1)]
-        for b in recorded:
-            if b <= low:
-                continue
-            g = self.cell_of(b)
-            if g >= self.cells:
-                continue
-            if self.split[g] != math.inf:
-                raise ValueError(f"boundaries {self.split[g] * scale} and {b * scale} are closer than one cell")
-            self.split[g] = b
-        self.slot_count = 2 * self.cells + 2
-        # Value range of each slot, in the recorded unit.
-        self.slot_low: list[float] = [0.0] * self.slot_count
-        self.slot_high: list[float] = [0.0] * self.slot_count
-        self.slot_low[0], self.slot_high[0] = 0.0, low
-        for g in range(self.cells):
-            lo_edge, hi_edge = edges[g], edges[g + 1]
-            cut = min(self.split[g], hi_edge)
-            self.slot_low[2 * g + 1], self.slot_high[2 * g + 1] = lo_edge, cut
-            self.slot_low[2 * g + 2], self.slot_high[2 * g + 2] = cut, hi_edge
-        last = self.slot_count - 1
-        self.slot_low[last], self.slot_high[last] = edges[self.cells], math.inf
-        # bucket_of_slot[s]: index of the explicit bucket (0..len(boundaries)) that slot s lies in. No boundary lies
-        # strictly inside a slot, so probing the slot's middle finds it (edges are avoided: float rounding there).
-        # Slot 0 holds values <= low, treated as 0 (low is 1/10 of the smallest positive boundary).
-        self.bucket_of_slot: list[int] = []
-        for s in range(self.slot_count):
-            if s == 0:
-                probe = 0.0
-            elif s == self.slot_count - 1:
-                probe = self.slot_low[s]
-            else:
-                probe = math.sqrt(self.slot_low[s] * self.slot_high[s])
-            self.bucket_of_slot.append(bisect.bisect_left(recorded, probe))
-        # bucket_end_slot[b]: the last slot of explicit bucket b (buckets are contiguous runs of slots).
-        self.bucket_end_slot: list[int] = [0] * (len(recorded) + 1)
-        for slot, bucket in enumerate(self.bucket_of_slot):
-            self.bucket_end_slot[bucket] = slot
-        for bucket in range(1, len(self.bucket_end_slot)):
-            # An empty bucket (no slot) ends where the previous one ended.
-            self.bucket_end_slot[bucket] = max(self.bucket_end_slot[bucket], self.bucket_end_slot[bucket - 1])
+        #: The boundaries in the recorded unit: a value ``v`` belongs to bucket ``bisect_left(recorded, v)``.
+        self.recorded: tuple[float, ...] = tuple(_in_recorded_unit(b, scale) for b in exported)
+        first_positive = bisect.bisect_right(self.recorded, 0.0)
+        keys = [_cell_of(b) for b in self.recorded[first_positive:]]
+        #: Cells holding a boundary: their values are also counted per explicit bucket.
+        self.boundary_cells: frozenset[int] = frozenset(keys)
+        #: For a cell holding exactly one boundary: that boundary and the key of its bucket in a thread's counts
+        #: (a value above it is in the next bucket). Cells holding several boundaries are bisected.
+        self.one_boundary: dict[int, tuple[float, int]] = {
+            key: (self.recorded[first_positive + index], first_positive + index + _BUCKET)
+            for index, key in enumerate(keys)
+            if keys.count(key) == 1
+        }
+        #: The explicit bucket of the value 0.
+        self.zero_bucket = bisect.bisect_left(self.recorded, 0.0)
+        # Explicit bucket j (for j >= first_positive) holds the positive cells strictly between the cells of its
+        # lower and upper boundary (None: unbounded); a boundary's own cell is counted per bucket instead.
+        runs: list[tuple[int, int | None, int | None]] = []
+        for bucket in range(first_positive, len(self.recorded) + 1):
+            after = keys[bucket - first_positive - 1] if bucket > first_positive else None
+            before = keys[bucket - first_positive] if bucket < len(self.recorded) else None
+            if after is None or before is None or before - after > 1:
+                runs.append((bucket, after, before))
+        self._positive_runs = tuple(runs)
 
     def cell_of(self, value: float) -> int:
-        """The fine cell index of a recorded ``value`` > ``low``."""
-        return int(math.log(value) * self.inv_log_growth - self.base)
+        """The cell index of a positive recorded ``value``."""
+        return _cell_of(value)
 
-    def slot_of(self, value: float) -> int:
-        """The storage slot of a recorded ``value`` (the same rule the hot path applies inline)."""
-        if value <= self.low:
-            return 0
-        g = int(math.log(value) * self.inv_log_growth - self.base)
-        if g >= self.cells:
-            return self.slot_count - 1
-        return 2 * g + 1 + (value > self.split[g])
+    def bucket_of(self, value: float) -> int:
+        """The explicit bucket (0 .. ``len(boundaries)``) of a recorded ``value``; boundaries are inclusive."""
+        return bisect.bisect_left(self.recorded, value)
 
-    def representative(self, slot: int) -> float:
-        """The value reported for a slot (recorded unit): the geometric middle of its range."""
-        lo, hi = self.slot_low[slot], self.slot_high[slot]
-        if slot == 0:
-            return 0.0
-        if hi == math.inf:
-            return lo
-        return math.sqrt(lo * hi)
+    def representative(self, cell: int) -> float:
+        """The value reported for positive cell ``cell`` (recorded unit): within α of every value in it."""
+        return _centre(cell)
 
 
 class HistogramCell:
-    """One thread's slots for one histogram series. Written only by its thread."""
+    """One thread's state for one histogram series. Written only by its thread (the collection restarts min/max).
 
-    __slots__ = ("__weakref__", "counts", "sum")
+    ``counts`` maps keys to counts: positive cells by index, and the zero, invalid, per-bucket and negative counters
+    by keys above them (the per-bucket ones from the start: ``seed``); ``low``/``high`` are the extremes recorded
+    since the last collection; ``sum`` is cumulative.
+    """
 
-    def __init__(self, slot_count: int) -> None:
-        self.counts: list[int] = [0] * slot_count
+    __slots__ = ("__weakref__", "counts", "high", "low", "sum")
+
+    def __init__(self, seed: dict[int, int] | None = None) -> None:
+        self.counts: dict[int, int] = {} if seed is None else dict(seed)
         self.sum: float = 0.0
+        self.low: float = _INF
+        self.high: float = -_INF
 
 
 class _ShardLocal(threading.local, Generic[_S]):
@@ -243,28 +273,115 @@ class ThreadShards(Generic[_S]):
         return len(self._shards)
 
 
+class _ExtremesLog:
+    """The exact min and max of what each of the last ``capacity`` collections of one series took in (a ring).
+
+    Collection ``g`` (1, 2, ...) is the ``g``-th :meth:`HistogramSeries.snapshot`; :meth:`between` gives the extremes
+    of the values recorded between two snapshots as long as the ring still holds every collection in between.
+    Thread-safe.
+    """
+
+    __slots__ = ("_highs", "_lock", "_lows", "capacity", "latest")
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self._lows = array("d", [_INF]) * capacity
+        self._highs = array("d", [-_INF]) * capacity
+        #: The number of the newest collection (0: none yet).
+        self.latest = 0
+        self._lock = threading.Lock()
+
+    def append(self, low: float, high: float) -> int:
+        """Log one collection's extremes (``inf``/``-inf`` when it took in nothing); returns its number."""
+        with self._lock:
+            self.latest += 1
+            slot = self.latest % self.capacity
+            self._lows[slot] = low
+            self._highs[slot] = high
+            return self.latest
+
+    def between(self, after: int, upto: int) -> tuple[float, float] | None:
+        """Extremes of the collections ``after + 1 .. upto``; None when the ring no longer holds all of them."""
+        with self._lock:
+            if not self.latest - self.capacity <= after <= upto <= self.latest:
+                return None
+            if after == upto:
+                return _INF, -_INF
+            first, last = (after + 1) % self.capacity, upto % self.capacity
+            if first <= last:
+                return min(self._lows[first : last + 1]), max(self._highs[first : last + 1])
+            return (
+                min(min(self._lows[first:]), min(self._lows[: last + 1])),
+                max(max(self._highs[first:]), max(self._highs[: last + 1])),
+            )
+
+
 class HistogramSnapshot:
     """Aggregated state of one histogram series, in the recorded unit unless said otherwise. Immutable.
 
-    ``counts`` are per-slot counts (see :class:`HistogramLayout`) for the slots ``offset .. offset+len(counts)-1``;
-    every slot outside that range is empty. Sliding-window snapshots keep only the occupied range, so reading
-    their statistics costs C-speed passes over a few hundred slots, not the whole layout.
+    ``counts`` are the counts of the positive cells ``offset .. offset + len(counts) - 1`` (every other positive
+    cell is empty), ``negative``/``negative_offset`` the same for the magnitudes of negative values, ``zero`` the
+    count of zeros. ``edge_counts`` (empty or one per explicit bucket) are the values counted directly in their
+    explicit bucket: those in a cell holding a boundary, and negative values. ``invalid`` counts NaN and infinities,
+    which are in nothing else. ``count``, ``sum``, :meth:`min` and :meth:`max` are exact (``low``/``high`` given);
+    without ``low``/``high`` (an interval older than the extremes log), min and max are read from the cells.
     """
 
-    __slots__ = ("_running", "count", "counts", "layout", "offset", "sum")
+    __slots__ = (
+        "_high",
+        "_log",
+        "_low",
+        "_running",
+        "count",
+        "counts",
+        "edge_counts",
+        "generation",
+        "invalid",
+        "layout",
+        "negative",
+        "negative_offset",
+        "offset",
+        "sum",
+        "zero",
+    )
 
     def __init__(
-        self, layout: HistogramLayout, counts: tuple[int, ...], count: int, sum: float, offset: int = 0
+        self,
+        layout: HistogramLayout,
+        counts: tuple[int, ...],
+        count: int,
+        sum: float,
+        offset: int = 0,
+        *,
+        zero: int = 0,
+        negative: tuple[int, ...] = (),
+        negative_offset: int = 0,
+        edge_counts: tuple[int, ...] = (),
+        low: float | None = None,
+        high: float | None = None,
+        invalid: int = 0,
+        generation: int | None = None,
+        log: _ExtremesLog | None = None,
     ) -> None:
         self.layout = layout
         self.counts = counts
         self.count = count
         self.sum = sum
         self.offset = offset
+        self.zero = zero
+        self.negative = negative
+        self.negative_offset = negative_offset
+        self.edge_counts = edge_counts
+        self.invalid = invalid
+        #: The collection this cumulative snapshot was taken at (None for intervals, windows and merges).
+        self.generation = generation
+        self._low = low
+        self._high = high
+        self._log = log
         self._running: list[int] | None = None
 
     def __repr__(self) -> str:
-        return f"HistogramSnapshot(count={self.count}, sum={self.sum})"
+        return f"HistogramSnapshot(count={self.count}, sum={self.sum}, min={self.min()}, max={self.max()})"
 
     def _cumulative(self) -> list[int]:
         running = self._running
@@ -273,232 +390,540 @@ class HistogramSnapshot:
         return running
 
     def bucket_counts(self) -> list[int]:
-        """Counts per explicit bucket (``len(boundaries) + 1`` values, the last for +Inf)."""
-        running = self._cumulative()
-        last = len(running) - 1
-        ends = []
-        for slot in self.layout.bucket_end_slot:
-            index = slot - self.offset
-            ends.append(0 if index < 0 or last < 0 else running[min(index, last)])
-        return [ends[0], *map(sub, ends[1:], ends[:-1])]
+        """Counts per explicit bucket (``len(boundaries) + 1`` values, the last for +Inf). Exact."""
+        layout = self.layout
+        buckets = list(self.edge_counts) if self.edge_counts else [0] * (len(layout.recorded) + 1)
+        if self.zero:
+            buckets[layout.zero_bucket] += self.zero
+        if self.counts:
+            running = self._cumulative()
+            last, offset, total = len(running) - 1, self.offset, running[-1]
+            for bucket, after, before in layout._positive_runs:
+                # Cells strictly between the cells of the bucket's two boundaries (their own are in edge_counts).
+                upper = total if before is None else _at_or_below(running, last, before - 1 - offset)
+                lower = 0 if after is None else _at_or_below(running, last, after - offset)
+                buckets[bucket] += upper - lower
+        return buckets
 
     def quantile(self, q: float) -> float | None:
-        """The ``q``-quantile (0..1) of the recorded values, within 0.5%; None when empty."""
+        """The ``q``-quantile (0..1) of the recorded values (nearest rank), within 0.5%; None when empty.
+
+        The smallest and largest rank (``q = 0`` and ``q = 1``) are the exact min and max; every quantile lies
+        between them.
+        """
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within 0..1, got {q!r}")
-        if self.count == 0:
+        count = self.count
+        if count == 0:
             return None
-        # Nearest rank on the 1-based ordered samples: the first slot whose running count reaches it.
-        rank = max(1, math.ceil(q * self.count))
-        index = bisect.bisect_left(self._cumulative(), rank)
-        return self.layout.representative(self.offset + min(index, len(self.counts) - 1))
+        # Nearest rank on the 1-based ordered samples (numpy's "inverted_cdf").
+        rank = max(1, math.ceil(q * count))
+        low, high = self.min(), self.max()
+        assert low is not None and high is not None
+        if rank == 1:
+            return low
+        if rank >= count:
+            return high
+        return min(max(self._at_rank(rank), low), high)
+
+    def _at_rank(self, rank: int) -> float:
+        negatives = sum(self.negative)
+        if rank <= negatives:
+            # Negative values ascend as their magnitudes descend.
+            for index in range(len(self.negative) - 1, -1, -1):
+                rank -= self.negative[index]
+                if rank <= 0:
+                    return -_centre(self.negative_offset + index)
+        if rank <= negatives + self.zero:
+            return 0.0
+        running = self._cumulative()
+        index = bisect.bisect_left(running, rank - negatives - self.zero)
+        return _centre(self.offset + min(index, len(running) - 1))
 
     def min(self) -> float | None:
-        """Smallest recorded value (within 0.5%); None when empty."""
+        """Smallest recorded value (exact; read from the cells, within 0.5%, only for an interval older than the
+        extremes log); None when empty."""
         if not self.count:
             return None
-        return self.layout.representative(next(itertools.compress(itertools.count(self.offset), self.counts)))
+        if self._low is not None:
+            return self._low
+        if any(self.negative):
+            return -_centre(self.negative_offset + _last_occupied(self.negative))
+        if self.zero:
+            return 0.0
+        return _centre(self.offset + _first_occupied(self.counts))
 
     def max(self) -> float | None:
-        """Largest recorded value (within 0.5%); None when empty."""
+        """Largest recorded value (exact, or within 0.5% as for :meth:`min`); None when empty."""
         if not self.count:
             return None
-        last = self.offset + len(self.counts) - 1
-        return self.layout.representative(last - next(itertools.compress(itertools.count(), reversed(self.counts))))
+        if self._high is not None:
+            return self._high
+        if any(self.counts):
+            return _centre(self.offset + _last_occupied(self.counts))
+        if self.zero:
+            return 0.0
+        return -_centre(self.negative_offset + _first_occupied(self.negative))
 
     def mean(self) -> float | None:
         """Exact mean of the recorded values; None when empty."""
         return self.sum / self.count if self.count else None
 
 
+def _at_or_below(running: list[int], last: int, index: int) -> int:
+    return 0 if index < 0 else running[min(index, last)]
+
+
+def _first_occupied(counts: Sequence[int]) -> int:
+    return next(itertools.compress(itertools.count(), counts))
+
+
+def _last_occupied(counts: Sequence[int]) -> int:
+    return len(counts) - 1 - next(itertools.compress(itertools.count(), reversed(counts)))
+
+
+def _trimmed(values: Sequence[int], offset: int) -> tuple[tuple[int, ...], int]:
+    """``values`` without their zero ends, and the offset of what is left."""
+    first = next(itertools.compress(itertools.count(), values), None)
+    if first is None:
+        return (), 0
+    last = _last_occupied(values)
+    return tuple(values[first : last + 1]), offset + first
+
+
+def _combined(
+    a: tuple[int, ...], a_offset: int, b: tuple[int, ...], b_offset: int, op: Callable[[int, int], int]
+) -> tuple[tuple[int, ...], int]:
+    """``a op b`` cell by cell (``op`` is ``add`` or ``sub``), both aligned on their offsets, trimmed."""
+    if not b:
+        return a, a_offset
+    if not a and op is add:
+        return b, b_offset
+    if a_offset == b_offset and len(a) == len(b):
+        return _trimmed(tuple(map(op, a, b)), a_offset)
+    low = min(a_offset, b_offset)
+    high = max(a_offset + len(a), b_offset + len(b))
+    values = [0] * (high - low)
+    values[a_offset - low : a_offset - low + len(a)] = a
+    part = slice(b_offset - low, b_offset - low + len(b))
+    values[part] = map(op, values[part], b)
+    return _trimmed(values, low)
+
+
+def _dense(spans: Iterable[tuple[dict[int, int], int, int]]) -> tuple[tuple[int, ...], int]:
+    """Dict counts over key ranges ``first .. last`` as one dense tuple and its offset (summed where they meet)."""
+    spans = list(spans)
+    if not spans:
+        return (), 0
+    if len(spans) == 1:
+        counts, first, last = spans[0]
+        return tuple(map(counts.get, range(first, last + 1), itertools.repeat(0))), first
+    first = min(span[1] for span in spans)
+    values = [0] * (max(span[2] for span in spans) - first + 1)
+    for counts, low, high in spans:
+        part = slice(low - first, high - first + 1)
+        values[part] = map(add, values[part], map(counts.get, range(low, high + 1), itertools.repeat(0)))
+    return tuple(values), first
+
+
+def _from_copies(
+    layout: HistogramLayout,
+    copies: list[dict[int, int]],
+    total: float,
+    low: float,
+    high: float,
+    generation: int,
+    log: _ExtremesLog,
+) -> HistogramSnapshot:
+    """The snapshot of the threads' cell dicts (copied by a collection), with the series' extremes."""
+    spans: list[tuple[dict[int, int], int, int]] = []
+    zero = invalid = 0
+    buckets: list[int] | None = None
+    negative: dict[int, int] = {}
+    for counts in copies:
+        if not counts:
+            continue
+        keys = sorted(counts)
+        split = bisect.bisect_left(keys, _SPECIAL)
+        if split:
+            spans.append((counts, keys[0], keys[split - 1]))
+        for key in keys[split:]:  # a few: zero, invalid, per-bucket counts, negative cells
+            n = counts[key]
+            if key >= _NEGATIVE - _KEY_SPAN:
+                negative[key - _NEGATIVE] = negative.get(key - _NEGATIVE, 0) + n
+            elif key >= _BUCKET:
+                if buckets is None:
+                    buckets = [0] * (len(layout.recorded) + 1)
+                buckets[key - _BUCKET] += n
+            elif key == _ZERO:
+                zero += n
+            else:
+                invalid += n
+    positive, offset = _dense(spans)
+    negatives, negative_offset = _dense([(negative, min(negative), max(negative))] if negative else [])
+    count = sum(positive) + zero + sum(negatives)
+    return HistogramSnapshot(
+        layout,
+        positive,
+        count,
+        total,
+        offset,
+        zero=zero,
+        negative=negatives,
+        negative_offset=negative_offset,
+        edge_counts=tuple(buckets) if buckets else (),
+        low=low if count else None,
+        high=high if count else None,
+        invalid=invalid,
+        generation=generation,
+        log=log,
+    )
+
+
 def _merged_cells(a: HistogramCell, b: HistogramCell) -> HistogramCell:
-    merged = HistogramCell(0)
-    merged.counts = list(map(add, a.counts, b.counts))
+    merged = HistogramCell()
+    counts = dict(a.counts)
+    for key, n in b.counts.items():
+        counts[key] = counts.get(key, 0) + n
+    merged.counts = counts
     merged.sum = a.sum + b.sum
+    merged.low = min(a.low, b.low)
+    merged.high = max(a.high, b.high)
     return merged
 
 
 class HistogramSeries:
     """One histogram series (an instrument bound to one attribute set), recorded without locks.
 
-    ``record(value)`` is the hot path. Values must be finite and >= 0; the caller validates (monitors count what
-    they reject). ``snapshot()`` sums all threads' cells (:class:`ThreadShards`); cells of threads that have
-    ended are folded into a retired cell so that threads coming and going do not grow memory.
+    ``record(value)`` is the hot path; ``snapshot()`` sums all threads' cells (:class:`ThreadShards`; cells of
+    threads that have ended are folded into a retired cell, so threads coming and going do not grow memory).
+    Thread-safety: ``record`` from any thread, ``snapshot`` from any thread (snapshots are serialised by a lock
+    the hot path never takes).
     """
 
-    __slots__ = ("_local", "_shards", "attributes", "layout")
+    __slots__ = (
+        "_boundary_cells",
+        "_high",
+        "_local",
+        "_lock",
+        "_log",
+        "_low",
+        "_one_boundary",
+        "_recorded",
+        "_shards",
+        "attributes",
+        "layout",
+    )
 
     def __init__(self, layout: HistogramLayout, attributes: tuple[tuple[str, str], ...] = ()) -> None:
         self.layout = layout
         self.attributes = attributes
-        self._shards: ThreadShards[HistogramCell] = ThreadShards(
-            functools.partial(HistogramCell, layout.slot_count), _merged_cells
-        )
+        # Every bucket key is in a thread's counts from the start: incrementing one cannot raise (see record()).
+        seed = dict.fromkeys(range(_BUCKET, _BUCKET + len(layout.recorded) + 1), 0)
+        self._shards: ThreadShards[HistogramCell] = ThreadShards(functools.partial(HistogramCell, seed), _merged_cells)
         self._local = self._shards.local  # read inline by record(): no method call on the hot path
+        self._boundary_cells = layout.boundary_cells
+        self._one_boundary = layout.one_boundary
+        self._recorded = layout.recorded
+        self._lock = threading.Lock()
+        self._log = _ExtremesLog()
+        self._low = _INF
+        self._high = -_INF
 
     def record(
         self,
         value: float,
         _log: Callable[[float], float] = math.log,
-        _int: type[int] = int,
+        _ceil: Callable[[float], int] = math.ceil,
+        _inv: float = _INV_LOG_GAMMA,
+        _bisect: Callable[[Sequence[float], float], int] = bisect.bisect_left,
     ) -> None:
-        """Record one value (recorded unit). No validation: callers pass finite values >= 0."""
+        """Record one value (recorded unit). Never raises; NaN and infinities are counted as ``invalid`` only.
+
+        Callers validate (the monitors and the facade pass finite values >= 0 and count what they reject).
+        """
         try:
             cell = self._local.shard
         except AttributeError:
             cell = self._shards.shard()
-        layout = self.layout
-        if value > layout.low:
-            g = _int(_log(value) * layout.inv_log_growth - layout.base)
-            if g < layout.cells:
-                cell.counts[2 * g + 1 + (value > layout.split[g])] += 1
+        if value > 0.0:
+            try:
+                key = _ceil(_log(value) * _inv)
+            except OverflowError:
+                return self._record_unusual(cell, value)
+            counts = cell.counts
+            if key in self._boundary_cells:
+                # A cell holding a boundary: the value is also counted in its explicit bucket.
+                try:
+                    boundary, bucket = self._one_boundary[key]
+                    bucket += value > boundary
+                except KeyError:
+                    bucket = _bisect(self._recorded, value) + _BUCKET
+                # From the first update to the last nothing may call (see the module docstring); a KeyError
+                # runs before any update of this value, and the bucket keys are always there.
+                try:
+                    counts[key] += 1
+                except KeyError:
+                    counts[key] = 1
+                counts[bucket] += 1
             else:
-                cell.counts[-1] += 1
+                # From the first update to the last nothing may call (see the module docstring); a KeyError
+                # runs before any update of this value.
+                try:
+                    counts[key] += 1
+                except KeyError:
+                    counts[key] = 1
+        elif value == 0.0:
+            try:
+                cell.counts[_ZERO] += 1
+            except KeyError:
+                cell.counts[_ZERO] = 1
         else:
-            cell.counts[0] += 1
+            return self._record_unusual(cell, value)
+        if value < cell.low:
+            cell.low = value
+        if value > cell.high:
+            cell.high = value
+        cell.sum += value
+
+    def _record_unusual(self, cell: HistogramCell, value: float) -> None:
+        """A negative value (mirrored cell, counted in its explicit bucket), or NaN or an infinity (invalid)."""
+        counts = cell.counts
+        if not -_INF < value < 0.0:
+            if _INVALID in counts:
+                counts[_INVALID] += 1
+            else:
+                counts[_INVALID] = 1
+            return
+        key = math.ceil(math.log(-value) * _INV_LOG_GAMMA) + _NEGATIVE
+        bucket = bisect.bisect_left(self._recorded, value) + _BUCKET
+        # No call from here on (see record()).
+        if key in counts:
+            counts[key] += 1
+        else:
+            counts[key] = 1
+        if bucket in counts:
+            counts[bucket] += 1
+        else:
+            counts[bucket] = 1
+        if value < cell.low:
+            cell.low = value
+        if value > cell.high:
+            cell.high = value
         cell.sum += value
 
     def snapshot(self) -> HistogramSnapshot:
-        """The cumulative state of every thread's cell, summed."""
-        totals: list[int] | None = None
-        total_sum = 0.0
-        for cell in self._shards.all():
-            totals = list(cell.counts) if totals is None else list(map(add, totals, cell.counts))
-            total_sum += cell.sum
-        if totals is None:
-            totals = [0] * self.layout.slot_count
-        return HistogramSnapshot(self.layout, tuple(totals), sum(totals), total_sum)
+        """The cumulative state of every thread's cell, summed, with exact count, sum, min and max.
+
+        Each snapshot is one collection of the series' extremes log: :func:`difference` of two snapshots of this
+        series has the exact min and max of what was recorded in between.
+        """
+        with self._lock:
+            copies: list[dict[int, int]] = []
+            total = 0.0
+            low, high = _INF, -_INF
+            for cell in self._shards.all():
+                # One instant per cell: no call until the copy (record() cannot be between two updates here).
+                cell_low = cell.low
+                cell_high = cell.high
+                cell.low = _INF
+                cell.high = -_INF
+                total += cell.sum
+                copies.append(cell.counts.copy())
+                if cell_low < low:
+                    low = cell_low
+                if cell_high > high:
+                    high = cell_high
+            generation = self._log.append(low, high)
+            if low < self._low:
+                self._low = low
+            if high > self._high:
+                self._high = high
+            return _from_copies(self.layout, copies, total, self._low, self._high, generation, self._log)
 
 
 def difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> HistogramSnapshot:
-    """What was recorded between two cumulative snapshots of the same series."""
+    """What was recorded between two cumulative snapshots of the same series (exact min and max while the
+    series' extremes log still holds the collections in between: the last 256)."""
     if older is None:
         return newer
-    if older.offset == newer.offset and len(older.counts) == len(newer.counts):
-        return HistogramSnapshot(
-            newer.layout,
-            tuple(map(sub, newer.counts, older.counts)),
-            newer.count - older.count,
-            newer.sum - older.sum,
-            newer.offset,
-        )
-    # Trimmed snapshots cover only their occupied slots, which grow over time: align them first.
-    low = min(newer.offset, older.offset)
-    high = max(newer.offset + len(newer.counts), older.offset + len(older.counts))
-    counts = [0] * (high - low)
-    start = newer.offset - low
-    counts[start : start + len(newer.counts)] = newer.counts
-    start = older.offset - low
-    counts[start : start + len(older.counts)] = map(sub, counts[start : start + len(older.counts)], older.counts)
-    return HistogramSnapshot(newer.layout, tuple(counts), newer.count - older.count, newer.sum - older.sum, low)
+    counts, offset = _combined(newer.counts, newer.offset, older.counts, older.offset, sub)
+    negative, negative_offset = _combined(
+        newer.negative, newer.negative_offset, older.negative, older.negative_offset, sub
+    )
+    edges = newer.edge_counts
+    if older.edge_counts:
+        edges = tuple(map(sub, edges, older.edge_counts))
+    count = newer.count - older.count
+    low = high = None
+    if count and not older.count:
+        low, high = newer._low, newer._high
+    elif count:
+        log = newer._log
+        if log is not None and log is older._log and newer.generation is not None and older.generation is not None:
+            found = log.between(older.generation, newer.generation)
+            if found is not None and found[0] <= found[1]:
+                low, high = found
+        # Where the series' extremes moved, the interval holds the new ones.
+        if low is None and newer._low is not None and older._low is not None and newer._low < older._low:
+            low = newer._low
+        if high is None and newer._high is not None and older._high is not None and newer._high > older._high:
+            high = newer._high
+    return HistogramSnapshot(
+        newer.layout,
+        counts,
+        count,
+        newer.sum - older.sum,
+        offset,
+        zero=newer.zero - older.zero,
+        negative=negative,
+        negative_offset=negative_offset,
+        edge_counts=edges,
+        low=low,
+        high=high,
+        invalid=newer.invalid - older.invalid,
+    )
 
 
 def merge(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
-    """Both snapshots' values together (the same layout); either may cover only its occupied slots."""
-    if not b.count:
+    """Both snapshots' values together (the same layout); either may cover only its occupied cells."""
+    if not (b.count or b.invalid):
         return a
-    if not a.count:
+    if not (a.count or a.invalid):
         return b
-    low = min(a.offset, b.offset)
-    high = max(a.offset + len(a.counts), b.offset + len(b.counts))
-    counts = [0] * (high - low)
-    for snapshot in (a, b):
-        start = snapshot.offset - low
-        counts[start : start + len(snapshot.counts)] = map(
-            add, counts[start : start + len(snapshot.counts)], snapshot.counts
-        )
-    return HistogramSnapshot(a.layout, tuple(counts), a.count + b.count, a.sum + b.sum, low)
-
-
-_CHUNK = 64
+    counts, offset = _combined(a.counts, a.offset, b.counts, b.offset, add)
+    negative, negative_offset = _combined(a.negative, a.negative_offset, b.negative, b.negative_offset, add)
+    edges = a.edge_counts or b.edge_counts
+    if a.edge_counts and b.edge_counts:
+        edges = tuple(map(add, a.edge_counts, b.edge_counts))
+    lows = [x for x in (a.min(), b.min()) if x is not None]
+    highs = [x for x in (a.max(), b.max()) if x is not None]
+    return HistogramSnapshot(
+        a.layout,
+        counts,
+        a.count + b.count,
+        a.sum + b.sum,
+        offset,
+        zero=a.zero + b.zero,
+        negative=negative,
+        negative_offset=negative_offset,
+        edge_counts=edges,
+        low=min(lows) if lows else None,
+        high=max(highs) if highs else None,
+        invalid=a.invalid + b.invalid,
+    )
 
 
 def sparse_difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> tuple[tuple[int, int], ...]:
-    """``(slot, count)`` pairs recorded between two cumulative snapshots.
+    """``(cell, count)`` pairs of the positive cells recorded between two snapshots (all of ``newer`` when
+    ``older`` is None), ascending; :meth:`HistogramLayout.representative` gives each cell's value."""
+    interval = difference(newer, older)
+    counts = interval.counts
+    cells = itertools.compress(itertools.count(interval.offset), counts)
+    return tuple(zip(cells, itertools.compress(counts, counts), strict=True))
 
-    Most slots do not change between two collections, so the slots are compared in chunks first (a slice
-    comparison runs in C) and only chunks that differ are subtracted slot by slot.
-    """
-    counts = newer.counts
-    if older is None:
-        slots = itertools.compress(itertools.count(newer.offset), counts)
-        return tuple(zip(slots, itertools.compress(counts, counts), strict=True))
-    if newer.offset or older.offset:
-        raise ValueError("sparse_difference compares whole cumulative snapshots (offset 0)")
-    before = older.counts
-    pairs: list[tuple[int, int]] = []
-    for start in range(0, len(counts), _CHUNK):
-        end = start + _CHUNK
-        chunk = counts[start:end]
-        previous = before[start:end]
-        if chunk != previous:
-            delta = list(map(sub, chunk, previous))
-            pairs.extend(
-                zip(itertools.compress(itertools.count(start), delta), itertools.compress(delta, delta), strict=True)
-            )
-    return tuple(pairs)
+
+class _DenseCounts:
+    """Counts of a contiguous run of cells that grows at either end (the sliding window's totals)."""
+
+    __slots__ = ("offset", "values")
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.values: list[int] = []
+
+    def apply(self, counts: tuple[int, ...], offset: int, op: Callable[[int, int], int]) -> None:
+        if not counts:
+            return
+        values = self.values
+        if not values:
+            values.extend(counts if op is add else map(sub, itertools.repeat(0), counts))
+            self.offset = offset
+            return
+        if offset < self.offset:
+            values[0:0] = [0] * (self.offset - offset)
+            self.offset = offset
+        end = offset + len(counts) - self.offset
+        if end > len(values):
+            values.extend([0] * (end - len(values)))
+        part = slice(offset - self.offset, end)
+        values[part] = map(op, values[part], counts)
+
+    def trimmed(self) -> tuple[tuple[int, ...], int]:
+        """The occupied run (and the list shrunk to it, so expired cells free their memory)."""
+        counts, offset = _trimmed(self.values, self.offset)
+        self.values, self.offset = list(counts), offset
+        return counts, offset
 
 
 class SlidingWindow:
-    """Slot counts recorded over the last ``window`` seconds, from per-interval differences.
+    """The values recorded over the last ``window`` seconds, from per-interval differences.
 
-    Memory is bounded by the number of intervals in the window times the number of non-empty slots per interval,
-    never by the number of samples. ``add`` and ``snapshot`` are called from the collecting thread only.
+    Memory is bounded by the number of intervals in the window times the occupied cells per interval, never by the
+    number of samples. Count, sum, min and max over the window are exact when the intervals' are (those of
+    :func:`difference` are). ``add`` and ``snapshot`` are called from one thread at a time (the owner's lock).
     """
 
-    __slots__ = ("_count", "_high", "_intervals", "_layout", "_low", "_sum", "_totals", "window")
+    __slots__ = ("_count", "_edges", "_intervals", "_invalid", "_layout", "_negative", "_positive", "_zero", "window")
 
     def __init__(self, layout: HistogramLayout, window: float) -> None:
         if window <= 0:
             raise ValueError(f"window must be positive, got {window!r}")
         self.window = window
         self._layout = layout
-        self._totals = [0] * layout.slot_count
-        self._sum = 0.0
-        self._count = 0
-        # Bounds of the occupied slots (may be loose after expiry; tightened when a snapshot is taken).
-        self._low = layout.slot_count
-        self._high = -1
-        self._intervals: deque[tuple[float, tuple[tuple[int, int], ...], float]] = deque()
+        self._positive = _DenseCounts()
+        self._negative = _DenseCounts()
+        self._edges = [0] * (len(layout.recorded) + 1)
+        self._zero = self._count = self._invalid = 0
+        # (time added, interval, its min, its max, its sum)
+        self._intervals: deque[tuple[float, HistogramSnapshot, float, float, float]] = deque()
 
     def add(self, now: float, interval: HistogramSnapshot) -> None:
         """Add what one collection interval recorded, then drop intervals older than the window."""
-        self.add_sparse(now, sparse_difference(interval, None), interval.sum)
-
-    def add_sparse(self, now: float, sparse: tuple[tuple[int, int], ...], total: float) -> None:
-        """Add one interval given as ascending ``(slot, count)`` pairs and its sum, then expire old intervals."""
-        if sparse:
-            totals = self._totals
-            for slot, n in sparse:
-                totals[slot] += n
-            self._sum += total
-            self._count += sum(n for _, n in sparse)
-            self._low = min(self._low, sparse[0][0])
-            self._high = max(self._high, sparse[-1][0])
-            self._intervals.append((now, sparse, total))
+        if interval.count or interval.invalid:
+            self._apply(interval, add)
+            low, high = interval.min(), interval.max()
+            self._intervals.append(
+                (now, interval, _INF if low is None else low, -_INF if high is None else high, interval.sum)
+            )
         horizon = now - self.window
-        while self._intervals and self._intervals[0][0] <= horizon:
-            _, expired, expired_sum = self._intervals.popleft()
-            for slot, n in expired:
-                self._totals[slot] -= n
-                self._count -= n
-            self._sum -= expired_sum
-        if not self._intervals:
-            self._sum = 0.0
-            self._low, self._high = self._layout.slot_count, -1
+        intervals = self._intervals
+        while intervals and intervals[0][0] <= horizon:
+            self._apply(intervals.popleft()[1], sub)
+        if not intervals:
+            self._positive, self._negative = _DenseCounts(), _DenseCounts()
+
+    def _apply(self, interval: HistogramSnapshot, op: Callable[[int, int], int]) -> None:
+        self._positive.apply(interval.counts, interval.offset, op)
+        self._negative.apply(interval.negative, interval.negative_offset, op)
+        if interval.edge_counts:
+            self._edges[:] = map(op, self._edges, interval.edge_counts)
+        self._zero = op(self._zero, interval.zero)
+        self._count = op(self._count, interval.count)
+        self._invalid = op(self._invalid, interval.invalid)
 
     def snapshot(self) -> HistogramSnapshot:
-        """The window's content as a snapshot (quantiles, min, max, mean) over its occupied slots only."""
-        count = self._count
-        if count == 0:
+        """The window's content as a snapshot (quantiles, exact count, sum, min and max) over its occupied cells."""
+        intervals = self._intervals
+        if not intervals:
             return HistogramSnapshot(self._layout, (), 0, 0.0)
-        totals, low, high = self._totals, self._low, self._high
-        while totals[low] == 0:
-            low += 1
-        while totals[high] == 0:
-            high -= 1
-        self._low, self._high = low, high
-        return HistogramSnapshot(self._layout, tuple(totals[low : high + 1]), count, self._sum, low)
+        counts, offset = self._positive.trimmed()
+        negative, negative_offset = self._negative.trimmed()
+        count = self._count
+        return HistogramSnapshot(
+            self._layout,
+            counts,
+            count,
+            math.fsum(map(itemgetter(4), intervals)),
+            offset,
+            zero=self._zero,
+            negative=negative,
+            negative_offset=negative_offset,
+            edge_counts=tuple(self._edges) if any(self._edges) else (),
+            low=min(map(itemgetter(2), intervals)) if count else None,
+            high=max(map(itemgetter(3), intervals)) if count else None,
+            invalid=self._invalid,
+        )
 
 
 @dataclass(frozen=True, slots=True)

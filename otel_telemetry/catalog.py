@@ -24,6 +24,7 @@ from types import MappingProxyType
 
 __all__ = [
     "CATALOG",
+    "PER_ENTITY_NAMES",
     "SPEC_FIXED_PROMETHEUS_NAMES",
     "Instrument",
     "MetricSpec",
@@ -121,6 +122,8 @@ class MetricSpec:
         boundaries: explicit histogram bucket boundaries, in ``unit``; empty for other kinds.
         spec_fixed_name: ``prometheus_name`` is fixed by the spec and kept even where conventions differ.
         snapshot: the ``ServerMetrics`` fields this entry's values fill (see :class:`SnapshotField`).
+        per_entity: one series per player (or other entity): kept in process and in ``ServerMetrics``, exported
+            to Prometheus and OTLP only when ``export_player_series`` is on (a fleet cannot afford them by default).
     """
 
     id: str
@@ -137,6 +140,7 @@ class MetricSpec:
     boundaries: tuple[float, ...] = ()
     spec_fixed_name: bool = False
     snapshot: tuple[SnapshotField, ...] = ()
+    per_entity: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready mapping (used by ``otel-telemetry catalog --format json``)."""
@@ -156,6 +160,7 @@ class MetricSpec:
             "boundaries": list(self.boundaries),
             "spec_fixed_name": self.spec_fixed_name,
             "snapshot": [f.path for f in self.snapshot],
+            "per_entity": self.per_entity,
         }
 
 
@@ -250,6 +255,7 @@ def _spec(
     boundaries: Sequence[float] = (),
     prometheus_name: str | None = None,
     snapshot: str | SnapshotField | tuple[str | SnapshotField, ...] = (),
+    per_entity: bool = False,
 ) -> MetricSpec:
     section_name, group, _slug = id_.split(".", 2)
     standard = prometheus_translation(name, unit, instrument)
@@ -268,6 +274,7 @@ def _spec(
         boundaries=tuple(float(b) for b in boundaries),
         spec_fixed_name=prometheus_name is not None,
         snapshot=_fields(*((snapshot,) if isinstance(snapshot, (str, SnapshotField)) else snapshot)),
+        per_entity=per_entity,
     )
 
 
@@ -436,7 +443,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _gauge("network.ping.per_player", "server.network.player_ping.last", "s",
            "Most recent ping of each connected player (bounded by max_tracked_players)",
            "Per-player ping tracking", attributes=("player_id",),
-           snapshot=SnapshotField("network.player_pings_ms", scale=_MS, key="player_id")),
+           snapshot=SnapshotField("network.player_pings_ms", scale=_MS, key="player_id"),
+           per_entity=True),
     _updown("network.connections.active", "server.active_connections", "{connection}",
             "Connections currently open", "Active connections count",
            snapshot="network.active_connections"),
@@ -598,6 +606,9 @@ CATALOG: tuple[MetricSpec, ...] = (
            snapshot="game.memory_allocations"),
 )
 # fmt: on
+
+#: OpenTelemetry names of the per-entity metrics (not exported unless ``export_player_series`` is on).
+PER_ENTITY_NAMES: frozenset[str] = frozenset(s.name for s in CATALOG if s.per_entity)
 
 #: The Prometheus names the spec fixes (kept exactly even where conventions would differ).
 SPEC_FIXED_PROMETHEUS_NAMES: frozenset[str] = frozenset(s.prometheus_name for s in CATALOG if s.spec_fixed_name)

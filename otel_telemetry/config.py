@@ -8,18 +8,22 @@ token in ``repr()``, drive :meth:`TelemetryConfig.replace` and generate the tabl
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Any
-from urllib.parse import unquote
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from otel_telemetry import environment as env
-from otel_telemetry.delivery import check_http_url
+from otel_telemetry.delivery import check_http_url, shown_url
+
+_logger = logging.getLogger(__name__)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -174,6 +178,67 @@ def _parse_url(field: str, value: object) -> str:
     return check_http_url("TelemetryConfig", field, value)[0]
 
 
+#: A gRPC target without a scheme: ``host:port``, ``[v6]:port`` or a bare host (forms the gRPC client accepts).
+_GRPC_TARGET = re.compile(
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)(?::(?P<port>\d{1,5}))?"
+)
+
+
+def _otlp_endpoint_parser(*, base: bool) -> Callable[[str, object], str]:
+    """An OTLP endpoint: an ``http://`` or ``https://`` URL with a host (no credentials), or a scheme-less gRPC
+    target (``host:port``), which only ``grpc`` accepts (checked once the protocols are known). ``base`` endpoints
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``) lose a trailing slash and refuse a query, since signal paths are appended to
+    them; a signal's own endpoint is kept exactly as given."""
+
+    def parse(field: str, value: object) -> str:
+        if isinstance(value, str) and "://" not in value:
+            target = _GRPC_TARGET.fullmatch(value.strip())
+            if target is None:
+                raise ValueError(
+                    f"TelemetryConfig.{field}: expected an http:// or https:// URL with a host, or host:port for "
+                    f"grpc, got {shown_url(value)}"
+                )
+            if target["port"] is not None and not 0 < int(target["port"]) <= 65535:
+                raise ValueError(f"TelemetryConfig.{field}: has an invalid port, got {value!r}")
+            return target[0]
+        return check_http_url("TelemetryConfig", field, value, base=base)[0]
+
+    return parse
+
+
+#: The OTLP transports the official Python exporters offer.
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def _parse_protocol(field: str, value: object) -> str:
+    # Enum values are case-insensitive in the OpenTelemetry specification; http/json is a protocol it defines that
+    # the Python exporters do not implement, so it gets its own message.
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text == "http/json":
+        raise _bad(
+            field,
+            value,
+            "http/json is not supported (the OpenTelemetry Python exporters send protobuf only); "
+            "use http/protobuf or grpc",
+        )
+    if not isinstance(text, str) or text not in OTLP_PROTOCOLS:
+        raise _bad(field, value, f"expected one of {', '.join(OTLP_PROTOCOLS)}")
+    return text
+
+
+def _parse_otel_bool(field: str, value: object) -> bool:
+    """An OpenTelemetry boolean: only ``true`` (any case) is true; anything else is false, with a warning unless it
+    is ``false`` (the specification's rule for its boolean variables)."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise _bad(field, value, "expected true or false")
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        _logger.warning("TelemetryConfig.%s: %r is not true or false; read as false", field, value)
+    return text == "true"
+
+
 def _choice(*options: str) -> Parser:
     def parse(field: str, value: object) -> str:
         if not isinstance(value, str) or value.strip() not in options:
@@ -227,7 +292,16 @@ _TEXT = Parser("non-empty string", _parse_text)
 _PATH = Parser("non-empty path", _parse_text)
 _TOKEN = Parser("non-empty string (never shown)", _parse_token)
 _URL = Parser("`http://` or `https://` URL with a host, no credentials, query or fragment", _parse_url)
-_PROTOCOL = _choice("grpc", "http/protobuf")
+_OTEL_BOOLEAN = Parser("`true` or `false` (anything else is false, with a warning)", _parse_otel_bool)
+_OTLP_BASE = Parser(
+    "`http://` or `https://` URL with a host, no credentials, query or fragment; or `host:port` for grpc",
+    _otlp_endpoint_parser(base=True),
+)
+_OTLP_SIGNAL = Parser(
+    "`http://` or `https://` URL with a host, no credentials; or `host:port` for grpc",
+    _otlp_endpoint_parser(base=False),
+)
+_PROTOCOL = Parser("`grpc` or `http/protobuf` (any case; `http/json` is refused)", _parse_protocol)
 _FILE_FORMAT = _choice("jsonl", "otlp")
 _THRESHOLDS = Parser(
     "`cpu=80,95;tick_rate=58,55` or a mapping; keys " + ", ".join(f"`{key}`" for key in DEFAULT_THRESHOLDS),
@@ -300,18 +374,25 @@ class Setting:
             raise _bad(self.name, value, f"must be {self.bounds.describe(self.parser.unit)}")
         return parsed
 
+    def source(self, given: object, environ: Mapping[str, str]) -> str | None:
+        """The variable :meth:`resolve` reads (None: the keyword ``given``, or no variable is set). An empty value
+        counts as unset, as the OpenTelemetry specification says of its variables; ours follow the same rule."""
+        if given is not None:
+            return None
+        return next((variable for variable in self.variables if environ.get(variable, "") != ""), None)
+
     def resolve(self, given: object, environ: Mapping[str, str]) -> object:
-        """The value from the keyword ``given`` (unless ``None``), else the first variable present in ``environ``,
-        else the default. An error from the environment also names the variable."""
+        """The value from the keyword ``given`` (unless ``None``), else the first variable set in ``environ`` (an
+        empty value is unset), else the default. An error from the environment also names the variable."""
         if given is not None:
             return self.read(given)
-        for variable in self.variables:
-            if variable in environ:
-                try:
-                    value = self.read(environ[variable])
-                except ValueError as error:
-                    raise ValueError(f"{error} (from environment variable {variable})") from None
-                return not value if self.inverted else value
+        variable = self.source(given, environ)
+        if variable is not None:
+            try:
+                value = self.read(environ[variable])
+            except ValueError as error:
+                raise ValueError(f"{error} (from environment variable {variable})") from None
+            return not value if self.inverted else value
         found = self.fallback(environ) if self.fallback is not None else None
         return self.default if found is None else found
 
@@ -430,18 +511,78 @@ SETTINGS: tuple[Setting, ...] = (
         "Sample CPU, memory, disk and network interfaces with psutil",
     ),
     Setting(
+        "export_player_series",
+        (env.EXPORT_PLAYER_SERIES,),
+        False,
+        _BOOLEAN,
+        "Export one ping series per player to Prometheus and OTLP (they always stay in `ServerMetrics` and the "
+        "JSON payload); costs one series per tracked player on every scrape and export",
+    ),
+    Setting(
+        "series_budget",
+        (env.SERIES_BUDGET,),
+        1000,
+        _INTEGER,
+        "Exported series (buckets included) this server may create; new ones beyond it are refused and counted "
+        "in `telemetry_dropped_total{reason=\"cardinality\"}`",
+        bounds=Bounds(10, 1_000_000),
+    ),
+    Setting(
         "otlp_endpoint",
-        (env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, env.OTEL_EXPORTER_OTLP_ENDPOINT),
+        (env.OTEL_EXPORTER_OTLP_ENDPOINT,),
         None,
-        _URL,
-        "OTLP metric export to this Collector; off while unset",
+        _OTLP_BASE,
+        "Base endpoint of every signal without one of its own (HTTP appends `/v1/metrics`, `/v1/traces`, "
+        "`/v1/logs`); OTLP is off while no endpoint is set (see the notes)",
+    ),
+    Setting(
+        "otlp_metrics_endpoint",
+        (env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,),
+        None,
+        _OTLP_SIGNAL,
+        "Metrics go here, used as is (no path appended); else `otlp_endpoint`",
+    ),
+    Setting(
+        "otlp_traces_endpoint",
+        (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,),
+        None,
+        _OTLP_SIGNAL,
+        "Spans (`@traced`) go here, used as is; else `otlp_endpoint`",
+    ),
+    Setting(
+        "otlp_logs_endpoint",
+        (env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,),
+        None,
+        _OTLP_SIGNAL,
+        "Log records (events) go here, used as is; else `otlp_endpoint`",
     ),
     Setting(
         "otlp_protocol",
-        (env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, env.OTEL_EXPORTER_OTLP_PROTOCOL),
+        (env.OTEL_EXPORTER_OTLP_PROTOCOL,),
         "http/protobuf",
         _PROTOCOL,
-        "OTLP transport",
+        "OTLP transport of every signal without a protocol of its own",
+    ),
+    Setting(
+        "otlp_metrics_protocol",
+        (env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,),
+        None,
+        _PROTOCOL,
+        "OTLP transport of metrics; else `otlp_protocol`",
+    ),
+    Setting(
+        "otlp_traces_protocol",
+        (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,),
+        None,
+        _PROTOCOL,
+        "OTLP transport of spans; else `otlp_protocol`",
+    ),
+    Setting(
+        "otlp_logs_protocol",
+        (env.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,),
+        None,
+        _PROTOCOL,
+        "OTLP transport of log records; else `otlp_protocol`",
     ),
     Setting(
         "api_buffer_size",
@@ -464,6 +605,13 @@ SETTINGS: tuple[Setting, ...] = (
         "jsonl",
         _FILE_FORMAT,
         "One JSON payload per line, or length-delimited OTLP protobuf",
+    ),
+    Setting(
+        "allow_insecure_token",
+        (env.ALLOW_INSECURE_TOKEN,),
+        False,
+        _BOOLEAN,
+        "Allow sending `server_token` over plain `http://` to a host that is not loopback (refused otherwise)",
     ),
     Setting(
         "enable_alerts",
@@ -499,7 +647,7 @@ SETTINGS: tuple[Setting, ...] = (
         "enabled",
         (env.OTEL_SDK_DISABLED,),
         True,
-        _BOOLEAN,
+        _OTEL_BOOLEAN,
         "Off: nothing is collected or exported; every call stays safe and cheap",
         inverted=True,
     ),
@@ -507,6 +655,87 @@ SETTINGS: tuple[Setting, ...] = (
 
 #: The names of every field, in documentation order.
 CONFIG_FIELDS: tuple[str, ...] = tuple(setting.name for setting in SETTINGS)
+
+#: The rows by field name.
+_ROWS: Mapping[str, Setting] = MappingProxyType({row.name: row for row in SETTINGS})
+
+
+# --- OTLP: one destination per signal, as the OpenTelemetry specification resolves it ------------------------------
+#: The signals this SDK exports over OTLP.
+Signal = Literal["metrics", "traces", "logs"]
+OTLP_SIGNALS: tuple[Signal, ...] = ("metrics", "traces", "logs")
+
+#: The specification's default ``OTEL_EXPORTER_OTLP_ENDPOINT`` per protocol.
+OTLP_DEFAULT_ENDPOINTS: Mapping[str, str] = MappingProxyType(
+    {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpDestination:
+    """Where one signal is exported over OTLP (:func:`otlp_destination`).
+
+    ``endpoint`` is the URL to POST to (``http/protobuf``) or the gRPC target, as the official exporter takes it.
+    ``insecure`` (gRPC): True for an ``http://`` endpoint, False for ``https://``, None for a scheme-less
+    ``host:port``, which leaves it to the exporter (``OTEL_EXPORTER_OTLP_INSECURE`` and its per-signal forms, TLS
+    unless one is ``true``). ``field`` names the setting the endpoint came from.
+    """
+
+    signal: Signal
+    protocol: str
+    endpoint: str
+    insecure: bool | None
+    field: str
+
+
+def _has_scheme(endpoint: str) -> bool:
+    return "://" in endpoint
+
+
+def otlp_destination(config: TelemetryConfig, signal: Signal) -> OtlpDestination | None:
+    """Where ``signal`` goes over OTLP for ``config``, or None when OTLP is off (no endpoint at all).
+
+    As the OpenTelemetry specification ("OTLP Exporter", "Endpoint URLs for OTLP/HTTP") says: the signal's own
+    protocol, else ``otlp_protocol``; the signal's own endpoint used as is (the root path ``/`` when it has no
+    path), else ``otlp_endpoint`` with ``/v1/<signal>`` appended over HTTP (gRPC targets take no path).
+    """
+    own = getattr(config, f"otlp_{signal}_endpoint")
+    base = config.otlp_endpoint
+    if own is None and base is None:
+        return None
+    protocol = getattr(config, f"otlp_{signal}_protocol") or config.otlp_protocol
+    field = f"otlp_{signal}_endpoint" if own is not None else "otlp_endpoint"
+    endpoint = own if own is not None else base
+    assert endpoint is not None
+    insecure = None
+    if protocol == "grpc":
+        scheme = urlsplit(endpoint).scheme if _has_scheme(endpoint) else ""
+        insecure = {"http": True, "https": False}.get(scheme)
+    elif own is not None:
+        endpoint = endpoint if urlsplit(endpoint).path else endpoint + "/"
+    else:
+        endpoint = f"{endpoint.rstrip('/')}/v1/{signal}"
+    return OtlpDestination(signal, protocol, endpoint, insecure, field)
+
+
+def _complete_otlp(config: TelemetryConfig, given: Mapping[str, object], environ: Mapping[str, str]) -> None:
+    """The rules across the OTLP rows: with only signal endpoints set, ``otlp_endpoint`` takes the specification's
+    default (the other signals go there, as the specification says); a scheme-less ``host:port`` is for gRPC only."""
+    signal_endpoints = [getattr(config, f"otlp_{signal}_endpoint") for signal in OTLP_SIGNALS]
+    if config.otlp_endpoint is None and any(endpoint is not None for endpoint in signal_endpoints):
+        object.__setattr__(config, "otlp_endpoint", OTLP_DEFAULT_ENDPOINTS[config.otlp_protocol])
+    for signal in OTLP_SIGNALS:
+        destination = otlp_destination(config, signal)
+        if destination is None or destination.protocol == "grpc":
+            continue
+        value = getattr(config, destination.field)
+        if not _has_scheme(value):
+            variable = _ROWS[destination.field].source(given[destination.field], environ)
+            origin = f" (from environment variable {variable})" if variable else ""
+            raise ValueError(
+                f"TelemetryConfig.{destination.field}: {signal} are sent over {destination.protocol}, which needs an "
+                f"http:// or https:// URL; host:port is for grpc, got {value!r}{origin}"
+            )
 
 
 class TelemetryConfig:
@@ -538,11 +767,20 @@ class TelemetryConfig:
     max_tracked_players: int
     attribute_limit: int
     enable_hardware_metrics: bool
+    export_player_series: bool
+    series_budget: int
     otlp_endpoint: str | None
+    otlp_metrics_endpoint: str | None
+    otlp_traces_endpoint: str | None
+    otlp_logs_endpoint: str | None
     otlp_protocol: str
+    otlp_metrics_protocol: str | None
+    otlp_traces_protocol: str | None
+    otlp_logs_protocol: str | None
     api_buffer_size: int
     snapshot_file: str | None
     snapshot_file_format: str
+    allow_insecure_token: bool
     enable_alerts: bool
     alert_thresholds: Mapping[str, tuple[float, float]]
     alert_for: float
@@ -567,11 +805,20 @@ class TelemetryConfig:
         max_tracked_players: int | None = None,
         attribute_limit: int | None = None,
         enable_hardware_metrics: bool | None = None,
+        export_player_series: bool | None = None,
+        series_budget: int | None = None,
         otlp_endpoint: str | None = None,
+        otlp_metrics_endpoint: str | None = None,
+        otlp_traces_endpoint: str | None = None,
+        otlp_logs_endpoint: str | None = None,
         otlp_protocol: str | None = None,
+        otlp_metrics_protocol: str | None = None,
+        otlp_traces_protocol: str | None = None,
+        otlp_logs_protocol: str | None = None,
         api_buffer_size: int | None = None,
         snapshot_file: str | None = None,
         snapshot_file_format: str | None = None,
+        allow_insecure_token: bool | None = None,
         enable_alerts: bool | None = None,
         alert_thresholds: Mapping[str, tuple[float, float]] | str | None = None,
         alert_for: float | timedelta | None = None,
@@ -585,6 +832,7 @@ class TelemetryConfig:
         environ = os.environ if environ is None else environ
         for setting in SETTINGS:
             object.__setattr__(self, setting.name, setting.resolve(given[setting.name], environ))
+        _complete_otlp(self, given, environ)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"TelemetryConfig is immutable; use .replace({name}=...)")

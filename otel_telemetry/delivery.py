@@ -11,17 +11,24 @@ Only the standard library speaks HTTP (``http.client``): redirects are never fol
 another host), proxies from the environment are not used, and HTTPS verifies certificates with the default SSL
 context unless one is given. Requests run with instrumentation suppressed, so that HTTP instrumentations do not
 trace or measure telemetry's own delivery. The token never appears in a log, an error, an outcome or a ``repr``;
-descriptions of a URL show only ``scheme://host:port``, never its path or query (either may carry a secret).
-Name resolution (``getaddrinfo``) is the one step the deadline cannot interrupt.
+descriptions of a URL show only ``scheme://host:port``, never its path or query (either may carry a secret), and
+:func:`check_token_transport` refuses a token over plain ``http://`` to a host that is not loopback unless allowed.
+An attempt in flight can be abandoned from another thread (``post(..., cancel=event)``: a shutdown's deadline).
+Name resolution (``getaddrinfo``) is the one step neither the deadline nor a cancel can interrupt.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
+import ipaddress
 import math
+import os
 import random
+import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,9 +49,12 @@ __all__ = [
     "backoff_delay",
     "check_http_url",
     "check_token",
+    "check_token_transport",
     "classify",
+    "is_loopback",
     "origin",
     "retry_after_seconds",
+    "shown_url",
 ]
 
 #: A ``Retry-After`` longer than this (seconds) is clamped, so one bad header cannot stall delivery for days.
@@ -54,6 +64,8 @@ _MAX_RESPONSE_BYTES = 4096
 _SNIPPET_CHARS = 200
 #: Bytes written per socket call, so that the deadline is checked between writes to a slow reader.
 _WRITE_CHUNK = 64 * 1024
+#: Longest single wait on a socket: the deadline and the cancel event are checked at least this often.
+_SLICE = 0.05
 #: Statuses worth another attempt: request timeout, rate limited, and every server error.
 _RETRY_STATUSES = frozenset({408, 429})
 
@@ -64,7 +76,8 @@ def check_http_url(owner: str, field: str, value: object, *, base: bool = True) 
 
     A URL carrying credentials (``user:password@``) is refused without echoing it: secrets go in the token, and
     the URL is shown in reprs and logs. ``base=True`` (a base URL such as the principal's) also refuses a query
-    string or fragment and drops a trailing slash. Errors are ``ValueError("{owner}.{field}: ...")``.
+    string or fragment and drops a trailing slash. Errors are ``ValueError("{owner}.{field}: ...")`` and show the
+    URL's scheme, host and port only (:func:`shown_url`): a path or query may carry a secret.
     """
     if not isinstance(value, str):
         raise ValueError(f"{owner}.{field}: expected an http:// or https:// URL, got {value!r}")
@@ -77,14 +90,37 @@ def check_http_url(owner: str, field: str, value: object, *, base: bool = True) 
             f"{owner}.{field}: must not carry credentials (user:password@); use the token (value not shown)"
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{owner}.{field}: expected an http:// or https:// URL with a host, got {value!r}")
+        raise ValueError(f"{owner}.{field}: expected an http:// or https:// URL with a host, got {shown_url(value)}")
     try:
         _ = parts.port
     except ValueError:
-        raise ValueError(f"{owner}.{field}: has an invalid port, got {value!r}") from None
+        raise ValueError(f"{owner}.{field}: has an invalid port, got {shown_url(value)}") from None
     if base and (parts.query or parts.fragment):
-        raise ValueError(f"{owner}.{field}: must not carry a query string or fragment, got {value!r}")
+        raise ValueError(f"{owner}.{field}: must not carry a query string or fragment, got {shown_url(value)}")
     return text, parts
+
+
+def shown_url(value: str) -> str:
+    """How an error names a URL it refuses: ``repr(value)`` when it has no path, query or fragment; otherwise its
+    scheme, host and port only. A value without a host is shown unless it holds a ``?``, ``#`` or ``@``."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unbalanced "[" in the host
+        return "a value that is not a URL (not shown)"
+    host = parts.hostname
+    try:
+        port = parts.port
+    except ValueError:  # an invalid port: still show the scheme and host
+        port = None
+    if host:
+        if (parts.path or "/") == "/" and not parts.query and not parts.fragment and "@" not in text:
+            return repr(value)
+        shown = f"[{host}]" if ":" in host else host
+        return repr(f"{parts.scheme}://{shown}" + (f":{port}" if port is not None else "")) + " (rest not shown)"
+    if any(mark in text for mark in "?#@"):
+        return "a value with a query, fragment or '@' (not shown)"
+    return repr(value)
 
 
 def check_token(owner: str, token: object) -> str | None:
@@ -97,6 +133,32 @@ def check_token(owner: str, token: object) -> str | None:
             f"{owner}.token: expected None or a non-empty string without control characters (value not shown)"
         )
     return token.strip()
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` (and names under ``.localhost``), ``127.0.0.0/8`` and ``::1``."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def check_token_transport(owner: str, field: str, parts: SplitResult, token: object, *, allow: bool) -> None:
+    """Refuse (``ValueError``) to send a token over plain ``http://`` to a host that is not loopback, unless
+    ``allow``: anyone on the path could read it. ``https://``, loopback hosts and requests without a token pass."""
+    if token is None or allow or parts.scheme != "http" or is_loopback(parts.hostname or ""):
+        return
+    raise ValueError(
+        f"{owner}.{field}: refusing to send the token over plain http:// to {origin(parts)}, which is not a "
+        "loopback host (anyone on the path could read it); use https://, or pass allow_insecure_token=True "
+        "to accept that risk"
+    )
 
 
 def origin(parts: SplitResult) -> str:
@@ -193,34 +255,63 @@ def classify(status: int) -> Verdict:
 
 
 # -- one attempt -----------------------------------------------------------------------------------------------------
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("the attempt's deadline passed")
-    return left
+class _Deadline:
+    """When one attempt must be over (on ``time.monotonic()``), and the event that abandons it sooner.
+
+    :meth:`wait` is the longest a socket call may block: the time left, at most :data:`_SLICE`, so that a ``cancel``
+    set from another thread (a shutdown's deadline) ends the attempt within ``_SLICE`` seconds.
+    """
+
+    __slots__ = ("at", "cancel")
+
+    def __init__(self, at: float, cancel: threading.Event | None) -> None:
+        self.at = at
+        self.cancel = cancel
+
+    def left(self) -> float:
+        """Seconds left; ``TimeoutError`` when none are, or when the attempt was cancelled."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise TimeoutError("the attempt was abandoned (shutting down)")
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the attempt's deadline passed")
+        return left
+
+    def wait(self) -> float:
+        """Seconds the next blocking socket call may take (raises like :meth:`left`)."""
+        left = self.left()
+        return min(left, _SLICE) if self.cancel is not None else left
 
 
 class _DeadlineSocket:
     """The socket of one attempt as ``http.client`` sees it: every write and read ends by the deadline.
 
-    Each socket call waits at most for the time left, and the time left is checked before each call, so a peer that
-    reads or writes one byte at a time still cannot hold the attempt past its deadline.
+    Each socket call waits at most for the time left (in slices when the attempt can be cancelled), and the time
+    left is checked before each call, so a peer that reads or writes one byte at a time still cannot hold the
+    attempt past its deadline.
     """
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
         self._sock = sock
         self._deadline = deadline
 
     def sendall(self, data: bytes) -> None:
         view = memoryview(data).cast("B")
         while view:
-            self._sock.settimeout(_remaining(self._deadline))
-            sent = self._sock.send(view[:_WRITE_CHUNK])
+            self._sock.settimeout(self._deadline.wait())
+            try:
+                sent = self._sock.send(view[:_WRITE_CHUNK])
+            except TimeoutError:
+                continue  # a slice ended: the deadline (or cancel) decides whether to wait again
             view = view[sent:]
 
     def recv_into(self, buffer: WriteableBuffer) -> int:
-        self._sock.settimeout(_remaining(self._deadline))
-        return self._sock.recv_into(buffer)
+        while True:
+            self._sock.settimeout(self._deadline.wait())
+            try:
+                return self._sock.recv_into(buffer)
+            except TimeoutError:
+                continue
 
     def makefile(self, mode: str = "rb") -> io.BufferedReader:
         return io.BufferedReader(_DeadlineReader(self))
@@ -240,26 +331,39 @@ class _DeadlineReader(io.RawIOBase):
         return self._sock.recv_into(buffer)
 
 
-def _connect(host: str, port: int, deadline: float) -> socket.socket:
-    """A TCP connection to ``host:port``, trying each address in turn until the deadline."""
+_IN_PROGRESS = frozenset({0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, getattr(errno, "WSAEWOULDBLOCK", -1)})
+
+
+def _connect(host: str, port: int, deadline: _Deadline) -> socket.socket:
+    """A TCP connection to ``host:port``, trying each address in turn until the deadline (non-blocking connect,
+    polled in slices, so that a cancel also ends a connection that is not answered)."""
     last: OSError | None = None
     for family, kind, proto, _name, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
         sock = socket.socket(family, kind, proto)
         try:
-            sock.settimeout(_remaining(deadline))
-            sock.connect(address)
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            if code not in _IN_PROGRESS:
+                raise OSError(code, os.strerror(code))
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_WRITE)
+                while not selector.select(deadline.wait()):
+                    pass
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         except OSError as error:
             sock.close()
             last = error
-            if time.monotonic() >= deadline:
-                break
+            if isinstance(error, TimeoutError):
+                break  # the deadline passed or the attempt was cancelled: no time for another address
     raise last if last is not None else OSError("the host name resolved to no address")
 
 
 #: Opens one attempt's connection: ``(host, port, deadline, TLS context or None)``.
-_Opener = Callable[[str, int, float, "ssl.SSLContext | None"], "http.client.HTTPConnection"]
+_Opener = Callable[[str, int, _Deadline, "ssl.SSLContext | None"], "http.client.HTTPConnection"]
 
 
 @functools.cache
@@ -271,8 +375,8 @@ def _opener() -> _Opener:
     class _Connection(http.client.HTTPConnection):
         """``http.client``'s connection, with a socket bound by one deadline (and TLS when ``context`` is given)."""
 
-        def __init__(self, host: str, port: int, deadline: float, context: ssl.SSLContext | None) -> None:
-            super().__init__(host, port, timeout=_remaining(deadline))
+        def __init__(self, host: str, port: int, deadline: _Deadline, context: ssl.SSLContext | None) -> None:
+            super().__init__(host, port, timeout=deadline.left())
             self._deadline = deadline
             self._context = context
 
@@ -282,8 +386,13 @@ def _opener() -> _Opener:
                 if self._context is not None:
                     tls = self._context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
                     sock = tls
-                    tls.settimeout(_remaining(self._deadline))
-                    tls.do_handshake()  # bounded as a whole by the timeout (the ssl module keeps one deadline)
+                    while True:  # in slices: a timed-out handshake step resumes where it stopped
+                        tls.settimeout(self._deadline.wait())
+                        try:
+                            tls.do_handshake()
+                            break
+                        except TimeoutError:
+                            continue
             except BaseException:
                 sock.close()
                 raise
@@ -363,23 +472,36 @@ class Endpoint:
         """``text`` with the token replaced by ``***``."""
         return text.replace(self._token, "***") if self._token else text
 
-    def post(self, body: bytes, timeout: float) -> Outcome:
+    def post(
+        self,
+        body: bytes,
+        timeout: float,
+        *,
+        headers: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Outcome:
         """POST ``body``; one attempt, over within ``timeout`` seconds in total. Never raises: a failure to get an
-        answer is a ``"retry"`` outcome naming the error (``TimeoutError: ...``, ``ConnectionRefusedError: ...``)."""
+        answer is a ``"retry"`` outcome naming the error (``TimeoutError: ...``, ``ConnectionRefusedError: ...``).
+
+        ``headers`` are added to this request only (an ``Idempotency-Key``). Setting ``cancel`` from another thread
+        abandons the attempt within 50 ms (a ``"retry"`` outcome, ``TimeoutError``); name resolution
+        (``getaddrinfo``) is the one step neither the deadline nor ``cancel`` can interrupt.
+        """
         # Imported here: the configuration imports this module, and must not pay for OpenTelemetry's API.
         import http.client
 
         from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 
         try:
-            deadline = time.monotonic() + timeout
+            deadline = _Deadline(time.monotonic() + timeout, cancel)
             connection = _opener()(self._host, self._port, deadline, self._context)
         except Exception as error:
             return Outcome("retry", reason=self._error(error))
         try:
             # Our own requests must not be traced or measured by HTTP instrumentations.
             with suppress_instrumentation(), suppress_http_instrumentation():
-                connection.request("POST", self._target, body=body, headers=self._headers)
+                sent = self._headers if not headers else {**headers, **self._headers}
+                connection.request("POST", self._target, body=body, headers=sent)
                 response = connection.getresponse()
                 status, reason = response.status, self.redact(response.reason or "")
                 header = response.getheader("Retry-After")

@@ -2,7 +2,10 @@
 
 Our own variables share one prefix, ``GAME_TELEMETRY_``. The standard OpenTelemetry variables
 (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_SDK_DISABLED``, ``OTEL_EXPORTER_OTLP_*``) keep their
-standard names and meanings. Precedence everywhere: keyword argument, then environment, then default.
+standard names and meanings. Precedence everywhere: keyword argument, then environment, then default. An empty
+value is the same as an unset variable, for ours as for the standard ones (as the OpenTelemetry specification says of
+its own: "The SDK MUST interpret an empty value of an environment variable the same way as when the variable is
+unset").
 """
 
 from __future__ import annotations
@@ -38,12 +41,21 @@ ATTRIBUTE_LIMIT = PREFIX + "ATTRIBUTE_LIMIT"
 #: ``TelemetryConfig.enable_hardware_metrics`` (true/false, default true).
 ENABLE_HARDWARE_METRICS = PREFIX + "ENABLE_HARDWARE_METRICS"
 
+#: ``TelemetryConfig.export_player_series`` (true/false, default false): export one series per player (ping).
+EXPORT_PLAYER_SERIES = PREFIX + "EXPORT_PLAYER_SERIES"
+#: ``TelemetryConfig.series_budget``: exported series this server may create (default 1000).
+SERIES_BUDGET = PREFIX + "SERIES_BUDGET"
+
 #: ``TelemetryConfig.api_buffer_size``: payloads kept for the API principal while it is unreachable (default 120).
 API_BUFFER_SIZE = PREFIX + "API_BUFFER_SIZE"
 #: ``TelemetryConfig.snapshot_file``: append every snapshot to this file (rotated by size); unset = off.
 SNAPSHOT_FILE = PREFIX + "SNAPSHOT_FILE"
 #: ``TelemetryConfig.snapshot_file_format``: ``jsonl`` (the JSON payload per line) or ``otlp`` (length-delimited).
 SNAPSHOT_FILE_FORMAT = PREFIX + "SNAPSHOT_FILE_FORMAT"
+
+#: ``TelemetryConfig.allow_insecure_token`` (true/false, default false): send the token over plain http to a
+#: host that is not loopback.
+ALLOW_INSECURE_TOKEN = PREFIX + "ALLOW_INSECURE_TOKEN"
 
 #: ``TelemetryConfig.enable_alerts`` (true/false, default true): evaluate the alert rules in process.
 ENABLE_ALERTS = PREFIX + "ENABLE_ALERTS"
@@ -58,10 +70,17 @@ ALERT_COOLDOWN = PREFIX + "ALERT_COOLDOWN"
 OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
 OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+#: The base endpoint of every signal: ``/v1/metrics``, ``/v1/traces``, ``/v1/logs`` are appended over HTTP.
 OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+#: A signal's own endpoint, used as is (the specification's "per-signal" endpoints).
 OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+OTEL_EXPORTER_OTLP_LOGS_ENDPOINT = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
+#: The transport of every signal (``grpc`` or ``http/protobuf``), and each signal's own, which wins over it.
 OTEL_EXPORTER_OTLP_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
 OTEL_EXPORTER_OTLP_METRICS_PROTOCOL = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+OTEL_EXPORTER_OTLP_LOGS_PROTOCOL = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
 
 #: Every variable with our prefix, in the order the configuration reference lists them.
 OWN_VARIABLES = (
@@ -79,9 +98,12 @@ OWN_VARIABLES = (
     MAX_TRACKED_PLAYERS,
     ATTRIBUTE_LIMIT,
     ENABLE_HARDWARE_METRICS,
+    EXPORT_PLAYER_SERIES,
+    SERIES_BUDGET,
     API_BUFFER_SIZE,
     SNAPSHOT_FILE,
     SNAPSHOT_FILE_FORMAT,
+    ALLOW_INSECURE_TOKEN,
     ENABLE_ALERTS,
     ALERT_THRESHOLDS,
     ALERT_FOR,

@@ -3,7 +3,8 @@
 The OpenTelemetry specification calls this a MetricProducer; the Python SDK has no hook for it, so each of our
 readers merges the produced metrics in ``_receive_metrics`` (the one override ``MetricReader`` documents).
 Cumulative readers get totals since each series started; delta readers get what was recorded since their own
-previous collection (each reader keeps its own previous totals).
+previous collection (each reader keeps its own previous totals). Count, sum, min, max and the explicit-bucket
+counts of every point are exact (see :mod:`otel_telemetry.accumulators`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ GaugeSource = Callable[[], Iterable[tuple[MetricSpec, list[tuple[float, dict[str
 
 
 def _min_max(snapshot: HistogramSnapshot, scale: float) -> tuple[float, float]:
+    """The point's min and max in the exported unit: the exact recorded extremes (a delta point's are those of its
+    interval, exact while the series' extremes log holds the collections since the reader's previous one, the last
+    256; beyond that they are read from the cells, within 0.5%). ``inf``/``-inf`` for an empty point."""
     low, high = snapshot.min(), snapshot.max()
     if low is None or high is None:
         return math.inf, -math.inf

@@ -8,18 +8,21 @@ on its own or sets a global OpenTelemetry provider.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import platform
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from opentelemetry.metrics import Meter, MeterProvider, NoOpMeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import Metric, MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -45,18 +48,20 @@ from otel_telemetry.alerts import (
     alert_metrics,
     default_rules,
 )
-from otel_telemetry.catalog import Instrument, instruments
+from otel_telemetry.catalog import Instrument, Section, instruments
 from otel_telemetry.config import TelemetryConfig
 from otel_telemetry.export.http_server import MetricsHTTPServer
 from otel_telemetry.export.otlp import OtlpFrameExporter, frames_per_export, metric_exporter, trace_and_log_exporters
 from otel_telemetry.export.principal import PrincipalExporter
 from otel_telemetry.export.prometheus import PrometheusExposition
 from otel_telemetry.export.selftelemetry import register_self_telemetry
+from otel_telemetry.pacing import LoopPacer
 from otel_telemetry.producer import HistogramProducer
 from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus
 from otel_telemetry.recording.tracing import HandlerTelemetry, claim_default
+from otel_telemetry.series import SeriesRegistry
 from otel_telemetry.snapshot.build import server_metrics
 from otel_telemetry.snapshot.collection import FrameCollector, FrameReader
 from otel_telemetry.snapshot.files import SnapshotFileWriter
@@ -103,6 +108,40 @@ def build_resource(config: TelemetryConfig) -> Resource:
             "process.runtime.version": platform.python_version(),
         }
     )
+
+
+class _ExitHooks:
+    """Handles still running when the interpreter exits are shut down then, all within one bounded time (the
+    SDK providers' own exit hooks are off: they would wait for an unreachable exporter without a deadline)."""
+
+    #: Seconds the interpreter's exit may spend on all handles together.
+    EXIT_TIMEOUT = 1.5
+
+    def __init__(self) -> None:
+        self._handles: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._registered = False
+
+    def add(self, handle: Telemetry) -> None:
+        with self._lock:
+            self._handles.add(handle)
+            if not self._registered:
+                self._registered = True
+                atexit.register(self._at_exit)
+
+    def discard(self, handle: Telemetry) -> None:
+        with self._lock:
+            self._handles.discard(handle)
+
+    def _at_exit(self) -> None:
+        with self._lock:
+            handles = list(self._handles)
+        deadline = time.monotonic() + self.EXIT_TIMEOUT
+        for handle in handles:
+            handle.shutdown(timeout=max(0.0, deadline - time.monotonic()))
+
+
+_exit_hooks = _ExitHooks()
 
 
 class _Counts:
@@ -163,7 +202,10 @@ class Telemetry:
         self._failures_seen: dict[str, int] = {}
         self._export_counts: list[Any] = []
         self._reader_previous: dict[int, dict[Any, Any]] = {}
+        self._pacer = LoopPacer()  # background work waits for the game loop's idle time (fed by tick())
         self.logger_provider: Any = None
+        # One namespace and series budget for every family and series this handle exports.
+        self.series = SeriesRegistry(config.series_budget)
         self._build_monitors(config)
         self.health = HealthRegistry()
         if not config.enabled:
@@ -182,23 +224,34 @@ class Telemetry:
         self.hardware: HardwareMonitor | None = (
             HardwareMonitor(refresh_interval=refresh) if config.enable_hardware_metrics and config.enabled else None
         )
+        if self.hardware is not None:
+            self.series.reserve_catalog(Section.HARDWARE)
         self.network = NetworkMonitor(
-            max_tracked_players=config.max_tracked_players, percentile_window=window, refresh_interval=refresh
+            max_tracked_players=config.max_tracked_players,
+            percentile_window=window,
+            refresh_interval=refresh,
+            series=self.series,
         )
         self.performance = PerformanceMonitor(
-            target_tick_rate=config.target_tick_rate, percentile_window=window, refresh_interval=refresh
+            target_tick_rate=config.target_tick_rate,
+            percentile_window=window,
+            refresh_interval=refresh,
+            series=self.series,
         )
         self.game = GameMonitor(
             attribute_limit=config.attribute_limit,
             max_tracked_players=config.max_tracked_players,
             percentile_window=window,
             refresh_interval=refresh,
+            series=self.series,
         )
 
     def _build_disabled(self, config: TelemetryConfig) -> None:
         self.meter_provider: MeterProvider = NoOpMeterProvider()
         self.tracer_provider: TracerProvider = NoOpTracerProvider()
-        self.metrics = MetricsFacade(None, tag_limit=config.attribute_limit, window=config.percentile_window)
+        self.metrics = MetricsFacade(
+            None, tag_limit=config.attribute_limit, window=config.percentile_window, series=self.series
+        )
         self.metrics.enabled = False
         self.events = EventRecorder(None)
         self.alerts = AlertManager([])
@@ -209,19 +262,34 @@ class Telemetry:
         frame_reader = FrameReader()
         for reader in metric_readers:  # the user's own readers also receive the produced metrics
             hook_reader(reader, self._produced_for)
+        # The providers' own exit hooks would flush to an unreachable exporter without a deadline; the handle
+        # registers one bounded shutdown at exit instead (see _exit_hook).
         self.meter_provider = SdkMeterProvider(
-            resource=self.resource, metric_readers=[frame_reader, *metric_readers], views=catalog_views()
+            resource=self.resource,
+            metric_readers=[frame_reader, *metric_readers],
+            views=catalog_views(),
+            shutdown_on_exit=False,
+            exemplar_filter=AlwaysOffExemplarFilter(),  # no exemplars: every value is an accumulator, not a span
         )
-        self._collector = FrameCollector(frame_reader, self._producer, self.resource, config.server_id, interval)
+        self._collector = FrameCollector(
+            frame_reader,
+            self._producer,
+            self.resource,
+            config.server_id,
+            interval,
+            export_per_entity=config.export_player_series,
+            pacer=self._pacer,
+        )
         meter = self.meter_provider.get_meter(SCOPE_NAME, _instrumentations_version)
         for monitor in self.monitors():
             monitor.attach(meter)
             self._producer.add_source(monitor.histograms)
-            self._producer.add_gauge_source(monitor.produced_gauges)
+            self._collector.add_entity_source(monitor.produced_gauges)
         self.metrics = MetricsFacade(
             self.meter_provider.get_meter("otel_telemetry.metrics", __version__),
             tag_limit=config.attribute_limit,
             window=config.percentile_window,
+            series=self.series,
         )
         self._producer.add_source(self.metrics.histograms)
         self._build_signals(config)
@@ -236,19 +304,21 @@ class Telemetry:
         self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
         self.health.start()
         self._collector.start()
+        _exit_hooks.add(self)
 
     def _build_signals(self, config: TelemetryConfig) -> None:
         """Traces for @traced handlers and log records for events, exported over OTLP when configured."""
-        self.tracer_provider = SdkTracerProvider(resource=self.resource)
+        self.tracer_provider = SdkTracerProvider(resource=self.resource, shutdown_on_exit=False)
         self._handlers = HandlerTelemetry(
             self.tracer_provider.get_tracer("otel_telemetry.handlers", __version__),
             self.meter_provider.get_meter("otel_telemetry.handlers", __version__),
+            series=self.series,
         )
         claim_default(self._handlers)  # the process default for module-level @traced/timer, unless one is alive
         self.traced = self._handlers.traced
         self.timer = self._handlers.timer
         logger_provider_class, batch_processor_class = logs_sdk()
-        self.logger_provider = logger_provider_class(resource=self.resource)
+        self.logger_provider = logger_provider_class(resource=self.resource, shutdown_on_exit=False)
         exporters = trace_and_log_exporters(config)
         if exporters is not None:
             span_exporter, log_exporter = exporters
@@ -279,7 +349,10 @@ class Telemetry:
             collector.add_listener("snapshot_file", self._write_snapshot_file)
         if config.otlp_endpoint is not None:
             self._otlp = OtlpFrameExporter(
-                metric_exporter(config), self._producer, every=frames_per_export(config.collection_interval)
+                metric_exporter(config),
+                self._producer,
+                every=frames_per_export(config.collection_interval),
+                pacer=self._pacer,
             )
             self._export_counts.append(self._otlp.counts)
             collector.add_listener("otlp", self._otlp.on_frame)
@@ -287,9 +360,11 @@ class Telemetry:
             self._principal = PrincipalExporter(
                 endpoint=config.api_endpoint,
                 token=config.server_token,
-                payload=lambda: self.get_current_metrics().to_dict(),
+                payload=self._principal_payload,
                 interval=config.api_send_interval,
                 buffer_size=config.api_buffer_size,
+                server_id=config.server_id,
+                allow_insecure_token=config.allow_insecure_token,
             )
             principal = self._principal
             self._export_counts.append(
@@ -299,8 +374,13 @@ class Telemetry:
         if config.enable_prometheus_endpoint:
             self._prometheus = PrometheusExposition(self._frame_now)
             self._export_counts.append(self._prometheus.export_counts)
+            collector.add_listener("prometheus", self._prometheus.on_frame, paced=True)
             self._http = MetricsHTTPServer(
-                self._prometheus.registry, config.prometheus_host, config.prometheus_port, [self.health.handle]
+                self._prometheus.registry,
+                config.prometheus_host,
+                config.prometheus_port,
+                [self.health.handle],
+                metrics_app=self._prometheus.wsgi_app,
             )
 
     def _produced_for(self, metrics_data: MetricsData, reader: MetricReader) -> MetricsData:
@@ -309,6 +389,11 @@ class Telemetry:
 
         previous = self._reader_previous.setdefault(id(reader), {})  # each reader keeps its own delta state
         return self._producer.merge(metrics_data, self.resource, histogram_temporality(reader), previous, True)
+
+    def _principal_payload(self) -> tuple[int, Mapping[str, object]] | None:
+        """The newest frame for the principal: (its sequence, the spec's JSON body); None before the first frame."""
+        frame = self.latest_frame()
+        return None if frame is None else (frame.sequence, frame.server_metrics.to_dict())
 
     # -- frame listeners --------------------------------------------------------------------------------------------
     def _evaluate_alerts(self, frame: Frame) -> list[Metric]:
@@ -324,7 +409,7 @@ class Telemetry:
         if writer.format == "jsonl":
             writer.write(frame.server_metrics.to_dict())
         else:
-            writer.write(encode_otlp_metrics(frame.metrics_data))
+            writer.write(encode_otlp_metrics(frame.export_data))
 
     # -- access -----------------------------------------------------------------------------------------------------
     def monitors(self) -> list[Any]:
@@ -392,6 +477,10 @@ class Telemetry:
             if monitor.callback_errors:
                 found.append((source, "callback_error", monitor.callback_errors))
         found.append(("network", "player_overflow", self.network.players_overflowed))
+        found += [(owner, "cardinality", n) for owner, n in self.series.refusals().items()]
+        found.append(("series", "name_collision", self.series.refused_names))
+        found.append(("metrics", "negative_counter", self.metrics.unexported_decrements))
+        found.append(("game", "unknown_player", self.game.unknown_leaves))
         found.append(("game", "attribute_overflow", self.game.overflowed))
         found.append(("performance", "phase_overflow", self.performance.phases_overflowed))
         found += [("metrics", f"invalid:{call}", n) for call, n in self.metrics.rejected.items()]
@@ -405,11 +494,18 @@ class Telemetry:
         if self._otlp is not None:
             found.append(("otlp", "queue_full", self._otlp.dropped))
         if self._principal is not None:
-            found.append(("principal", "buffer_full_or_rejected", self._principal.stats.dropped))
+            found += [("principal", reason, n) for reason, n in self._principal.stats.dropped_by_reason.items()]
         if self._snapshot_file is not None:
             found.append(("snapshot_file", "io_error", self._snapshot_file.errors))
         if self._prometheus is not None:
             found.append(("prometheus", "unrepresentable", self._prometheus.dropped_points))
+        if self.hardware is not None:
+            found.append(("hardware", "stuck_sample", self.hardware.stuck_samples))
+            found.append(("hardware", "source_error", sum(self.hardware.errors.values())))
+        if self._http is not None:
+            stats = self._http.stats
+            found.append(("http", "busy", stats["rejected_busy"] + stats["rejected_full"]))
+            found.append(("http", "timed_out", stats["timed_out"]))
         return found
 
     def _own_health(self) -> tuple[HealthStatus, str]:
@@ -423,7 +519,11 @@ class Telemetry:
         if self._prometheus is not None and self._prometheus.scrape_failures:
             problems.append(f"{self._prometheus.scrape_failures} scrape translation failures")
         # An exporter is failing when its failure count grew since the previous check.
+        if self._principal is not None and self._principal.stats.failing:
+            problems.append(f"principal export failing ({self._principal.stats.failures} failures so far)")
         for counts in self._export_counts:
+            if counts.name == "principal":
+                continue  # judged by its latest attempts above: sustained failure, not a count that grew
             failures = counts.failures
             if failures > self._failures_seen.get(counts.name, 0):
                 problems.append(f"{counts.name} export failing ({failures} failures so far)")
@@ -460,7 +560,7 @@ class Telemetry:
         """The newest frame as OTLP protobuf bytes (an ``ExportMetricsServiceRequest``), the standard binary form;
         decode with :func:`otel_telemetry.decode_otlp_metrics`. Empty bytes before the first frame."""
         frame = self.latest_frame()
-        return encode_otlp_metrics(frame.metrics_data) if frame is not None else b""
+        return encode_otlp_metrics(frame.export_data) if frame is not None else b""
 
     def collect(self) -> MetricsData | None:
         """Take a frame now (on the calling thread), publish it to every output and return its ``MetricsData``;
@@ -485,9 +585,10 @@ class Telemetry:
             if self._shut_down:
                 return True
             self._shut_down = True
+        _exit_hooks.discard(self)
         done = True
         if self._http is not None:
-            self._http.shutdown(timeout=min(1.0, left()))
+            done = self._http.shutdown(timeout=min(1.0, left())) and done
         if self._prometheus is not None:
             self._prometheus.close()
         self.health.stop(timeout=min(1.0, left()))
@@ -500,12 +601,14 @@ class Telemetry:
         if self._otlp is not None:
             done = self._otlp.shutdown(left(0.5)) and done
         if self._principal is not None:
-            # One last bounded attempt to deliver what is pending, within half of what is left.
-            self._principal.shutdown(timeout=left(0.5))
+            self._principal.send_now()  # the last frame too (a frame is pushed once)
+            done = self._principal.shutdown(timeout=left(0.5)) and done
         self._handlers.close()  # this handle's traced/timer go quiet; gives up the default if it held it
         done = self._stop_providers(left()) and done
         if self._snapshot_file is not None:
             self._snapshot_file.close()
+        if self.hardware is not None:
+            done = self.hardware.close(left()) and done
         for monitor in self.monitors():
             monitor.detach()
         if not done:
@@ -531,13 +634,15 @@ class Telemetry:
                         close(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000)
                     else:
                         close()
-                except Exception:
-                    _logger.exception("shutting down %s failed", type(provider).__name__)
+                except Exception as error:  # typically: no time was left for a reader or exporter to finish
+                    failed.append(type(provider).__name__)
+                    _logger.warning("shutting down %s did not complete: %s", type(provider).__name__, error)
 
+        failed: list[str] = []
         stopper = threading.Thread(target=stop, name="otel-telemetry-shutdown", daemon=True)
         stopper.start()
         stopper.join(max(0.0, deadline - time.monotonic()))
-        return not stopper.is_alive()
+        return not stopper.is_alive() and not failed
 
     def __enter__(self) -> Telemetry:
         return self

@@ -26,7 +26,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
-from otel_telemetry import ServerMetrics, Telemetry
+from otel_telemetry import ServerMetrics, Telemetry, TelemetryConfig
 from otel_telemetry.alerts import (
     DEFAULT_THRESHOLDS,
     Alert,
@@ -49,10 +49,19 @@ from otel_telemetry.catalog import snapshot_fields
 from otel_telemetry.snapshot import HardwareMetrics, NetworkMetrics, Percentiles, PerformanceMetrics
 from otel_telemetry.snapshot.build import server_metrics
 from otel_telemetry.snapshot.frame import Frame
-from otel_telemetry.tools.rules import prometheus_rules_yaml, rules_command, write_rules_file
+from otel_telemetry.tools.rules import (
+    RULES_TEST_FILE,
+    TICK_RATE_SCENARIO,
+    config_rules,
+    prometheus_rules_yaml,
+    promtool_tests_yaml,
+    rules_command,
+    write_rules_file,
+)
 from otel_telemetry.tools.yaml_text import yaml_scalar
 
 RULES_FILE = ROOT / "collector-config" / "alert-rules.yml"
+RULES_TESTS = ROOT / "collector-config" / RULES_TEST_FILE
 EPOCH = 1_700_000_000.0
 
 
@@ -915,9 +924,9 @@ def test_a_handle_evaluates_its_frames(make_telemetry: Callable[..., Telemetry])
 
 # -- the Prometheus rules file -------------------------------------------------------------------------------------
 def test_committed_rules_file_is_current() -> None:
-    """collector-config/alert-rules.yml is exactly prometheus_rules_yaml(default_rules()) (regenerate if not)."""
+    """collector-config/alert-rules.yml is exactly prometheus_rules_yaml(config_rules()) (regenerate if not)."""
     assert RULES_FILE.exists(), "run: otel-telemetry rules -o collector-config/alert-rules.yml"
-    assert RULES_FILE.read_text(encoding="utf-8") == prometheus_rules_yaml(default_rules()), (
+    assert RULES_FILE.read_text(encoding="utf-8") == prometheus_rules_yaml(config_rules()), (
         "collector-config/alert-rules.yml is stale; regenerate it with `otel-telemetry rules -o ...`"
     )
 
@@ -1165,7 +1174,7 @@ def test_yaml_scalars_round_trip() -> None:
 def test_rules_command_prints_the_default_rules(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """``otel-telemetry rules`` prints the file, ``-o`` writes it, bad thresholds return 2."""
     assert rules_command([]) == 0
-    assert capsys.readouterr().out == prometheus_rules_yaml(default_rules())
+    assert capsys.readouterr().out == prometheus_rules_yaml(config_rules())
     out = tmp_path / "rules.yml"
     assert rules_command(["-o", str(out), "--thresholds", "cpu=70,90", "--for", "60"]) == 0
     written = yaml.safe_load(out.read_text(encoding="utf-8"))["groups"][0]["rules"]
@@ -1173,3 +1182,57 @@ def test_rules_command_prints_the_default_rules(capsys: pytest.CaptureFixture[st
     assert rules_command(["--thresholds", "cpu=95,80"]) == 2
     assert "inverted" in capsys.readouterr().err
     assert rules_command(["--bogus"]) == 2
+
+
+# -- the generated rules and the in-process alerts agree out of the box ---------------------------------------------
+def test_generated_rules_carry_the_for_of_the_in_process_alerts(make_telemetry: Callable[..., Telemetry]) -> None:
+    """The committed rules and `otel-telemetry rules` use alert_for's default (10 s), as a handle's own rules do."""
+    default_for = TelemetryConfig(environ={}).alert_for
+    assert default_for == 10.0
+    rules = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))["groups"][0]["rules"]
+    assert {rule["for"] for rule in rules} == {"10s"}
+    telemetry = make_telemetry(enable_hardware_metrics=False)
+    assert list(telemetry.alerts.rules) == config_rules()
+    tuned = TelemetryConfig(alert_for=30, alert_thresholds="cpu=70,90", environ={})
+    assert [r.for_ for r in config_rules(tuned)] == [30.0] * 10
+    assert config_rules(tuned)[0].threshold == 70.0
+
+
+def test_committed_promtool_tests_are_current() -> None:
+    """collector-config/alert-rules.test.yml is promtool_tests_yaml(config_rules()), as generated."""
+    assert RULES_TESTS.read_text(encoding="utf-8") == promtool_tests_yaml(config_rules()), (
+        f"{RULES_TESTS} is stale; regenerate it with `otel-telemetry collector-config`"
+    )
+
+
+def _expected_firing(text: str) -> dict[str, list[str]]:
+    """Alert name -> the eval times at which the promtool tests expect it firing."""
+    [test] = yaml.safe_load(text)["tests"]
+    firing: dict[str, list[str]] = {}
+    for case in test["alert_rule_test"]:
+        firing.setdefault(case["alertname"], [])
+        if case["exp_alerts"]:
+            firing[case["alertname"]].append(case["eval_time"])
+    return firing
+
+
+def test_prometheus_and_the_sdk_agree_on_a_recorded_tick_rate() -> None:
+    """promtool runs alert-rules.yml on the recorded tick rate and finds exactly the alerts the SDK's manager
+    decided: the one-scrape dip to 50 FPS (5 s, shorter than for) fires nothing, 40 s at 57 FPS fires the warning
+    from 10 s in, until the rate recovers; the critical rule never fires."""
+    result = run_promtool("test", "rules", str(RULES_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert TICK_RATE_SCENARIO[7] == 50.0 and TICK_RATE_SCENARIO[13:21] == (57.0,) * 8
+    firing = _expected_firing(RULES_TESTS.read_text(encoding="utf-8"))
+    assert firing["LowTickRateCritical"] == []
+    # 57 FPS from 65 s (pending) to 100 s: firing from 75 s (held for 10 s) through 100 s.
+    assert firing["LowTickRateWarning"] == ["1m15s", "1m20s", "1m25s", "1m30s", "1m35s", "1m40s"]
+
+
+def test_rules_without_the_sdks_for_disagree_with_it(tmp_path: Path) -> None:
+    """The old `for: 0s` rules fail the same promtool tests: Prometheus fires on the dip where the SDK stays pending."""
+    (tmp_path / "alert-rules.yml").write_text(prometheus_rules_yaml(default_rules(for_=0)), encoding="utf-8")
+    (tmp_path / RULES_TEST_FILE).write_text(promtool_tests_yaml(config_rules()), encoding="utf-8")
+    result = run_promtool("test", "rules", str(tmp_path / RULES_TEST_FILE))
+    assert result.returncode != 0
+    assert "LowTickRateWarning, time: 35s" in result.stdout + result.stderr

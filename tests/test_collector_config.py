@@ -15,10 +15,13 @@ from conftest import ROOT
 from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments, prometheus_translation
 from otel_telemetry.tools.collector import (
     AGENT_FILE,
+    ENVIRONMENT_DEFAULTS,
     GATEWAY_FILE,
     PROMETHEUS_FILE,
     agent_config,
+    collector_components,
     gateway_config,
+    prometheus_config,
     render_yaml,
     rendered_files,
     write_all,
@@ -33,6 +36,29 @@ def _load(name: str) -> dict[str, Any]:
     loaded = yaml.safe_load((CONFIG_DIR / name).read_text(encoding="utf-8"))
     assert isinstance(loaded, dict), name
     return loaded
+
+
+#: The Collector's environment reference (confmap's env provider): ``${env:NAME}`` or ``${env:NAME:-default}``.
+_ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _variable(value: str) -> str:
+    """The environment variable a whole-value reference names."""
+    match = _ENV_REFERENCE.fullmatch(value)
+    assert match is not None, value
+    return match[1]
+
+
+def _expand(value: Any, environ: dict[str, str]) -> Any:
+    """``value`` with every reference expanded as the Collector does: the variable if set, else its default (an
+    unset variable without one expands to nothing)."""
+    if isinstance(value, dict):
+        return {key: _expand(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, environ) for item in value]
+    if isinstance(value, str):
+        return _ENV_REFERENCE.sub(lambda m: environ.get(m[1], m[2] if m[2] is not None else ""), value)
+    return value
 
 
 def _promtool() -> str:
@@ -106,9 +132,9 @@ def test_gateway_keeps_the_server_id_and_turns_it_into_a_label() -> None:
         assert config["exporters"][exporter]["resource_to_telemetry_conversion"] == {"enabled": True}
     metrics = config["service"]["pipelines"]["metrics"]
     assert set(metrics["exporters"]) == {"prometheus", "prometheusremotewrite"}
-    assert config["exporters"]["prometheusremotewrite"]["endpoint"] == "${env:PROMETHEUS_REMOTE_WRITE_URL}"
-    assert config["exporters"]["otlp"]["endpoint"] == "${env:TRACES_BACKEND}"
-    assert config["service"]["pipelines"]["traces"]["exporters"] == ["otlp"]
+    assert _variable(config["exporters"]["prometheusremotewrite"]["endpoint"]) == "PROMETHEUS_REMOTE_WRITE_URL"
+    assert _variable(config["exporters"]["otlp/traces"]["endpoint"]) == "TRACES_BACKEND"
+    assert config["service"]["pipelines"]["traces"]["exporters"] == ["otlp/traces"]
 
 
 def test_gateway_renames_exactly_the_catalog_spec_fixed_names() -> None:
@@ -135,7 +161,7 @@ def test_agent_forwards_everything_to_the_gateway() -> None:
     """The agent receives OTLP locally and exports only to the gateway over OTLP."""
     config = _load(AGENT_FILE)
     assert set(config["exporters"]) == {"otlp/gateway"}
-    assert config["exporters"]["otlp/gateway"]["endpoint"] == "${env:OTEL_GATEWAY_ENDPOINT}"
+    assert _variable(config["exporters"]["otlp/gateway"]["endpoint"]) == "OTEL_GATEWAY_ENDPOINT"
     receivers = {r for p in config["service"]["pipelines"].values() for r in p["receivers"]}
     assert receivers == {"otlp", "hostmetrics"}
 
@@ -206,3 +232,94 @@ def test_comments_are_placed_above_their_entries() -> None:
         header="top",
     )
     assert text == "# top\na:\n  # about b\n  b: 1\nl:\n  # first item\n  - x: 1\n  - 2\n"
+
+
+@pytest.mark.parametrize("name", COLLECTOR_FILES)
+def test_every_environment_variable_has_a_default_so_the_collector_starts_without_any(name: str) -> None:
+    """With no variable set, every reference expands to its default: no exporter is left without an endpoint (an
+    empty endpoint is what stopped the gateway from starting)."""
+    text = (CONFIG_DIR / name).read_text(encoding="utf-8")
+    references = _ENV_REFERENCE.findall(text)
+    assert references, name
+    for variable, default in references:
+        assert default, f"{name}: ${{env:{variable}}} has no default"
+        assert ENVIRONMENT_DEFAULTS[variable] == default
+    expanded = _expand(_load(name), environ={})
+    for exporter, settings in expanded["exporters"].items():
+        if "endpoint" in settings:
+            assert settings["endpoint"], (name, exporter)
+    assert "${" not in yaml.safe_dump(expanded)
+    set_by_operator = _expand(_load(name), environ={variable: "set" for variable, _ in references})
+    assert all(
+        settings.get("endpoint") == "set"
+        for exporter, settings in set_by_operator["exporters"].items()
+        if exporter != "prometheus"
+    )
+
+
+@pytest.mark.parametrize("name", COLLECTOR_FILES)
+def test_events_have_a_logs_pipeline(name: str) -> None:
+    """The SDK sends events as OTLP log records: both Collectors receive them on otlp and export them."""
+    pipelines = _load(name)["service"]["pipelines"]
+    assert pipelines["logs"]["receivers"] == ["otlp"]
+    assert pipelines["logs"]["exporters"]
+    assert {pipeline.split("/")[0] for pipeline in pipelines} == {"metrics", "traces", "logs"}
+
+
+def test_gateway_sends_logs_to_an_otlp_http_backend() -> None:
+    """The gateway's logs go to LOGS_BACKEND over OTLP/HTTP, through memory_limiter, resource and batch."""
+    config = _load(GATEWAY_FILE)
+    assert config["service"]["pipelines"]["logs"] == {
+        "receivers": ["otlp"],
+        "processors": ["memory_limiter", "resource", "batch"],
+        "exporters": ["otlphttp/logs"],
+    }
+    assert _variable(config["exporters"]["otlphttp/logs"]["endpoint"]) == "LOGS_BACKEND"
+
+
+def test_the_collector_components_are_the_ones_the_files_use() -> None:
+    """collector_components() lists exactly the component types of both files; docs/fleet.md names each one."""
+    used: dict[str, set[str]] = {}
+    for name in COLLECTOR_FILES:
+        for kind, section in _load(name).items():
+            if kind in (*KINDS, "extensions"):
+                used.setdefault(kind, set()).update(component.split("/")[0] for component in section)
+    assert {kind: set(names) for kind, names in collector_components().items()} == used
+    guide = (ROOT / "docs" / "fleet.md").read_text(encoding="utf-8")
+    for names in collector_components().values():
+        for component in names:
+            assert f"`{component}`" in guide, component
+
+
+def test_a_direct_scrape_gives_each_server_one_id(make_telemetry: Any) -> None:
+    """A real /metrics scrape merged with the game-servers job's target labels as Prometheus merges them
+    (honor_labels: true): every series has exactly one service_instance_id, the server's own, and no exported_*
+    label. The server exposes service_instance_id on target_info only, and no job or instance label."""
+    from conftest import http_get
+    from prometheus_client.parser import text_string_to_metric_families
+
+    jobs: Any = prometheus_config()["scrape_configs"]
+    job = next(j for j in jobs if j["job_name"] == "game-servers")
+    assert job["honor_labels"] is True
+    target = job["static_configs"][0]
+    server_id = target["labels"]["service_instance_id"]
+    telemetry = make_telemetry(server_id=server_id, enable_prometheus_endpoint=True, enable_hardware_metrics=False)
+    telemetry.collect()
+    assert telemetry.prometheus_url is not None
+    _status, _headers, body = http_get(telemetry.prometheus_url)
+    target_labels = {"job": job["job_name"], "instance": target["targets"][0], **target["labels"]}
+    exposed_with_id = set()
+    samples = 0
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            exposed = dict(sample.labels)
+            assert "job" not in exposed and "instance" not in exposed, sample
+            if "service_instance_id" in exposed:
+                exposed_with_id.add(family.name)
+            # honor_labels: true keeps an exposed label; target labels fill in the others.
+            stored = {**target_labels, **exposed}
+            assert stored["service_instance_id"] == server_id, sample
+            assert not any(label.startswith("exported_") for label in stored), sample
+            samples += 1
+    assert samples > 100
+    assert exposed_with_id == {"target_info"}

@@ -14,7 +14,7 @@ import pytest
 
 from otel_telemetry import TelemetryConfig
 from otel_telemetry import environment as env
-from otel_telemetry.config import CONFIG_FIELDS, SETTINGS, Setting
+from otel_telemetry.config import CONFIG_FIELDS, SETTINGS, Setting, otlp_destination
 
 
 def test_spec_defaults_when_nothing_is_set() -> None:
@@ -63,16 +63,27 @@ def test_standard_otel_variables_are_honoured() -> None:
 
 
 def test_otlp_settings_come_from_the_standard_variables() -> None:
-    """The metrics-specific OTLP variables win over the generic ones."""
+    """Each standard OTLP variable fills its own field; a signal's own endpoint and protocol win for that signal."""
     config = TelemetryConfig(
         environ={
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
             "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics:4318",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
         }
     )
-    assert config.otlp_endpoint == "http://metrics:4318"
-    assert config.otlp_protocol == "grpc"
+    assert (config.otlp_endpoint, config.otlp_metrics_endpoint) == ("http://collector:4318", "http://metrics:4318")
+    assert (config.otlp_protocol, config.otlp_traces_protocol, config.otlp_metrics_protocol) == (
+        "grpc",
+        "http/protobuf",
+        None,
+    )
+    metrics, traces = otlp_destination(config, "metrics"), otlp_destination(config, "traces")
+    assert metrics is not None and (metrics.protocol, metrics.endpoint) == ("grpc", "http://metrics:4318")
+    assert traces is not None and (traces.protocol, traces.endpoint) == (
+        "http/protobuf",
+        "http://collector:4318/v1/traces",
+    )
 
 
 @pytest.mark.parametrize(
@@ -184,11 +195,20 @@ _SAMPLES: dict[str, tuple[str, object, object]] = {
     "max_tracked_players": ("50", 50, 5),
     "attribute_limit": ("20", 20, 3),
     "enable_hardware_metrics": ("off", False, True),
-    "otlp_endpoint": ("http://metrics:4318", "http://metrics:4318", "http://keyword:4318"),
+    "export_player_series": ("true", True, False),
+    "series_budget": ("5000", 5000, 20),
+    "otlp_endpoint": ("http://collector:4318/", "http://collector:4318", "http://keyword:4318"),
+    "otlp_metrics_endpoint": ("http://m:4318/custom/", "http://m:4318/custom/", "http://keyword:4318/v1/metrics"),
+    "otlp_traces_endpoint": ("https://t.example/v1/traces", "https://t.example/v1/traces", "http://keyword:1/t"),
+    "otlp_logs_endpoint": ("http://l:4318/logs", "http://l:4318/logs", "http://keyword:1/l"),
     "otlp_protocol": ("grpc", "grpc", "http/protobuf"),
+    "otlp_metrics_protocol": ("grpc", "grpc", "http/protobuf"),
+    "otlp_traces_protocol": ("GRPC", "grpc", "http/protobuf"),
+    "otlp_logs_protocol": ("http/protobuf", "http/protobuf", "grpc"),
     "api_buffer_size": ("10", 10, 500),
     "snapshot_file": ("env.jsonl", "env.jsonl", "keyword.jsonl"),
     "snapshot_file_format": ("otlp", "otlp", "jsonl"),
+    "allow_insecure_token": ("true", True, False),
     "enable_alerts": ("false", False, True),
     "alert_thresholds": ("cpu=70,90", {"cpu": (70.0, 90.0)}, {"memory": (50.0, 60.0)}),
     "alert_for": ("0", 0.0, 30.0),
@@ -197,6 +217,7 @@ _SAMPLES: dict[str, tuple[str, object, object]] = {
 }
 
 _NUMERIC = {
+    "series_budget",
     "collection_interval",
     "api_send_interval",
     "historical_retention",
@@ -406,3 +427,41 @@ def test_inverted_thresholds_are_refused_by_the_config(pair: tuple[float, float]
     with pytest.raises(ValueError, match="inverted") as raised:
         TelemetryConfig(environ={env.ALERT_THRESHOLDS: text})
     assert env.ALERT_THRESHOLDS in str(raised.value)
+
+
+@pytest.mark.parametrize("setting", _rows())
+def test_an_empty_variable_is_unset(setting: Setting) -> None:
+    """For every row, ours and the standard ones alike, "" gives what an unset variable gives (the OpenTelemetry
+    specification's rule: "The SDK MUST interpret an empty value ... the same way as when the variable is unset");
+    an empty variable before a set one in the row's order is skipped."""
+    for variable in setting.variables:
+        assert TelemetryConfig(environ={variable: ""}) == TelemetryConfig(environ={}), variable
+
+
+def test_whitespace_is_a_value_not_an_empty_one() -> None:
+    """Only "" is unset: "  " is a value, refused where the row needs one (a mistake, not a way to unset)."""
+    with pytest.raises(ValueError, match="server_id"):
+        TelemetryConfig(environ={env.SERVER_ID: "  "})
+
+
+@pytest.mark.parametrize(("text", "enabled"), [("true", False), ("TRUE", False), ("false", True), ("", True)])
+def test_otel_sdk_disabled_is_an_opentelemetry_boolean(text: str, enabled: bool) -> None:
+    """OTEL_SDK_DISABLED: only "true" (any case) disables; "false" and "" do not."""
+    assert TelemetryConfig(environ={env.OTEL_SDK_DISABLED: text}).enabled is enabled
+
+
+def test_otel_sdk_disabled_reads_any_other_value_as_false_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """The specification allows no other true value: "1" or "yes" leave the SDK enabled, and a warning says so."""
+    with caplog.at_level(logging.WARNING, logger="otel_telemetry.config"):
+        assert TelemetryConfig(environ={env.OTEL_SDK_DISABLED: "1"}).enabled is True
+    assert "'1' is not true or false" in caplog.text
+
+
+def test_only_signal_endpoints_give_the_generic_endpoint_the_specifications_default() -> None:
+    """A keyword or variable for one signal's endpoint turns OTLP on; the generic endpoint is the spec's default."""
+    assert TelemetryConfig(otlp_traces_endpoint="http://t:4318/v1/traces", environ={}).otlp_endpoint == (
+        "http://localhost:4318"
+    )
+    grpc = TelemetryConfig(otlp_logs_endpoint="logs:4317", otlp_protocol="grpc", environ={})
+    assert grpc.otlp_endpoint == "http://localhost:4317"
+    assert TelemetryConfig(environ={}).otlp_endpoint is None

@@ -43,6 +43,21 @@ def _exported_names() -> set[str]:
     return names
 
 
+#: The histograms the spec asks an average of: their panels plot rate(_sum) / rate(_count), not quantiles.
+_AVERAGES = {"server.game.session.duration", "server.game.db.query.duration"}
+
+
+def test_the_specs_averages_are_rate_of_sum_over_rate_of_count(model: dict[str, Any]) -> None:
+    """ "Average session duration" and "Average query time" plot the average per server, in seconds."""
+    titles = {panel["title"]: panel for panel in _panels(model)}
+    for title in ("Average session duration", "Average query time (milliseconds)"):
+        (target,) = titles[title]["targets"]
+        assert "histogram_quantile" not in target["expr"]
+        numerator, denominator = target["expr"].split(" / ")
+        assert "_sum{" in numerator and "_count{" in denominator
+        assert titles[title]["fieldConfig"]["defaults"]["unit"] == "s"
+
+
 def _promtool() -> str:
     found = shutil.which("promtool") or str(ROOT / ".venv" / "bin" / "promtool")
     assert Path(found).exists(), "promtool is missing: `make test` installs it (scripts/install-promtool.sh)"
@@ -86,8 +101,17 @@ def test_every_query_names_an_exported_metric(model: dict[str, Any]) -> None:
             assert names, target["expr"]
             assert set(names) <= exported, (panel["title"], target["expr"])
             assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-            if "ALERTS" not in names:
-                assert 'service_instance_id=~"$server"' in target["expr"], target["expr"]
+
+
+def test_every_selector_of_every_panel_honours_the_server_variable(model: dict[str, Any]) -> None:
+    """Each metric selector of each query, the ALERTS panels' included, selects the servers of $server."""
+    selector = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\s*\{([^}]*)\}")
+    for panel in _panels(model):
+        for target in panel["targets"]:
+            matchers = selector.findall(target["expr"])
+            assert matchers, target["expr"]
+            for matcher in matchers:
+                assert 'service_instance_id=~"$server"' in matcher, (panel["title"], target["expr"])
 
 
 def test_every_catalog_instrument_has_its_panel(model: dict[str, Any]) -> None:
@@ -101,7 +125,15 @@ def test_every_catalog_instrument_has_its_panel(model: dict[str, Any]) -> None:
     assert len(list(_panels(model))) == len(specs) + 2  # plus the two alert panels
     for spec in specs:
         name = spec.prometheus_name
-        if spec.instrument is Instrument.HISTOGRAM:
+        if spec.name in _AVERAGES:
+            (target,) = by_metric[name + "_sum"]["targets"]
+            assert target["expr"] == (
+                f'sum by (service_instance_id) (rate({name}_sum{{service_instance_id=~"$server"}}[$__rate_interval]))'
+                f' / sum by (service_instance_id) (rate({name}_count{{service_instance_id=~"$server"}}'
+                "[$__rate_interval]))"
+            )
+            assert name + "_bucket" not in by_metric
+        elif spec.instrument is Instrument.HISTOGRAM:
             panel = by_metric[name + "_bucket"]
             exprs = [t["expr"] for t in panel["targets"]]
             assert [re.findall(r"^histogram_quantile\(([0-9.]+),", e) for e in exprs] == [["0.5"], ["0.95"], ["0.99"]]

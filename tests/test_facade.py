@@ -208,32 +208,83 @@ def test_reset_counters_keeps_timings_and_gauges(facade: MetricsFacade) -> None:
 def test_counters_and_gauges_are_exported_as_observable_instruments(
     facade: MetricsFacade, reader: InMemoryMetricReader
 ) -> None:
-    """Counters export their totals per tag set and gauges their last value, as OpenTelemetry points."""
+    """Counters export their totals per tag set as monotonic sums and gauges their last value."""
     facade.increment("events.processed", 3, tags={"event_type": "a"})
     facade.increment("events.processed", 2, tags={"event_type": "b"})
+    facade.increment("websocket.clients", 2)
     facade.decrement("websocket.clients")
     facade.gauge("cache.hit_rate", 0.5)
     facade.gauge("cache.hit_rate", 0.87)
+    data = reader.get_metrics_data()
+    assert data is not None
+    sums = {
+        m.name: m.data
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name in ("events.processed", "websocket.clients")
+    }
+    assert all(d.is_monotonic for d in sums.values()), "facade counters are monotonic counters"
     points = exported(reader)
     by_type = {p.attributes["event_type"]: p.value for p in points["events.processed"]}
     assert by_type == {"a": 3, "b": 2}
     assert all(isinstance(p, NumberDataPoint) for p in points["events.processed"])
-    assert points["websocket.clients"][0].value == -1
+    assert points["websocket.clients"][0].value == 2  # the export counts increments; the decrement stays local
+    assert facade.get_counter("websocket.clients") == 1
+    assert facade.unexported_decrements == 1
     assert points["cache.hit_rate"][0].value == 0.87
+
+
+def test_decrements_change_the_local_view_only_counted_and_logged_once(
+    facade: MetricsFacade, reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A monotonic counter never goes down on export: 10 decrements and 3 negative increments are counted,
+    get_counter() applies them, and one warning names the counter."""
+    with caplog.at_level(logging.WARNING, logger="otel_telemetry.recording.facade"):
+        facade.increment("players.online", 20)
+        for _ in range(10):
+            facade.decrement("players.online")
+        for _ in range(3):
+            facade.increment("players.online", -1)
+        facade.decrement("players.online", -4)  # a negative decrement is an increment
+    assert facade.get_counter("players.online") == 20 - 10 - 3 + 4
+    assert exported(reader)["players.online"][0].value == 24
+    assert facade.unexported_decrements == 13
+    assert facade.rejected == {}
+    assert sum("monotonic counter" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_distribution_is_exported_in_its_own_unit_with_its_own_buckets(facade: MetricsFacade) -> None:
+    """A size is a distribution in bytes, not a timing: its spec carries unit By and no seconds anywhere."""
+    from otel_telemetry.recording.facade import DISTRIBUTION_BOUNDARIES
+
+    for size in (209, 512, 80_000):
+        facade.distribution("websocket.message.size", size, unit="By")
+    facade.distribution("websocket.message.size", 1, unit="1")  # another unit for the same name: refused
+    (state,) = facade.histograms()
+    assert state.spec.unit == "By"
+    assert state.spec.prometheus_name == "websocket_message_size_bytes"
+    assert state.cumulative.count == 3 and state.cumulative.sum == 209 + 512 + 80_000
+    assert list(state.spec.boundaries) == list(DISTRIBUTION_BOUNDARIES)
+    stats = facade.get_distribution("websocket.message.size")
+    assert stats is not None and stats.count == 3 and stats.mean == pytest.approx((209 + 512 + 80_000) / 3)
+    assert "websocket.message.size" in facade.get_all_metrics()["distributions"]
+    assert facade.histogram_states() == []  # timings only
+    assert facade.rejected == {"distribution": 1}
 
 
 def test_one_name_used_as_two_kinds_is_exported_twice_without_clash(
     facade: MetricsFacade, reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A counter and a gauge named alike (as in the guide) export as `name` and `name.gauge`, logged once."""
+    """A counter and a gauge named alike (as in the guide) export as `name` and `name.value`, logged once."""
     with caplog.at_level(logging.WARNING, logger="otel_telemetry.recording.facade"):
-        facade.decrement("websocket.clients")
+        facade.increment("websocket.clients")
         facade.gauge("websocket.clients", 3.0)
         facade.gauge("websocket.clients", 4.0)
     points = exported(reader)
-    assert points["websocket.clients"][0].value == -1
-    assert points["websocket.clients.gauge"][0].value == 4.0
-    assert facade.get_counter("websocket.clients") == -1
+    assert points["websocket.clients"][0].value == 1
+    assert points["websocket.clients.value"][0].value == 4.0
+    assert facade.get_counter("websocket.clients") == 1
     stats = facade.get_gauge("websocket.clients")
     assert stats is not None and stats.current == 4.0
     assert sum("already exported" in r.getMessage() for r in caplog.records) == 1
@@ -309,9 +360,9 @@ def test_bad_input_is_dropped_counted_and_logged_once(facade: MetricsFacade, cap
         facade.gauge("g", None)  # type: ignore[arg-type]
         facade.increment(42)  # type: ignore[arg-type]
         facade.increment("bad name with spaces")
-        facade.increment("c", tags={"k": 1})  # type: ignore[dict-item]
+        facade.increment("c", tags={1: "v"})  # type: ignore[dict-item]
         facade.increment("c", tags=["not", "a", "mapping"])  # type: ignore[arg-type]
-        facade.gauge("g", 1.0, tags={"k": ["unhashable"]})  # type: ignore[dict-item]
+        facade.gauge("g", 1.0, tags={"k": 10**200})  # type: ignore[dict-item]  # no label of 201 digits
     assert facade.rejected == {"timing": 4, "increment": 6, "decrement": 1, "gauge": 2}
     assert facade.get_timing("t") is None
     assert facade.get_counter("c") == 0

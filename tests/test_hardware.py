@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from instrumentations.hardware import HardwareMonitor
 from otel_telemetry import Telemetry
 from otel_telemetry.snapshot.frame import points, value
 
@@ -47,3 +49,38 @@ def test_hardware_can_be_turned_off(make_telemetry: Callable[..., Telemetry]) ->
     telemetry = make_telemetry(enable_hardware_metrics=False)
     assert telemetry.hardware is None
     assert points(telemetry.collect(), "server.cpu.usage") == []
+
+
+def _hardware_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("otel-telemetry-hardware") and t.is_alive()]
+
+
+def test_sampling_runs_on_its_own_thread_and_ends_with_close() -> None:
+    """A refresh publishes the latest sample of the sampling thread (a new one every refresh interval) without
+    reading psutil itself; close() ends the sampling and reader threads and returns True."""
+    monitor = HardwareMonitor(refresh_interval=0.05)
+    try:
+        first = monitor.sample()  # the first reading, taken by the first refresh
+        assert "otel-telemetry-hardware" in _hardware_threads()
+        deadline = time.monotonic() + 5
+        while monitor.sample() is first and time.monotonic() < deadline:
+            time.sleep(0.02)
+        later = monitor.sample()
+        assert later is not first and later.timestamp > first.timestamp
+        assert monitor.stuck_samples == 0 and set(monitor.stuck) == set(monitor.errors)
+    finally:
+        assert monitor.close(timeout=2.0)
+    assert _hardware_threads() == []
+    stopped = monitor.sample()
+    time.sleep(0.15)
+    assert monitor.sample() is stopped and _hardware_threads() == []  # closed: no sampling until attached again
+
+
+def test_hardware_threads_are_gone_after_shutdown(make_telemetry: Callable[..., Telemetry]) -> None:
+    """The sampling thread and the psutil reader thread of a handle end with its shutdown."""
+    telemetry = make_telemetry(collection_interval=0.2)
+    telemetry.collect()
+    time.sleep(0.2)
+    assert _hardware_threads() != []
+    assert telemetry.shutdown(timeout=5.0)
+    assert _hardware_threads() == []

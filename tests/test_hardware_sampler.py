@@ -457,3 +457,74 @@ def test_invalid_min_interval_is_rejected_at_construction(bad: float) -> None:
     """A negative or non-finite min_interval raises ValueError naming the argument."""
     with pytest.raises(ValueError, match="min_interval"):
         HardwareSampler(min_interval=bad)
+
+
+# -- deadlines ----------------------------------------------------------------------------------------------
+
+
+def _reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "otel-telemetry-hardware-read" and t.is_alive()]
+
+
+def test_a_stuck_source_costs_one_deadline_then_is_skipped_counted_and_warned_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """net_io_counters blocks: the sample that meets it takes its 0.2 s deadline and no more; later samples skip
+    it at once; its fields are None and it is listed as stuck; every lost reading is counted, one warning; once
+    the call returns the source is read again (rates over the whole gap) and close() leaves no reader thread."""
+    caplog.set_level(logging.WARNING, logger=_LOGGER_NAME)
+    release, entered = threading.Event(), threading.Event()
+    block = False
+
+    def net_io_counters(*args: object, **kwargs: object) -> object:
+        if block:
+            entered.set()
+            release.wait(10)
+        return psutil.net_io_counters(*args, **kwargs)
+
+    sampler = HardwareSampler(
+        min_interval=0, source_timeout=0.2, psutil_module=_psutil_wrapper(net_io_counters=net_io_counters)
+    )
+    try:
+        assert sampler.source_timeout == 0.2
+        block = True
+        started = time.monotonic()
+        first = sampler.sample()
+        first_took = time.monotonic() - started
+        assert entered.is_set() and 0.19 < first_took < 0.6, first_took
+        assert first.stuck_sources == {"nic"} and first.nic_bytes_recv_per_sec is None
+        assert first.memory_total_bytes is not None
+        started = time.monotonic()
+        second = sampler.sample()
+        assert time.monotonic() - started < 0.1  # skipped, not waited for again
+        assert second.stuck_sources == {"nic"}
+        assert sampler.stuck["nic"] == 2 and sum(sampler.stuck.values()) == 2
+        assert all(count == 0 for count in sampler.errors.values())
+        block = False
+        release.set()
+        time.sleep(0.05)  # the abandoned call returns; its thread ends
+        third = sampler.sample()
+        assert third.stuck_sources == frozenset() and third.nic_bytes_recv_per_sec is not None
+        assert sampler.stuck["nic"] == 2
+        stuck_warnings = [r for r in caplog.records if "deadline" in r.getMessage()]
+        assert len(stuck_warnings) == 1 and "'nic'" in stuck_warnings[0].getMessage()
+    finally:
+        release.set()
+        assert sampler.close(timeout=2.0)
+    assert _reader_threads() == []
+
+
+def test_without_source_timeout_reads_run_on_the_calling_thread() -> None:
+    """The default sampler starts no thread: each read runs where sample() is called."""
+    before = len(_reader_threads())
+    sampler = HardwareSampler(min_interval=0)
+    sampler.sample()
+    assert sampler.source_timeout is None and len(_reader_threads()) == before
+    assert sampler.close() is True
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.nan, math.inf])
+def test_invalid_source_timeout_is_rejected_at_construction(bad: float) -> None:
+    """A non-positive or non-finite source_timeout raises ValueError naming the argument."""
+    with pytest.raises(ValueError, match="source_timeout"):
+        HardwareSampler(source_timeout=bad)

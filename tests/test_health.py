@@ -215,10 +215,54 @@ def test_run_checks_records_results_messages_and_errors(registry: HealthRegistry
     assert components["ok"].status is H
     assert (components["slow"].status, components["slow"].message) == (D, "p95 above budget")
     assert components["broken"].status is U
-    assert components["broken"].message == "ConnectionError: db down"
-    assert components["confused"].status is U and "42" in components["confused"].message
+    assert components["broken"].message == "raised ConnectionError"  # the type only: the text goes to the log
+    assert components["confused"].status is U
+    assert components["confused"].message == "returned an invalid result (int)"
     assert registry.check_failures == 2
     assert http_get(base_url + "/health")[0] == 503
+
+
+def test_a_failing_checks_text_is_logged_not_served(
+    registry: HealthRegistry, base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/health shows "raised RuntimeError" and never the exception's text; the text is logged once per check and
+    kind of failure, again after a recovery or when the exception type changes."""
+    failures: list[BaseException | None] = [RuntimeError("db down: password=hunter2")] * 3
+
+    def db() -> HealthStatus:
+        failure = failures.pop(0)
+        if failure is not None:
+            raise failure
+        return H
+
+    registry.register_check("db", db)
+    with caplog.at_level("WARNING", logger="otel_telemetry.recording.health"):
+        for _ in range(3):
+            registry.run_checks()
+        status, _, body = http_get(base_url + "/health")
+        assert status == 503 and b"hunter2" not in body and b"db down" not in body
+        assert json.loads(body)["components"][0]["message"] == "raised RuntimeError"
+        logged = [r for r in caplog.records if "hunter2" in r.getMessage()]
+        assert len(logged) == 1 and logged[0].exc_info is not None  # 3 failures, logged once with the traceback
+        failures[:] = [ValueError("other: token=abc"), None, RuntimeError("db down: password=hunter2")]
+        for _ in range(3):
+            registry.run_checks()
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("token=abc" in m for m in messages) == 1  # a new exception type is logged
+        assert sum("hunter2" in m for m in messages) == 2  # after the recovery it is logged again
+    assert registry.check_failures == 5
+
+
+def test_error_details_opt_in_shows_the_exception_text(registry: HealthRegistry) -> None:
+    """register_check(..., error_details=True) serves the exception's text too (for checks whose errors hold no
+    secret)."""
+
+    def broken() -> HealthStatus:
+        raise TimeoutError("replica lag 12 s")
+
+    registry.register_check("replica", broken, error_details=True)
+    (component,) = registry.run_checks()
+    assert component.message == "raised TimeoutError: replica lag 12 s"
 
 
 def test_a_hung_check_times_out_without_blocking_the_others(registry: HealthRegistry, release: threading.Event) -> None:

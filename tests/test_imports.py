@@ -43,6 +43,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "otel_telemetry.environment",
         "otel_telemetry.config",
         "otel_telemetry.producer",
+        "otel_telemetry.pacing",
+        "otel_telemetry.series",
     ),
     ("instrumentations.*", "otel_telemetry.recording.*"),
     ("otel_telemetry.snapshot.*",),

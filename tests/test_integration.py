@@ -96,7 +96,7 @@ def test_traced_handlers_and_facade_reach_the_metrics_endpoint(make_telemetry: C
     errors = ("handler_errors_total", (("error_type", "ValueError"), ("handler", "rpc.trade"), ("kind", "rpc")))
     assert samples[errors] == 1
     assert samples[("db_save_seconds_count", (("table", "players"),))] == 1
-    assert samples[("logins", ())] == 2
+    assert samples[("logins_total", ())] == 2
     result = subprocess.run([_promtool(), "check", "metrics"], input=body.encode(), capture_output=True, timeout=60)
     problems = (result.stdout + result.stderr).decode().splitlines()
     assert [p for p in problems if p.strip() and p.split()[0] not in SPEC_FIXED_PROMETHEUS_NAMES] == []

@@ -130,7 +130,12 @@ def test_connections_active_total_and_duration() -> None:
         ("packet_latency", (float("inf"),)),
         ("packet_latency", (-3.0,)),
         ("player_ping", ("p", None)),
-        ("player_ping", (["unhashable"], 10.0)),
+        ("player_ping", (10**200, 10.0)),  # an id of 201 digits cannot be a label
+        ("player_ping", ("p", 10**400)),  # an int beyond any float
+        ("packet_received", (2**63,)),  # beyond what an OTLP integer point carries
+        ("packet_sent", (2**64,)),
+        ("packet_lost", (2**63,)),
+        ("player_disconnected", (10**5000,)),
         ("connection_closed", (-1.0,)),
         ("packet_lost", (-2,)),
         ("ack_latency", ("fast",)),

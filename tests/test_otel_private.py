@@ -478,3 +478,15 @@ def test_otlp_log_exporter_builds_the_official_exporter_for_the_protocol(
         provider.shutdown()  # nothing was emitted: nothing is sent
     finally:
         exporter.shutdown()
+
+
+def test_prometheus_naming_sanitises_and_maps_units_like_the_exporter() -> None:
+    """The exporter's naming helpers: dots and dashes become underscores, a leading digit is escaped, and UCUM
+    units map to Prometheus words (braced annotations dropped)."""
+    sanitize_name, sanitize_label, map_unit = _otel.prometheus_naming()
+    assert sanitize_name("server.tick-rate") == "server_tick_rate"
+    assert sanitize_name("9lives") == "_lives"
+    assert sanitize_label("service.instance.id") == "service_instance_id"
+    assert map_unit("s") == "seconds"
+    assert map_unit("By") == "bytes"
+    assert map_unit("{packet}") == ""

@@ -86,9 +86,8 @@ def test_metrics_arrive_over_otlp_http(receiver: _Receiver, make_telemetry: Call
         for m in sm.metrics
     }
     assert metrics["server.tick.duration"].histogram.data_points[0].count == 5
-    ping = metrics["server.network.player_ping.last"].gauge.data_points[0]
-    assert ping.as_double == pytest.approx(0.042)
-    assert {a.key: a.value.string_value for a in ping.attributes} == {"player_id": "p1"}
+    assert "server.network.player_ping.last" not in metrics, "per-player series are not exported by default"
+    assert metrics["server.avg_player_ping"].gauge.data_points[0].as_double == pytest.approx(42.0)
     packets = metrics["server.network.packets"].sum
     assert packets.is_monotonic
     received = [p for p in packets.data_points if p.attributes[0].value.string_value == "received"]
@@ -146,3 +145,32 @@ def test_traced_spans_arrive_over_otlp(receiver: _Receiver, make_telemetry: Call
     assert telemetry.shutdown(timeout=10)
     names = [s.name for r in receiver.spans for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
     assert "rpc.join" in names
+
+
+def _exports(receiver: _Receiver, count: int) -> int:
+    deadline = time.monotonic() + 10
+    while len(receiver.requests) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # anything more than expected would arrive by now
+    return len(receiver.requests)
+
+
+def test_every_frame_is_exported_by_default(receiver: _Receiver, make_telemetry: Callable[..., Telemetry]) -> None:
+    """Without OTEL_METRIC_EXPORT_INTERVAL, OTLP sends each frame (not the SDK's 60 s default)."""
+    telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}", collection_interval=600)
+    for _ in range(4):
+        telemetry.network.packet_received(10)
+        telemetry.collect()
+    assert _exports(receiver, 4) == 4
+
+
+def test_the_standard_export_interval_exports_every_nth_frame(
+    receiver: _Receiver, make_telemetry: Callable[..., Telemetry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_METRIC_EXPORT_INTERVAL=3000 with a 1 s collection interval: one frame in three is exported."""
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "3000")
+    telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.server_address[1]}", collection_interval=1.0)
+    telemetry._collector.stop(2.0)  # type: ignore[union-attr]  # frames by hand only, so that they can be counted
+    for _ in range(7):
+        telemetry.collect()
+    assert _exports(receiver, 3) == 3  # frames 1, 4 and 7

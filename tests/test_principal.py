@@ -7,6 +7,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import shutil
 import socket
 import ssl
@@ -26,7 +27,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoi
 
 from otel_telemetry._version import __version__
 from otel_telemetry.delivery import Endpoint, backoff_delay, classify, retry_after_seconds
-from otel_telemetry.export.principal import PrincipalExporter, encode_payload
+from otel_telemetry.export.principal import PrincipalExporter
+from otel_telemetry.snapshot.payload import encode_payload
 
 TOKEN = "tok-S3CRET-5f2a9c"
 
@@ -313,6 +315,80 @@ def test_5xx_is_retried_until_accepted(principal: Principal, make_exporter: Any)
     assert (stats.attempts, stats.failures, stats.retries, stats.dropped, stats.pending) == (3, 2, 2, 0, 0)
 
 
+KEY = re.compile(r'^"server-001:[0-9a-f]{16}:(\d+)"$')
+
+
+def test_each_payload_carries_an_idempotency_key_kept_across_retries(principal: Principal, make_exporter: Any) -> None:
+    """Idempotency-Key is a quoted "<server id>:<run>:<n>": one per payload, the same on every retry of it."""
+    principal.script(Reply(503), Reply(503))
+    exporter = make_exporter(principal.url, Payloads())
+    exporter.start()
+    for _ in range(3):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.sent == 3, "three deliveries after two 503s")
+    requests = principal.requests()
+    keys = [r.headers["Idempotency-Key"] for r in requests]
+    assert [KEY.match(k).group(1) for k in keys] == ["1", "1", "1", "2", "3"]  # type: ignore[union-attr]
+    by_body: dict[bytes, set[str]] = {}
+    for request in requests:
+        by_body.setdefault(request.body, set()).add(request.headers["Idempotency-Key"])
+    assert len(by_body) == 3 and all(len(k) == 1 for k in by_body.values())
+    assert len({k for ks in by_body.values() for k in ks}) == 3
+    other = make_exporter(principal.url, Payloads())
+    other.send_now()
+    other.start()
+    wait_for(lambda: other.stats.sent == 1, "a second exporter's delivery")
+    # Another run (a restarted server numbers its frames from 1 again) never reuses a key.
+    assert principal.requests()[-1].headers["Idempotency-Key"] not in keys
+
+
+def test_a_frame_is_pushed_once(principal: Principal, make_exporter: Any) -> None:
+    """payload() returning (sequence, body): a sequence already queued is skipped and counted as unchanged, not
+    dropped; the key carries the frame's sequence; the bare-mapping form still works (see the other tests)."""
+    frames = deque([(1, {"f": 1}), (1, {"f": 1}), (2, {"f": 2}), (2, {"f": 2}), (1, {"f": 1}), (5, {"f": 5})])
+    exporter = make_exporter(principal.url, lambda: frames.popleft() if frames else None, server_id="server-001")
+    exporter.start()
+    for _ in range(7):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.sent == 3 and exporter.stats.unchanged == 3, "three frames, three repeats")
+    assert principal.delivered() == [{"f": 1}, {"f": 2}, {"f": 5}]
+    keys = [KEY.match(r.headers["Idempotency-Key"]).group(1) for r in principal.requests()]  # type: ignore[union-attr]
+    assert keys == ["1", "2", "5"]
+    stats = exporter.stats
+    assert (stats.generated, stats.dropped, stats.pending, stats.failures) == (3, 0, 0, 0)
+
+
+def test_bad_sequenced_payloads_are_failures(principal: Principal, make_exporter: Any) -> None:
+    """A tuple that is not (int, mapping) is counted as a failure, never sent."""
+    results: deque[Any] = deque([(True, {}), ("1", {}), (1, [1]), (1, {}, 2), (3, {"ok": 1})])
+    exporter = make_exporter(principal.url, lambda: results.popleft() if results else None)
+    exporter.start()
+    for _ in range(5):
+        exporter.send_now()
+    wait_for(lambda: exporter.stats.sent == 1, "the one good payload")
+    assert exporter.stats.failures == 4 and principal.delivered() == [{"ok": 1}]
+
+
+def test_failing_is_true_from_a_failed_attempt_until_a_delivery(principal: Principal, make_exporter: Any) -> None:
+    """stats.failing: False at first, True after a failed attempt (5xx, 4xx), False again once one is delivered."""
+    principal.script(Reply(503), Reply(503))
+    seen: list[bool] = []
+    exporter = make_exporter(principal.url, Payloads(), initial_backoff=0.05, max_backoff=0.05)
+    assert exporter.stats.failing is False
+    exporter.start()
+    exporter.send_now()
+    wait_for(lambda: exporter.stats.failures >= 1, "a failure")
+    seen.append(exporter.stats.failing)
+    wait_for(lambda: exporter.stats.sent == 1, "a delivery")
+    seen.append(exporter.stats.failing)
+    principal.script(Reply(401))
+    exporter.send_now()
+    wait_for(lambda: exporter.stats.auth_failures == 1, "a 401")
+    seen.append(exporter.stats.failing)
+    assert seen == [True, False, True]
+    assert exporter.stats.dropped_by_reason == {"buffer_full": 0, "unauthorized": 1, "rejected": 0, "shutdown": 0}
+
+
 def test_backoff_doubles_with_full_jitter_and_cap(principal: Principal, make_exporter: Any) -> None:
     """Retry delays are uniform(0, cap) from the injected rng, cap = initial_backoff doubling up to max_backoff."""
     principal.script(*[Reply(503)] * 5)
@@ -479,7 +555,7 @@ def test_buffer_overflow_drops_oldest_and_counts(principal: Principal, make_expo
     wait_for(lambda: exporter.stats.dropped == 3, "three evictions")
     assert exporter.stats.pending == 3
     principal.default = Reply(200)
-    assert exporter.shutdown(timeout=2.0) is True
+    assert exporter.shutdown(timeout=10.0) is True  # returns once delivered
     assert [b["seq"] for b in principal.delivered()] == [3, 4, 5]
     assert exporter.stats.dropped == 3
     assert exporter.stats.sent == 3
@@ -500,7 +576,10 @@ def test_shutdown_returns_within_timeout_when_principal_hangs(principal: Princip
     began = time.monotonic()
     assert exporter.shutdown(timeout=0.5) is False
     assert time.monotonic() - began < 0.8
-    assert exporter.stats.pending == 1
+    # The attempt in flight is abandoned at the deadline; both payloads are counted, none is left pending.
+    stats = exporter.stats
+    assert (stats.generated, stats.pending, stats.dropped_by_reason["shutdown"], stats.dropped) == (2, 0, 2, 2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("otel-telemetry-principal")]
 
 
 def test_shutdown_final_attempt_is_bounded_by_timeout(principal: Principal, make_exporter: Any) -> None:
@@ -528,13 +607,15 @@ def test_shutdown_delivers_pending_and_requested(principal: Principal, make_expo
 
 
 def test_start_is_idempotent(principal: Principal, make_exporter: Any) -> None:
-    """Calling start twice runs one thread."""
+    """Calling start twice runs one generator and one sender; shutdown stops both."""
     before = set(threading.enumerate())
     exporter = make_exporter(principal.url, Payloads())
     exporter.start()
     exporter.start()
-    started = [t for t in threading.enumerate() if t not in before and t.name == "otel-telemetry-principal"]
-    assert len(started) == 1
+    started = sorted(t.name for t in threading.enumerate() if t not in before)
+    assert started == ["otel-telemetry-principal-generate", "otel-telemetry-principal-send"]
+    assert exporter.shutdown(timeout=1.0) is True
+    assert not [t for t in threading.enumerate() if t not in before and t.is_alive()]
 
 
 def test_raising_payload_is_contained(
@@ -601,7 +682,53 @@ def test_invalid_arguments_raise_naming_them(argument: str, value: object) -> No
     settings: dict[str, Any] = {"endpoint": "http://127.0.0.1:9", "token": None, "payload": dict, argument: value}
     with pytest.raises(ValueError, match=argument) as raised:
         PrincipalExporter(**settings)
-    assert repr(value) in str(raised.value)
+    if isinstance(value, str) and "?" in value:  # a URL's path and query are never shown (they may hold a secret)
+        assert "'http://example.com' (rest not shown)" in str(raised.value) and "x=1" not in str(raised.value)
+    else:
+        assert repr(value) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:4318/?api_key=s3cr3t-TOKEN-xyz",
+        "http://127.0.0.1:4318/#s3cr3t-TOKEN-xyz",
+        "ftp://h/s3cr3t-TOKEN-xyz",
+    ],
+)
+def test_url_errors_show_scheme_host_and_port_only(endpoint: str) -> None:
+    """A refused endpoint is named by scheme://host:port in the error; its path, query and fragment are not shown."""
+    with pytest.raises(ValueError, match="endpoint") as raised:
+        PrincipalExporter(endpoint=endpoint, token=None, payload=dict)
+    assert "s3cr3t" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "allowed"),
+    [
+        ("http://principal.example", False),
+        ("http://10.0.0.7:8080/base", False),
+        ("http://[2001:db8::1]:8080", False),
+        ("https://principal.example", True),
+        ("http://localhost:8080", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://127.9.8.7", True),
+        ("http://[::1]:8080", True),
+    ],
+)
+def test_a_token_over_plain_http_needs_a_loopback_host_or_consent(endpoint: str, allowed: bool) -> None:
+    """A Bearer token over http:// to a host that is not loopback is refused at construction (the token unshown),
+    unless allow_insecure_token=True; without a token, over https:// or to loopback it is accepted."""
+    if allowed:
+        PrincipalExporter(endpoint=endpoint, token=TOKEN, payload=dict)
+    else:
+        with pytest.raises(ValueError, match="allow_insecure_token") as raised:
+            PrincipalExporter(endpoint=endpoint, token=TOKEN, payload=dict)
+        message = str(raised.value)
+        assert "PrincipalExporter.endpoint" in message and "plain http://" in message
+        assert TOKEN not in message and "/base" not in message
+        PrincipalExporter(endpoint=endpoint, token=TOKEN, payload=dict, allow_insecure_token=True)
+    PrincipalExporter(endpoint=endpoint, token=None, payload=dict)
 
 
 def test_endpoint_credentials_rejected_without_echo() -> None:

@@ -61,14 +61,19 @@ def test_spec_example_names_have_help_type_and_a_sample(busy: Telemetry) -> None
 
 
 def test_every_catalog_metric_is_exposed_under_its_prometheus_name(busy: Telemetry) -> None:
-    """After the simulated game ran, every catalog instrument has a family on /metrics."""
+    """After the simulated game ran, every catalog instrument has a family on /metrics, except the per-player
+    series, which stay in process by default (a fleet cannot afford one series per player)."""
     body = _scrape(busy)
     missing = [
         spec.prometheus_name
         for spec in instruments()
-        if not re.search(rf"^# TYPE {spec.prometheus_name} {spec.instrument.prometheus_type}$", body, re.M)
+        if not spec.per_entity
+        and not re.search(rf"^# TYPE {spec.prometheus_name} {spec.instrument.prometheus_type}$", body, re.M)
     ]
     assert missing == []
+    per_player = [spec.prometheus_name for spec in instruments() if spec.per_entity]
+    assert per_player and not any(name in body for name in per_player)
+    assert busy.get_current_metrics().network.player_pings_ms, "per-player pings stay in ServerMetrics"
 
 
 def test_exposition_passes_promtool_except_for_spec_fixed_names(busy: Telemetry) -> None:
@@ -182,3 +187,14 @@ def test_unrepresentable_metrics_are_dropped_and_counted() -> None:
         assert exposition.dropped_points == 1
     finally:
         provider.shutdown()
+
+
+def test_per_player_series_are_exported_only_when_switched_on(make_telemetry: Callable[..., Telemetry]) -> None:
+    """export_player_series=True puts one ping series per player on /metrics (off by default)."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True, export_player_series=True)
+    for player in ("p1", "p2", "p3"):
+        telemetry.network.player_ping(player, 40.0)
+    telemetry.collect()
+    body = _scrape(telemetry)
+    rows = re.findall(r'^server_network_player_ping_last_seconds\{player_id="(p\d)"\} (\S+)$', body, re.M)
+    assert sorted(rows) == [("p1", "0.04"), ("p2", "0.04"), ("p3", "0.04")]

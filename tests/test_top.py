@@ -258,3 +258,31 @@ def test_demo_mode_runs_the_simulation_and_stops_its_thread(capsys: pytest.Captu
     output = capsys.readouterr().out
     assert output.count("demo-server-001") == 2
     assert not [t for t in threading.enumerate() if t.name == "otel-telemetry-top-demo"]
+
+
+def test_parse_reads_the_sdks_alerts_series() -> None:
+    """The SDK exports its alerts as `alerts` (lowercase): they are the view's alerts, beside a federated ALERTS."""
+    text = (
+        "# TYPE alerts gauge\n"
+        'alerts{alertname="LowTickRateWarning",alertstate="firing",severity="warning"} 1.0\n'
+        'alerts{alertname="HighPlayerPingWarning",alertstate="pending",severity="warning"} 1.0\n'
+        'ALERTS{alertname="HighCpuUsageCritical",alertstate="firing",severity="critical"} 1\n'
+    )
+    assert parse(text).alerts == (
+        Alert("HighCpuUsageCritical", "firing", "critical"),
+        Alert("LowTickRateWarning", "firing", "warning"),
+        Alert("HighPlayerPingWarning", "pending", "warning"),
+    )
+
+
+def test_a_live_endpoint_shows_the_sdks_firing_alerts(make_telemetry: Callable[..., Telemetry]) -> None:
+    """Attached to a server's own /metrics, top shows the alerts the SDK evaluated on the frame it serves."""
+    from otel_telemetry.alerts import AlertRule
+
+    telemetry = make_telemetry(enable_prometheus_endpoint=True, enable_hardware_metrics=False)
+    telemetry.alerts.add_rule(AlertRule(name="NoPlayers", metric="game.active_player_count", kind="below", threshold=1))
+    telemetry.collect()
+    assert telemetry.prometheus_url is not None
+    view = parse(fetch(telemetry.prometheus_url))
+    assert Alert("NoPlayers", "firing", "warning") in view.alerts
+    assert "FIRING   NoPlayers" in render(view, color=False)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
 from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint
 
@@ -173,6 +172,8 @@ class AlertEvaluator:
     def _deliver(self, batch: list[Alert]) -> None:
         started = time.monotonic()
         try:
+            from opentelemetry.instrumentation.utils import suppress_instrumentation  # costly import: first use
+
             with suppress_instrumentation():  # a notifier's own HTTP calls are not the game's telemetry
                 self._manager.dispatch(batch)
         except Exception:  # pragma: no cover - dispatch isolates every notifier

@@ -32,8 +32,9 @@ from opentelemetry.sdk.metrics.export import (
 
 from otel_telemetry._otel import exporter_preferences, otlp_log_exporter
 from otel_telemetry.accumulators import HistogramSnapshot, SeriesKey
-from otel_telemetry.config import TelemetryConfig
+from otel_telemetry.config import OtlpDestination, Signal, TelemetryConfig, otlp_destination
 from otel_telemetry.export.selftelemetry import ExportCounts
+from otel_telemetry.pacing import LoopPacer, Phase
 from otel_telemetry.producer import HistogramProducer
 from otel_telemetry.snapshot.frame import Frame
 
@@ -43,36 +44,49 @@ _logger = logging.getLogger(__name__)
 EXPORT_INTERVAL_VARIABLE = "OTEL_METRIC_EXPORT_INTERVAL"
 
 
+def _destination(config: TelemetryConfig, signal: Signal) -> OtlpDestination:
+    destination = otlp_destination(config, signal)
+    if destination is None:
+        raise ValueError(f"no OTLP endpoint is configured for {signal} (set otlp_endpoint or otlp_{signal}_endpoint)")
+    return destination
+
+
 def metric_exporter(config: TelemetryConfig) -> MetricExporter:
-    """The official OTLP metric exporter for ``config`` (the other ``OTEL_EXPORTER_OTLP_*`` variables are read by
-    the exporter itself)."""
-    endpoint = config.otlp_endpoint
-    assert endpoint is not None
-    if config.otlp_protocol == "grpc":
+    """The official OTLP metric exporter for ``config``: its endpoint and protocol resolved as the OpenTelemetry
+    specification says (:func:`~otel_telemetry.config.otlp_destination`); the other ``OTEL_EXPORTER_OTLP_*``
+    variables (headers, timeout, compression, certificates, insecure) are read by the exporter itself."""
+    destination = _destination(config, "metrics")
+    if destination.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+        return GrpcExporter(endpoint=destination.endpoint, insecure=destination.insecure)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    if not endpoint.endswith("/v1/metrics"):
-        endpoint = endpoint.rstrip("/") + "/v1/metrics"
-    return HttpExporter(endpoint=endpoint)
+    return HttpExporter(endpoint=destination.endpoint)
+
+
+def _span_exporter(destination: OtlpDestination) -> Any:
+    if destination.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+
+        return GrpcSpans(endpoint=destination.endpoint, insecure=destination.insecure)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+
+    return HttpSpans(endpoint=destination.endpoint)
+
+
+def _log_exporter(destination: OtlpDestination) -> Any:
+    if destination.protocol == "grpc":
+        return otlp_log_exporter("grpc", endpoint=destination.endpoint, insecure=destination.insecure)
+    return otlp_log_exporter("http/protobuf", endpoint=destination.endpoint)
 
 
 def trace_and_log_exporters(config: TelemetryConfig) -> tuple[Any, Any] | None:
-    """OTLP span and log exporters for the configured endpoint (traces from @traced, events as log records)."""
-    if config.otlp_endpoint is None:
+    """OTLP span and log exporters (traces from @traced, events as log records), each to its own destination (its
+    own endpoint and protocol, else the common ones); None while OTLP is off."""
+    if otlp_destination(config, "traces") is None and otlp_destination(config, "logs") is None:
         return None
-    base = config.otlp_endpoint.rstrip("/")
-    if config.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
-
-        insecure = base.startswith("http://")
-        return GrpcSpans(endpoint=base, insecure=insecure), otlp_log_exporter("grpc", endpoint=base, insecure=insecure)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
-
-    base = base.removesuffix("/v1/metrics")
-    return HttpSpans(endpoint=base + "/v1/traces"), otlp_log_exporter("http/protobuf", endpoint=base + "/v1/logs")
+    return _span_exporter(_destination(config, "traces")), _log_exporter(_destination(config, "logs"))
 
 
 def frames_per_export(collection_interval: float, environ: Mapping[str, str] | None = None) -> int:
@@ -104,7 +118,7 @@ class _DeltaConverter:
             )
         }
         resource_metrics = []
-        for rm in frame.metrics_data.resource_metrics:
+        for rm in frame.export_data.resource_metrics:
             scopes = []
             for sm in rm.scope_metrics:
                 scopes.append(replace(sm, metrics=[self._metric(m, produced) for m in sm.metrics]))
@@ -145,8 +159,10 @@ class OtlpFrameExporter:
         every: int = 1,
         queue_size: int = 4,
         timeout: float = 10.0,
+        pacer: LoopPacer | None = None,
     ) -> None:
         self._exporter = exporter
+        self._phase = Phase(pacer, initial=0.005, timeout=0.5)
         self._every = max(1, every)
         self._timeout_millis = timeout * 1000
         temporality, _aggregation = exporter_preferences(exporter)
@@ -184,12 +200,13 @@ class OtlpFrameExporter:
                 if not self._queue:
                     return
                 frame = self._queue.popleft()
-            self._export(frame)
+            # Encoding holds the GIL for milliseconds: start it in an idle gap of the game loop.
+            self._phase.run(lambda frame=frame: self._export(frame))  # type: ignore[misc]
 
     def _export(self, frame: Frame) -> None:
         from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-        data = self._delta.convert(frame) if self._delta is not None else frame.metrics_data
+        data = self._delta.convert(frame) if self._delta is not None else frame.export_data
         try:
             with suppress_instrumentation():
                 result = self._exporter.export(data, timeout_millis=self._timeout_millis)

@@ -1,27 +1,34 @@
 """The Prometheus exposition of the latest frame.
 
-A scrape never collects: it serves the newest :class:`~otel_telemetry.snapshot.frame.Frame`, translated once per
-frame with the OpenTelemetry Prometheus exporter's own translation (names, units, ``_total``, ``target_info``)
-and the catalog's Prometheus names. Data points that the text format cannot represent (exponential histograms,
-non-numeric values) are dropped and counted in :attr:`PrometheusExposition.dropped_points`; a translation that
-fails is logged once and counted, and the scrape answers with what it has, never with a 500.
+A scrape never collects: it serves the newest :class:`~otel_telemetry.snapshot.frame.Frame`, rendered once per
+frame. The text format (what Prometheus asks for by default) is rendered by :mod:`otel_telemetry.export.exposition`
+in one pass, byte for byte what the OpenTelemetry Prometheus exporter and prometheus_client would write; while
+someone scrapes, the collector renders each new frame right after taking it, so a scrape only sends bytes.
+OpenMetrics and ``name[]`` filters go through prometheus_client over the exporter's translation (also once per
+frame). Data points that the format cannot represent (exponential histograms, non-numeric values) are dropped and
+counted in :attr:`PrometheusExposition.dropped_points`; a rendering that fails is logged once and counted, and the
+scrape answers with what it has, never with a 500.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
-import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsData, Sum
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.registry import Collector
 
 from otel_telemetry._otel import prometheus_translator
 from otel_telemetry.catalog import CATALOG
+from otel_telemetry.export.exposition import render_text
+from otel_telemetry.export.http_server import client_app
 from otel_telemetry.export.selftelemetry import ExportCounts
 from otel_telemetry.snapshot.frame import Frame
 
@@ -30,13 +37,17 @@ _logger = logging.getLogger(__name__)
 #: OpenTelemetry name -> Prometheus name for every catalog instrument.
 _PROMETHEUS_NAMES: Mapping[str, str] = {spec.name: spec.prometheus_name for spec in CATALOG}
 
+#: Frames rendered ahead of a scrape for this long after the last scrape (seconds); then rendering waits for one.
+_EAGER_FOR = 30.0
+
 
 def _numeric(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class PrometheusExposition(Collector):
-    """A prometheus_client collector over the latest frame, registered in its own :attr:`registry`.
+    """Serves the latest frame: :meth:`wsgi_app` for ``/metrics``; also a prometheus_client collector over the
+    frame, registered in its own :attr:`registry` (used for OpenMetrics and ``name[]`` filters).
 
     Args:
         frames: returns the frame to serve (the newest one; the caller may take the first on demand).
@@ -51,35 +62,98 @@ class PrometheusExposition(Collector):
         self._scope_labels = scope_labels
         self._target_info = target_info
         self._lock = threading.Lock()
-        self._served: tuple[int, list[Any]] | None = None
+        self._families: tuple[int, list[Any]] | None = None
+        self._text: tuple[int, bytes] | None = None
+        self._gzipped: tuple[int, bytes] | None = None
+        self._last_scrape: float | None = None
         self._warned = False
         self.dropped_points = 0
         self.scrape_failures = 0
         self.export_counts = ExportCounts("prometheus")
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+        self._client_app = client_app(self.registry)
 
+    # -- serving ----------------------------------------------------------------------------------------------------
+    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """``/metrics``: the frame's pre-rendered text (gzip when accepted); OpenMetrics and ``name[]`` filters
+        through prometheus_client's own app."""
+        accept = environ.get("HTTP_ACCEPT", "")
+        if "application/openmetrics-text" in accept or "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
+            return self._client_app(environ, start_response)
+        frame = self._frames()
+        self._last_scrape = time.monotonic()
+        body = self.text(frame) if frame is not None else b""
+        headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "") and frame is not None:
+            body = self._gzip(frame.sequence, body)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    def text(self, frame: Frame) -> bytes:
+        """The text exposition of ``frame`` (rendered once per frame; later calls return the same bytes)."""
+        with self._lock:
+            cached = self._text
+            if cached is not None and cached[0] == frame.sequence:
+                self.export_counts.record(True)
+                return cached[1]
+            try:
+                body = render_text(self._for_prometheus(frame.export_data), {}, target_info=self._target_info)
+            except Exception:
+                self._failed()
+                return cached[1] if cached is not None else b""
+            self._text = (frame.sequence, body)
+            self.export_counts.record(True)
+            return body
+
+    def _gzip(self, sequence: int, body: bytes) -> bytes:
+        with self._lock:
+            cached = self._gzipped
+            if cached is not None and cached[0] == sequence:
+                return cached[1]
+            packed = gzip.compress(body, compresslevel=1)
+            self._gzipped = (sequence, packed)
+            return packed
+
+    def on_frame(self, frame: Frame) -> None:
+        """Frame listener: render ahead while someone scrapes (within the last ``_EAGER_FOR`` seconds)."""
+        last = self._last_scrape
+        if last is None or time.monotonic() - last > _EAGER_FOR:
+            return
+        with self._lock:
+            cached = self._text
+            if cached is not None and cached[0] == frame.sequence:
+                return
+            try:
+                self._text = (frame.sequence, render_text(self._for_prometheus(frame.export_data), {}))
+            except Exception:
+                self._failed()
+
+    def _failed(self) -> None:
+        self.scrape_failures += 1
+        self.export_counts.record(False)
+        if not self._warned:
+            self._warned = True
+            _logger.exception("rendering a frame for Prometheus failed (logged once; counted)")
+
+    # -- prometheus_client collector (OpenMetrics, name[] filters, registries of your own) -------------------------
     def collect(self) -> Iterable[Any]:
         """The families of the newest frame (translated once per frame, shared by concurrent scrapes)."""
         frame = self._frames()
         if frame is None:
             return []
         with self._lock:
-            served = self._served
+            served = self._families
             if served is not None and served[0] == frame.sequence:
-                self.export_counts.record(True)
                 return list(served[1])
             try:
-                families = self.families(frame.metrics_data)
+                families = self.families(frame.export_data)
             except Exception:
-                self.scrape_failures += 1
-                self.export_counts.record(False)
-                if not self._warned:
-                    self._warned = True
-                    _logger.exception("translating a frame for Prometheus failed (logged once; counted)")
+                self._failed()
                 return []
-            self._served = (frame.sequence, families)
-            self.export_counts.record(True)
+            self._families = (frame.sequence, families)
             return list(families)
 
     def families(self, metrics_data: MetricsData) -> list[Any]:
@@ -109,13 +183,15 @@ class PrometheusExposition(Collector):
             # Exponential histograms cannot be expressed in the Prometheus text format.
             self.dropped_points += len(getattr(data, "data_points", ()))
             return None
-        self.dropped_points += len(data.data_points) - len(points)
-        new_data: Any = replace(data, data_points=points)  # type: ignore[arg-type]
+        dropped = len(data.data_points) - len(points)
+        if dropped:
+            self.dropped_points += dropped
+            data = replace(data, data_points=points)  # type: ignore[arg-type]
         name = _PROMETHEUS_NAMES.get(metric.name)
         if name is None:
-            return replace(metric, data=new_data)
+            return metric if not dropped else replace(metric, data=data)
         # The catalog name is final: an empty unit stops the exporter appending a unit suffix.
-        return replace(metric, name=name, unit="", data=new_data)
+        return replace(metric, name=name, unit="", data=data)
 
     def close(self) -> None:
         """Stop serving: the registry yields nothing from now on."""

@@ -1,45 +1,70 @@
-"""``MetricsFacade``: the statsd-style API (timings, counters, gauges with tags) on top of OpenTelemetry.
+"""``MetricsFacade``: the statsd-style API (timings, distributions, counters, gauges with tags) on OpenTelemetry.
 
-Game code calls ``timing``/``increment``/``gauge`` on the hot path; those calls write plain accumulators (see
-:mod:`otel_telemetry.accumulators`) and never call OpenTelemetry. OpenTelemetry reads the accumulators when it
-collects:
+Game code calls ``timing``/``distribution``/``increment``/``gauge`` on the hot path; those calls write plain
+accumulators (see :mod:`otel_telemetry.accumulators`) and never call OpenTelemetry. OpenTelemetry reads the
+accumulators when it collects, each kind with its real type:
 
-* counters: one ``ObservableUpDownCounter`` per name (``decrement`` makes them non-monotonic), reporting the
-  totals since the facade was created;
+* counters: one monotonic ``ObservableCounter`` per name, reporting the sum of the increments since the facade was
+  created; on ``/metrics`` a ``counter`` named ``<name>_total``. ``decrement`` keeps its statsd meaning in
+  process (:meth:`MetricsFacade.get_counter` returns increments minus decrements, as the seed's guide shows), but
+  an exported counter cannot go down: decrements (and negative increments) are left out of the export and counted
+  in :attr:`MetricsFacade.unexported_decrements`, the way Prometheus' ``statsd_exporter`` refuses negative
+  counter updates. For a value that goes up and down, use ``gauge``;
 * gauges: one ``ObservableGauge`` per name, reporting the last value set;
-* timings: no OpenTelemetry instrument (a synchronous ``Histogram.record`` costs about ten times a facade
-  timing). :meth:`MetricsFacade.histogram_states` returns, per series, the exported name, the attributes and
-  the cumulative :class:`~otel_telemetry.accumulators.HistogramSnapshot` (unit :data:`TIMING_UNIT`, explicit
-  boundaries in ``snapshot.layout.boundaries``); :meth:`MetricsFacade.histograms` returns the same series as
-  :class:`~otel_telemetry.accumulators.HistogramState` objects, so ``producer.add_source(facade.histograms)``
-  merges them into every reader's collection like the monitors' histograms.
+* timings: durations in seconds, exported as explicit-bucket histograms in seconds (``<name>_seconds``);
+* distributions: anything else (sizes, counts, scores), ``distribution(name, value, unit="By")``, exported as
+  histograms in their own unit (``<name>_bytes``; ``unit="1"``, the default, adds no suffix) with
+  :data:`DISTRIBUTION_BOUNDARIES`. A name keeps the unit of its first call; a call with another unit is refused.
+
+Timings and distributions have no OpenTelemetry instrument (a synchronous ``Histogram.record`` costs about ten
+times a facade timing). :meth:`MetricsFacade.histogram_states` returns, per timing series, the exported name, the
+attributes and the cumulative :class:`~otel_telemetry.accumulators.HistogramSnapshot` (unit :data:`TIMING_UNIT`,
+explicit boundaries in ``snapshot.layout.boundaries``); :meth:`MetricsFacade.histograms` returns every timing and
+distribution series as :class:`~otel_telemetry.accumulators.HistogramState` objects, so
+``producer.add_source(facade.histograms)`` merges them into every reader's collection like the monitors'
+histograms.
 
 Local view and export
 ---------------------
-``get_timing``/``get_counter``/``get_gauge``/``get_all_metrics``/``summary`` show what happened since the last
-``reset`` (timings: over the last ``window`` seconds). ``reset()`` and ``reset_counters()`` clear that view
-only: the exported series stay cumulative since start, as OpenTelemetry's cumulative temporality requires.
+``get_timing``/``get_distribution``/``get_counter``/``get_gauge``/``get_all_metrics``/``summary`` show what
+happened since the last ``reset`` (timings and distributions: over the last ``window`` seconds). ``reset()`` and
+``reset_counters()`` clear that view only: the exported series stay cumulative since start, as OpenTelemetry's
+cumulative temporality requires.
 
-The timing window is kept by :class:`~otel_telemetry.accumulators.SlidingWindow`, fed with the differences
-between cumulative snapshots at most every ``min(1 s, window / 10)``; each ``histogram_states()`` call (every
-collection) and each read feeds it. Values recorded since the last feed are always included, so a read never
-lags a write. A value's age is judged by when it was fed, so without a collector the window's edge is as coarse
-as the interval between reads.
+The window is kept by :class:`~otel_telemetry.accumulators.SlidingWindow`, fed with the differences between
+cumulative snapshots at most every ``min(1 s, window / 10)``; each ``histograms()`` call (every collection) and
+each read feeds it. Values recorded since the last feed are always included, so a read never lags a write. A
+value's age is judged by when it was fed, so without a collector the window's edge is as coarse as the interval
+between reads.
 
-Names, tags and bad input
--------------------------
-A name must be a valid OpenTelemetry instrument name (``[A-Za-z][-_./A-Za-z0-9]{0,254}``); tags must map
-strings to strings. Counters, gauges and timings have separate namespaces, as in statsd; when two kinds share a
-name, the later one is exported as ``name.<kind>`` (``.counter``, ``.gauge``, ``.timing``), logged once.
-Each name admits ``tag_limit`` distinct tag sets; later tag sets are recorded in the series
-``{"otel.metric.overflow": "true"}`` and counted in :attr:`MetricsFacade.overflowed`. Bad input (a name or tags
-of the wrong type, a non-numeric, NaN or infinite amount, a negative timing) is dropped, counted in
-:attr:`MetricsFacade.rejected` per call, and logged once per call. No recording method raises.
+Names, tags, the series budget and bad input
+--------------------------------------------
+A name must be a valid OpenTelemetry instrument name (``[A-Za-z][-_./A-Za-z0-9]{0,254}``). Tag keys must be
+strings; tag values are normalised to labels before the series is keyed
+(:func:`~otel_telemetry.series.label_value`: ``{"player": 1}`` and ``{"player": "1"}`` are one series, values
+over 128 characters are shortened with a digest). Each kind has its own namespace, as in statsd: when two kinds
+share a name, the later one is exported with a suffix (``name.count`` for a counter, ``name.value`` for a gauge,
+``name.timing``, ``name.distribution``; never the Prometheus type itself, which promtool refuses in a name),
+logged once. Every exported name is claimed in the handle's
+:class:`~otel_telemetry.series.SeriesRegistry`: a name that would collide on ``/metrics`` with another family (a
+timing ``handler.duration`` beside the ``@traced`` handlers' ``handler_duration_seconds``, a counter named
+``telemetry_collections_total``, two names that translate alike) is kept in process only (the ``get_*`` methods
+still work), logged once and counted in the registry's ``refused_names``.
+
+Each new series (a name with a tag set) must fit the registry's series budget: a counter or gauge costs 1 series,
+a timing 24 (its 21 buckets, ``+Inf``, ``_sum``, ``_count``), a distribution 22. A series the budget refuses is
+not created and its values are dropped, each call counted in the registry's ``refused_series`` (the first refusal
+logged). Each name admits ``tag_limit`` distinct tag sets; later tag sets are recorded in the series
+``{"otel.metric.overflow": "true"}`` (always admitted, so totals stay exact) and counted in
+:attr:`MetricsFacade.overflowed`. Bad input (a name or tags of the wrong type, a non-numeric, NaN or infinite
+amount, a negative timing or distribution, an int amount beyond 2**63 - 1, a duration beyond 1e300 s) is dropped,
+counted in :attr:`MetricsFacade.rejected` per call, and logged once per call. No recording method raises.
 
 Threads
 -------
-Recording is thread-safe without a lock on the hot path: counters and timings write per-thread cells that the
-readers sum; a gauge takes its own lock. Series maps are replaced, never mutated, so lookups take no lock.
+Recording is thread-safe without a lock on the hot path: counters, timings and distributions write per-thread
+cells that the readers sum; a gauge takes its own lock. Series are created under one lock; the tag-set map of a
+name is replaced, never mutated, and a name is added to its kind's map in one store, so lookups take no lock.
 """
 
 from __future__ import annotations
@@ -68,10 +93,21 @@ from otel_telemetry.accumulators import (
     difference,
     merge,
 )
-from otel_telemetry.catalog import Instrument, MetricSpec, Section, prometheus_translation
+from otel_telemetry.catalog import Instrument, MetricSpec, Section
 from otel_telemetry.recording.timing import BlockTimer, TimerGate
+from otel_telemetry.series import (
+    LABEL_LIMIT,
+    Kind,
+    SeriesRegistry,
+    describe,
+    encodable,
+    histogram_cost,
+    label_value,
+    prometheus_family,
+)
 
 __all__ = [
+    "DISTRIBUTION_BOUNDARIES",
     "OVERFLOW_ATTRIBUTES",
     "TIMING_BOUNDARIES",
     "TIMING_UNIT",
@@ -99,13 +135,34 @@ TIMING_BOUNDARIES: tuple[float, ...] = (
     0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )  # fmt: skip
 
+#: Explicit bucket boundaries of exported distributions (in their own unit): 1-2-5 steps from 1 to 10^6.
+DISTRIBUTION_BOUNDARIES: tuple[float, ...] = (
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+    1_000_000,
+)  # fmt: skip
+
 _NAME = re.compile(r"[a-zA-Z][-_./a-zA-Z0-9]{0,254}")
-_COUNTER, _GAUGE, _TIMING = "counter", "gauge", "timing"
+#: An OpenTelemetry unit: printable ASCII, at most 63 characters.
+_UNIT = re.compile(r"[!-~]{0,63}")
+_COUNTER, _GAUGE, _TIMING, _DISTRIBUTION = "counter", "gauge", "timing", "distribution"
+_KINDS = (_COUNTER, _GAUGE, _TIMING, _DISTRIBUTION)
+#: The suffix of a name exported by two kinds (for the later one): never the kind's own Prometheus type, which
+#: promtool refuses in a name (``x_gauge``, ``x_counter_total``).
+_RENAMED: Mapping[str, str] = {_COUNTER: "count", _GAUGE: "value", _TIMING: "timing", _DISTRIBUTION: "distribution"}
+#: The Prometheus type of each facade kind.
+_PROMETHEUS_KIND: Mapping[str, Kind] = {
+    _COUNTER: "counter",
+    _GAUGE: "gauge",
+    _TIMING: "histogram",
+    _DISTRIBUTION: "histogram",
+}
+_OWNER = "metrics"
 
 
 @dataclass(frozen=True, slots=True)
 class TimingStats:
-    """Statistics of one timing series over the window, in seconds (quantiles, min and max within 0.5%)."""
+    """Statistics of one timing series over the window, in seconds (quantiles, min and max within 0.5%); of a
+    distribution series, in its unit."""
 
     count: int
     mean: float
@@ -153,17 +210,18 @@ class TimingState(NamedTuple):
 
 # --- series ----------------------------------------------------------------------------------------------------
 def _new_counter_cell() -> list[float]:
-    return [0]
+    return [0, 0, 0]
 
 
 def _merged_counter_cells(a: list[float], b: list[float]) -> list[float]:
-    return [a[0] + b[0]]
+    return [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
 
 
 class _CounterSeries:
-    """A sum written through per-thread cells (no lock, no lost update); cells of ended threads are folded.
+    """Sums written through per-thread cells (no lock, no lost update); cells of ended threads are folded.
 
-    The cells are a :class:`ThreadShards` of one-element lists, the primitive the histograms use too.
+    The cells are a :class:`ThreadShards` of ``[increments, decrements, decrement calls]`` lists, the primitive
+    the histograms use too: the export reads the (monotonic) sum of increments, the local view the difference.
     """
 
     __slots__ = ("_local", "_shards", "attributes", "baseline")
@@ -176,15 +234,33 @@ class _CounterSeries:
         self.baseline: float = 0
 
     def add(self, amount: float) -> None:
+        """Add ``amount`` >= 0 (exported and local)."""
         try:
             cell = self._local.shard
         except AttributeError:
             cell = self._shards.shard()
         cell[0] += amount
 
+    def subtract(self, amount: float) -> None:
+        """Subtract ``amount`` >= 0 from the local view only (an exported counter never goes down)."""
+        try:
+            cell = self._local.shard
+        except AttributeError:
+            cell = self._shards.shard()
+        cell[1] += amount
+        cell[2] += 1
+
     def total(self) -> float:
-        """The sum since creation."""
+        """The net sum since creation (increments minus decrements)."""
+        return sum(cell[0] - cell[1] for cell in self._shards.all())
+
+    def increments(self) -> float:
+        """The sum of the increments since creation: what is exported."""
         return sum(cell[0] for cell in self._shards.all())
+
+    def decrements(self) -> int:
+        """Decrement calls since creation."""
+        return int(sum(cell[2] for cell in self._shards.all()))
 
 
 class _GaugeSeries:
@@ -293,6 +369,22 @@ def _tag_key(tags: Mapping[str, str] | None) -> TagKey:
     return tuple(sorted(tags.items()))
 
 
+def _normal_key(key: TagKey) -> TagKey | None:
+    """``key`` with every value a label (:func:`label_value`); None when a key is not a string or a value cannot
+    be a label."""
+    normal = []
+    for k, v in key:
+        if k.__class__ is not str:
+            return None
+        if v.__class__ is not str or len(v) > LABEL_LIMIT:
+            label = label_value(v)
+            if label is None:
+                return None
+            v = label
+        normal.append((k, v))
+    return tuple(normal)
+
+
 def _series_label(name: str, key: TagKey) -> str:
     """``name`` or ``name[k=v,k2=v2]``: the key of a series in :meth:`MetricsFacade.get_all_metrics`."""
     if not key:
@@ -301,31 +393,40 @@ def _series_label(name: str, key: TagKey) -> str:
 
 
 def _as_number(value: object) -> float | None:
-    """``value`` as a finite number, or None (bools are not numbers here)."""
+    """``value`` as a finite number, or None (bools are not numbers here; an int beyond 2**63 - 1 either way is
+    not one either: no exporter encodes it)."""
     cls = value.__class__
     if cls is int:
-        return cast(int, value)
+        number = cast(int, value)
+        return number if -9223372036854775807 <= number <= 9223372036854775807 else None
     if cls is float:
         return cast(float, value) if math.isfinite(cast(float, value)) else None
     if isinstance(value, Real) and not isinstance(value, bool):
-        number = float(value)
-        return number if math.isfinite(number) else None
+        try:
+            converted = float(value)
+        except (OverflowError, ValueError):
+            return None
+        return converted if math.isfinite(converted) else None
     return None
 
 
 class MetricsFacade:
-    """The statsd-style metrics API: timings, counters and gauges with tags, exported through OpenTelemetry.
+    """The statsd-style metrics API: timings, distributions, counters and gauges with tags, exported through
+    OpenTelemetry.
 
     Args:
         meter: where the observable instruments are created (lazily, once per name); None keeps everything
             local (the ``get_*`` methods still work; nothing is exported).
         tag_limit: distinct tag sets admitted per name; later ones go to the overflow series.
-        window: seconds covered by :meth:`get_timing` statistics.
+        window: seconds covered by :meth:`get_timing` and :meth:`get_distribution` statistics.
         clock: monotonic seconds, for the window and the uptime.
         boundaries: explicit bucket boundaries of exported timings, in seconds.
+        distribution_boundaries: explicit bucket boundaries of exported distributions, in their unit.
+        series: the handle's :class:`~otel_telemetry.series.SeriesRegistry` (namespace and series budget shared
+            with the monitors and handlers); None gives the facade a registry of its own (default budget).
 
     Raises:
-        ValueError: on a ``tag_limit`` below 1, a non-positive or non-finite ``window``, or bad ``boundaries``.
+        ValueError: on a ``tag_limit`` below 1, a non-positive or non-finite ``window``, or bad boundaries.
 
     Thread-safety: every method may be called from any thread.
     """
@@ -338,6 +439,8 @@ class MetricsFacade:
         window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         boundaries: Sequence[float] = TIMING_BOUNDARIES,
+        distribution_boundaries: Sequence[float] = DISTRIBUTION_BOUNDARIES,
+        series: SeriesRegistry | None = None,
     ) -> None:
         if isinstance(tag_limit, bool) or not isinstance(tag_limit, int) or tag_limit < 1:
             raise ValueError(f"MetricsFacade.tag_limit: must be an integer of at least 1, got {tag_limit!r}")
@@ -348,6 +451,15 @@ class MetricsFacade:
         self._window = float(window)
         self._clock = clock
         self._layout = HistogramLayout(boundaries)
+        self._distribution_layout = HistogramLayout(distribution_boundaries)
+        #: The namespace and series budget this facade's series are counted in.
+        self.series = series if series is not None else SeriesRegistry()
+        self._costs = {
+            _COUNTER: 1,
+            _GAUGE: 1,
+            _TIMING: histogram_cost(len(self._layout.boundaries)),
+            _DISTRIBUTION: histogram_cost(len(self._distribution_layout.boundaries)),
+        }
         self._enabled = True
         # What this facade's timers read at each start: the facade while enabled, else None.
         self._timer_gate: TimerGate[MetricsFacade] = TimerGate(self)
@@ -360,8 +472,9 @@ class MetricsFacade:
         self._counters: dict[str, dict[TagKey, _CounterSeries]] = {}
         self._gauges: dict[str, dict[TagKey, _GaugeSeries]] = {}
         self._timings: dict[str, dict[TagKey, _TimingSeries]] = {}
+        self._distributions: dict[str, dict[TagKey, _TimingSeries]] = {}
+        self._units: dict[str, str] = {}  # distribution name -> its unit (set by the call that created it)
         self._exported: dict[tuple[str, str], str] = {}  # (kind, name) -> exported name ("" when not exported)
-        self._taken: set[str] = set()
         self._specs: dict[str, MetricSpec] = {}
         self._overflowed = 0
         self._rejected: dict[str, int] = {}
@@ -392,6 +505,12 @@ class MetricsFacade:
             return dict(self._rejected)
 
     @property
+    def unexported_decrements(self) -> int:
+        """Decrement calls (and negative increments) applied to :meth:`get_counter` but left out of the exported
+        monotonic counters. Exact."""
+        return sum(s.decrements() for by_tags in list(self._counters.values()) for s in list(by_tags.values()))
+
+    @property
     def callback_errors(self) -> int:
         """OpenTelemetry callbacks of this facade that failed (each name logged once)."""
         return self._callback_errors
@@ -405,27 +524,27 @@ class MetricsFacade:
     def _reject(self, call: str, value: object) -> None:
         with self._lock:
             self._rejected[call] = self._rejected.get(call, 0) + 1
-            shown = value[:64] if isinstance(value, str) else value
             self._warn_once(
                 "reject:" + call,
-                "MetricsFacade.%s: dropped invalid input %r; further drops are counted in rejected",
+                "MetricsFacade.%s: dropped invalid input %s; further drops are counted in rejected",
                 call,
-                shown,
+                describe(value),
             )
 
     # -- recording ------------------------------------------------------------------------------------------
     def timing(self, name: str, seconds: float, tags: Mapping[str, str] | None = None) -> None:
-        """Record one duration, in seconds (finite, >= 0). Never raises; bad input is counted in ``rejected``."""
+        """Record one duration, in seconds (finite, 0 to 1e300). Never raises; bad input is counted in
+        ``rejected``. For anything that is not a duration, use :meth:`distribution`."""
         if not self._enabled:
             return
         try:
             if seconds.__class__ is float:
-                if not 0.0 <= seconds < math.inf:
+                if not 0.0 <= seconds <= 1e300:
                     self._reject("timing", seconds)
                     return
             else:
                 number = _as_number(seconds)
-                if number is None or number < 0:
+                if number is None or not 0 <= number <= 1e300:
                     self._reject("timing", seconds)
                     return
                 seconds = number
@@ -440,15 +559,52 @@ class MetricsFacade:
         except Exception:
             self._reject("timing", name)
 
-    def increment(self, name: str, amount: float = 1, tags: Mapping[str, str] | None = None) -> None:
-        """Add ``amount`` (a finite number, default 1) to a counter. Never raises."""
+    def distribution(self, name: str, value: float, tags: Mapping[str, str] | None = None, *, unit: str = "1") -> None:
+        """Record one value of a distribution that is not a duration: a size, a count, a score (finite, 0 to
+        1e300), in ``unit`` (UCUM: ``"By"`` for bytes, ``"1"`` for a plain number, ``"{message}"``...).
+
+        Exported as a histogram named for its unit (``websocket.message.size`` with ``unit="By"`` is
+        ``websocket_message_size_bytes``), buckets :data:`DISTRIBUTION_BOUNDARIES`. A name keeps the unit of its
+        first call; a call with another unit is refused. Never raises; bad input is counted in ``rejected``.
+        """
         if not self._enabled:
             return
         try:
-            if amount.__class__ is not int:
+            if value.__class__ is float:
+                if not 0.0 <= value <= 1e300:
+                    self._reject("distribution", value)
+                    return
+            else:
+                number = _as_number(value)
+                if number is None or not 0 <= number <= 1e300:
+                    self._reject("distribution", value)
+                    return
+                value = number
+            by_tags = self._distributions.get(name)
+            key = _tag_key(tags) if tags else _NO_TAGS
+            series = by_tags.get(key) if by_tags is not None else None
+            if series is None or self._units[name] != unit:
+                series = self._series(_DISTRIBUTION, "distribution", name, key, self._new_distribution, unit)
+                if series is None:
+                    return
+            series.hist.record(value)
+        except Exception:
+            self._reject("distribution", name)
+
+    def increment(self, name: str, amount: float = 1, tags: Mapping[str, str] | None = None) -> None:
+        """Add ``amount`` (a finite number, default 1; an int at most 2**63 - 1) to a counter. A negative amount
+        is a :meth:`decrement`. Never raises."""
+        if not self._enabled:
+            return
+        try:
+            if amount.__class__ is int:
+                if amount >> 63:  # 0 exactly for 0 <= amount < 2**63 (a negative int shifts to -1)
+                    self._count("increment", name, amount, tags)
+                    return
+            else:
                 number = _as_number(amount)
-                if number is None:
-                    self._reject("increment", amount)
+                if number is None or number < 0:
+                    self._count("increment", name, amount, tags)
                     return
                 amount = number
             by_tags = self._counters.get(name)
@@ -463,7 +619,10 @@ class MetricsFacade:
             self._reject("increment", name)
 
     def decrement(self, name: str, amount: float = 1, tags: Mapping[str, str] | None = None) -> None:
-        """Subtract ``amount`` (a finite number, default 1) from a counter. Never raises."""
+        """Subtract ``amount`` (a finite number, default 1) from a counter's in-process value
+        (:meth:`get_counter`); exported counters are monotonic, so the export leaves it out (counted in
+        :attr:`unexported_decrements`, logged once per name). A negative amount is an :meth:`increment`.
+        Never raises."""
         if not self._enabled:
             return
         try:
@@ -471,16 +630,37 @@ class MetricsFacade:
             if number is None:
                 self._reject("decrement", amount)
                 return
-            by_tags = self._counters.get(name)
-            key = _tag_key(tags) if tags else _NO_TAGS
-            series = by_tags.get(key) if by_tags is not None else None
-            if series is None:
-                series = self._series(_COUNTER, "decrement", name, key, _CounterSeries)
-                if series is None:
-                    return
-            series.add(-number)
+            self._count("decrement", name, -number, tags)
         except Exception:
             self._reject("decrement", name)
+
+    def _count(self, call: str, name: str, delta: object, tags: Mapping[str, str] | None) -> None:
+        """Add ``delta`` to a counter: an increment when >= 0, else a decrement of the local view only."""
+        number = _as_number(delta)
+        if number is None:
+            self._reject(call, delta)
+            return
+        key = _tag_key(tags) if tags else _NO_TAGS
+        by_tags = self._counters.get(name)
+        series = by_tags.get(key) if by_tags is not None else None
+        if series is None:
+            series = self._series(_COUNTER, call, name, key, _CounterSeries)
+            if series is None:
+                return
+        if number >= 0:
+            series.add(number)
+            return
+        series.subtract(-number)
+        if ("decrement:" + name) not in self._warned:
+            with self._lock:
+                self._warn_once(
+                    "decrement:" + name,
+                    "MetricsFacade: counter %r is exported as a monotonic counter (%s); decrements change "
+                    "get_counter() only and are counted in unexported_decrements (use gauge() for a value that "
+                    "goes down)",
+                    name,
+                    self._exported.get((_COUNTER, name)) or "not exported",
+                )
 
     def gauge(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
         """Set a gauge to ``value`` (a finite number). Never raises."""
@@ -516,32 +696,62 @@ class MetricsFacade:
     def _new_timing(self, attributes: Mapping[str, str]) -> _TimingSeries:
         return _TimingSeries(self._layout, attributes, self._window)
 
+    def _new_distribution(self, attributes: Mapping[str, str]) -> _TimingSeries:
+        return _TimingSeries(self._distribution_layout, attributes, self._window)
+
     def _maps(self, kind: str) -> dict[str, dict[TagKey, Any]]:
         if kind == _COUNTER:
             return self._counters
         if kind == _GAUGE:
             return self._gauges
-        return self._timings
+        if kind == _TIMING:
+            return self._timings
+        return self._distributions
 
     def _series(
-        self, kind: str, call: str, name: str, key: TagKey, factory: Callable[[Mapping[str, str]], _S]
+        self,
+        kind: str,
+        call: str,
+        name: str,
+        key: TagKey,
+        factory: Callable[[Mapping[str, str]], _S],
+        unit: str = "",
     ) -> _S | None:
-        """The series of ``name``/``key``, created (or the overflow series) when new; None when rejected."""
-        if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        """The series of ``name``/``key``, created (or the overflow series) when new; None when rejected or
+        refused by the series budget."""
+        if not isinstance(name, str):
             self._reject(call, name)
             return None
-        if not all(k.__class__ is str and v.__class__ is str for k, v in key):
+        normal = _normal_key(key)
+        if normal is None:
             self._reject(call, key)
+            return None
+        if kind == _DISTRIBUTION:
+            known_unit = self._units.get(name)
+            if known_unit is not None and known_unit != unit:
+                self._reject(call, unit)
+                return None
+        # A tag set given in another form (a value 1 for "1", a long value) is found without the lock.
+        by_tags = self._maps(kind).get(name)
+        found = by_tags.get(normal) if by_tags is not None else None
+        if found is not None:
+            return cast(_S, found)
+        if _NAME.fullmatch(name) is None:
+            self._reject(call, name)
+            return None
+        if kind == _DISTRIBUTION and (unit.__class__ is not str or _UNIT.fullmatch(unit) is None):
+            self._reject(call, unit)
             return None
         with self._lock:
             maps = self._maps(kind)
             by_tags = maps.get(name)
+            overflow = False
             if by_tags is not None:
-                found = by_tags.get(key)
+                found = by_tags.get(normal)
                 if found is not None:
                     return cast(_S, found)
                 admitted = len(by_tags) - (_OVERFLOW_KEY in by_tags)
-                if admitted >= self._tag_limit and key != _OVERFLOW_KEY:
+                if admitted >= self._tag_limit and normal != _OVERFLOW_KEY:
                     self._overflowed += 1
                     self._warn_once(
                         "overflow:" + kind + ":" + name,
@@ -551,33 +761,35 @@ class MetricsFacade:
                         self._tag_limit,
                         dict(OVERFLOW_ATTRIBUTES),
                     )
-                    key = _OVERFLOW_KEY
-                    found = by_tags.get(key)
+                    normal = _OVERFLOW_KEY
+                    found = by_tags.get(normal)
                     if found is not None:
                         return cast(_S, found)
-            else:
-                self._export(kind, name)
+                    overflow = True
+            cost = self._costs[kind]
+            if overflow:
+                self.series.reserve(cost, _OWNER)  # the one overflow series of this name: always admitted
+            elif not self.series.admit(cost, _OWNER):
+                return None
+            if by_tags is None:
+                if kind == _DISTRIBUTION:
+                    self._units[name] = unit
+                self._export(kind, name, unit)
                 by_tags = {}
-            series = factory(dict(key))
-            # Replace the maps rather than mutate them: lookups and callbacks read them without a lock.
+            series = factory(dict(normal))
+            # The tag-set map is replaced, never mutated; the name's entry is one store: lookups need no lock.
             new_by_tags = dict(by_tags)
-            new_by_tags[key] = series
-            new_maps = dict(maps)
-            new_maps[name] = new_by_tags
-            if kind == _COUNTER:
-                self._counters = new_maps
-            elif kind == _GAUGE:
-                self._gauges = new_maps
-            else:
-                self._timings = new_maps
+            new_by_tags[normal] = series
+            maps[name] = new_by_tags
             return series
 
-    def _export(self, kind: str, name: str) -> None:
-        """Pick the exported name of a new ``kind``/``name`` and create its instrument. Call under ``_lock``."""
+    def _export(self, kind: str, name: str, unit: str) -> None:
+        """Pick the exported name of a new ``kind``/``name``, claim it and create its instrument. Call under
+        ``_lock``."""
         exported = name
-        if exported in self._taken:
-            exported = f"{name}.{kind}"
-            if exported in self._taken or _NAME.fullmatch(exported) is None:
+        if any(self._exported.get((other, name)) for other in _KINDS if other != kind):
+            exported = f"{name}.{_RENAMED[kind]}"
+            if _NAME.fullmatch(exported) is None:
                 exported = ""
             self._warn_once(
                 "conflict:" + kind + ":" + name,
@@ -586,15 +798,16 @@ class MetricsFacade:
                 kind,
                 exported or "(nothing)",
             )
+        if exported:
+            unit_of = TIMING_UNIT if kind == _TIMING else unit
+            if self.series.claim(exported, unit_of, _PROMETHEUS_KIND[kind], _OWNER) is None:
+                exported = ""  # refused by the namespace (logged and counted there): kept in process only
         self._exported[(kind, name)] = exported
-        if not exported:
-            return
-        self._taken.add(exported)
-        if self._meter is None or kind == _TIMING:
-            return  # timings reach OpenTelemetry through histogram_states()
+        if not exported or self._meter is None or kind in (_TIMING, _DISTRIBUTION):
+            return  # timings and distributions reach OpenTelemetry through histograms()
         try:
             if kind == _COUNTER:
-                self._meter.create_observable_up_down_counter(
+                self._meter.create_observable_counter(
                     exported,
                     callbacks=[self._counter_callback(name)],
                     unit="",
@@ -623,7 +836,7 @@ class MetricsFacade:
         def observe(_options: CallbackOptions) -> Iterator[Observation]:
             try:
                 series = list(self._counters.get(name, {}).values())
-                points = [Observation(s.total(), s.attributes) for s in series]
+                points = [Observation(encodable(s.increments()), s.attributes) for s in series]
             except Exception:
                 self._callback_failed(name)
                 return iter(())
@@ -665,40 +878,43 @@ class MetricsFacade:
         return states
 
     def histograms(self) -> list[HistogramState]:
-        """:meth:`histogram_states` in the shape of the monitors' ``histograms()``, for ``HistogramProducer``.
+        """Every timing and distribution series in the shape of the monitors' ``histograms()``, for
+        ``HistogramProducer``.
 
-        ``producer.add_source(facade.histograms)`` exports every timing as an explicit-bucket histogram
-        (unit ``s``). Each exported name gets a :class:`~otel_telemetry.catalog.MetricSpec` of its own (id
-        ``facade.<name>``, section ``game``, group ``Facade timings``); those specs are not in the catalog.
-        Also advances the timing windows. Thread-safe.
+        ``producer.add_source(facade.histograms)`` exports every timing (unit ``s``) and distribution (its unit)
+        as an explicit-bucket histogram. Each exported name gets a :class:`~otel_telemetry.catalog.MetricSpec`
+        of its own (id ``facade.<name>``, section ``game``, group ``Facade timings`` or ``Facade
+        distributions``); those specs are not in the catalog. Also advances the windows. Thread-safe.
         """
         now = self._clock()
         states: list[HistogramState] = []
-        for name, by_tags in list(self._timings.items()):
-            exported = self._exported.get((_TIMING, name), "")
-            if not exported:
-                continue
-            spec = self._timing_spec(exported)
-            for series in list(by_tags.values()):
-                cumulative, window = series.cumulative(now)
-                key = SeriesKey(exported, tuple(sorted(series.attributes.items())))
-                states.append(HistogramState(spec, key, cumulative, window, series.started))
+        for kind, maps in ((_TIMING, self._timings), (_DISTRIBUTION, self._distributions)):
+            for name, by_tags in list(maps.items()):
+                exported = self._exported.get((kind, name), "")
+                if not exported:
+                    continue
+                spec = self._histogram_spec(kind, exported, TIMING_UNIT if kind == _TIMING else self._units[name])
+                for series in list(by_tags.values()):
+                    cumulative, window = series.cumulative(now)
+                    key = SeriesKey(exported, tuple(sorted(series.attributes.items())))
+                    states.append(HistogramState(spec, key, cumulative, window, series.started))
         return states
 
-    def _timing_spec(self, exported: str) -> MetricSpec:
+    def _histogram_spec(self, kind: str, exported: str, unit: str) -> MetricSpec:
         spec = self._specs.get(exported)
         if spec is None:
+            timing = kind == _TIMING
             spec = MetricSpec(
                 id=f"facade.{exported}",
                 name=exported,
                 instrument=Instrument.HISTOGRAM,
-                unit=TIMING_UNIT,
-                description=f"Facade timing {exported}",
+                unit=unit,
+                description=f"Facade {kind} {exported}",
                 section=Section.GAME,
-                group="Facade timings",
+                group="Facade timings" if timing else "Facade distributions",
                 documented="",
-                prometheus_name=prometheus_translation(exported, TIMING_UNIT, Instrument.HISTOGRAM),
-                boundaries=self._layout.boundaries,
+                prometheus_name=prometheus_family(exported, unit, "histogram"),
+                boundaries=(self._layout if timing else self._distribution_layout).boundaries,
             )
             self._specs = {**self._specs, exported: spec}
         return spec
@@ -708,7 +924,14 @@ class MetricsFacade:
     def _lookup(maps: Mapping[str, Mapping[TagKey, _S]], name: str, tags: Mapping[str, str] | None) -> _S | None:
         try:
             by_tags = maps.get(name)
-            return None if by_tags is None else by_tags.get(_tag_key(tags))
+            if by_tags is None:
+                return None
+            key = _tag_key(tags)
+            found = by_tags.get(key)
+            if found is None:
+                normal = _normal_key(key)  # tag values given in another form (1 for "1")
+                found = by_tags.get(normal) if normal is not None else None
+            return found
         except Exception:
             return None
 
@@ -734,8 +957,16 @@ class MetricsFacade:
             return None
         return self._timing_stats(series.view(self._clock()))
 
+    def get_distribution(self, name: str, tags: Mapping[str, str] | None = None) -> TimingStats | None:
+        """Statistics of one distribution series over the last ``window`` seconds, in its unit; None when it has
+        no values there."""
+        series = self._lookup(self._distributions, name, tags)
+        if series is None:
+            return None
+        return self._timing_stats(series.view(self._clock()))
+
     def get_counter(self, name: str, tags: Mapping[str, str] | None = None) -> float:
-        """A counter's value since the last reset; 0.0 for an unknown series."""
+        """A counter's value since the last reset (increments minus decrements); 0.0 for an unknown series."""
         series = self._lookup(self._counters, name, tags)
         if series is None:
             return 0.0
@@ -751,8 +982,9 @@ class MetricsFacade:
 
         Keys: ``timestamp`` (ISO-8601 UTC), ``uptime_seconds``, ``window_seconds``, ``counters``
         (``{"name[k=v]": {"value": ...}}``), ``gauges`` (current/min/max/mean/count), ``timings``
-        (count/mean/min/max/p50/p95/p99 in seconds, over the window), ``overflowed`` and ``rejected``.
-        Series with no value in the view (a reset gauge, a timing with nothing in the window) are left out.
+        (count/mean/min/max/p50/p95/p99 in seconds, over the window), ``distributions`` (the same, in each
+        distribution's unit), ``overflowed`` and ``rejected``. Series with no value in the view (a reset gauge, a
+        timing with nothing in the window) are left out.
         """
         now = self._clock()
         counters: dict[str, dict[str, float]] = {}
@@ -766,11 +998,13 @@ class MetricsFacade:
                 if gauge_stats is not None:
                     gauges[_series_label(name, key)] = gauge_stats.as_dict()
         timings: dict[str, dict[str, float]] = {}
-        for name, timing_series in list(self._timings.items()):
-            for key, timing in list(timing_series.items()):
-                timing_stats = self._timing_stats(timing.view(now))
-                if timing_stats is not None:
-                    timings[_series_label(name, key)] = timing_stats.as_dict()
+        distributions: dict[str, dict[str, float]] = {}
+        for maps, found in ((self._timings, timings), (self._distributions, distributions)):
+            for name, timing_series in list(maps.items()):
+                for key, timing in list(timing_series.items()):
+                    timing_stats = self._timing_stats(timing.view(now))
+                    if timing_stats is not None:
+                        found[_series_label(name, key)] = timing_stats.as_dict()
         return {
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "uptime_seconds": now - self._started,
@@ -778,6 +1012,7 @@ class MetricsFacade:
             "counters": counters,
             "gauges": gauges,
             "timings": timings,
+            "distributions": distributions,
             "overflowed": self._overflowed,
             "rejected": dict(self.rejected),
         }
@@ -799,6 +1034,19 @@ class MetricsFacade:
                     f"{key:<{width}}  {int(t['count']):>8}  {t['mean'] * 1e3:>10.3f}  {t['p50'] * 1e3:>10.3f}"
                     f"  {t['p95'] * 1e3:>10.3f}  {t['p99'] * 1e3:>10.3f}  {t['max'] * 1e3:>10.3f}"
                 )
+        distributions: dict[str, dict[str, float]] = metrics["distributions"]
+        if distributions:
+            width = max(len(k) for k in distributions)
+            lines.append(
+                f"{'distribution':<{width}}  {'count':>8}  {'mean':>10}  {'p50':>10}  {'p95':>10}  {'p99':>10}"
+                f"  {'max':>10}"
+            )
+            for key in sorted(distributions):
+                d = distributions[key]
+                lines.append(
+                    f"{key:<{width}}  {int(d['count']):>8}  {d['mean']:>10g}  {d['p50']:>10g}  {d['p95']:>10g}"
+                    f"  {d['p99']:>10g}  {d['max']:>10g}"
+                )
         counters: dict[str, dict[str, float]] = metrics["counters"]
         if counters:
             width = max(len(k) for k in counters)
@@ -811,7 +1059,7 @@ class MetricsFacade:
             for key in sorted(gauges):
                 g = gauges[key]
                 lines.append(f"{key:<{width}}  {g['current']:>12g}  {g['min']:>12g}  {g['max']:>12g}  {g['mean']:>12g}")
-        if not (timings or counters or gauges):
+        if not (timings or distributions or counters or gauges):
             lines.append("(no metrics recorded)")
         if metrics["overflowed"] or metrics["rejected"]:
             lines.append(f"overflowed: {metrics['overflowed']}, rejected: {metrics['rejected']}")
@@ -828,14 +1076,16 @@ class MetricsFacade:
                 series.baseline = series.total()
 
     def reset(self) -> None:
-        """Clear the local view of every counter, gauge and timing (exported series are unaffected)."""
+        """Clear the local view of every counter, gauge, timing and distribution (exported series are
+        unaffected)."""
         self.reset_counters()
         for gauges in list(self._gauges.values()):
             for gauge in list(gauges.values()):
                 gauge.reset()
-        for timings in list(self._timings.values()):
-            for timing in list(timings.values()):
-                timing.reset()
+        for maps in (self._timings, self._distributions):
+            for timings in list(maps.values()):
+                for timing in list(timings.values()):
+                    timing.reset()
 
 
 def _record_timing(facade: MetricsFacade, key: tuple[str, Mapping[str, str] | None], seconds: float) -> None:

@@ -5,6 +5,12 @@ healthy. ``/health`` answers 200 while healthy or degraded and 503 when unhealth
 while the process can answer at all; ``/health/ready`` answers 200 when the server declared itself ready and is
 not unhealthy, else 503.
 
+What ``/health`` shows of a check is its status and the message the check chose (``(status, message)``). A check
+that raises shows as unhealthy with the exception's type only (``"raised RuntimeError"``), never its text, which
+may hold a connection string or a password and would be served to anyone who can reach the port (``0.0.0.0`` by
+default); the text and traceback go to the log, once per check and kind of failure (logged again after the check
+recovered, or when the exception type changes). ``register_check(..., error_details=True)`` shows the text too.
+
 Checks run periodically on a scheduler thread (:meth:`HealthRegistry.start`). Each run of a check executes in a
 daemon thread of its own, so a hung check delays no other check: when it exceeds its timeout it is reported
 unhealthy ("timed out"), and it is not started again until the hung run returns (so at most one thread per check
@@ -99,13 +105,14 @@ class _Run:
 
 
 class _Check:
-    __slots__ = ("fn", "interval", "name", "next_due", "run", "timeout")
+    __slots__ = ("error_details", "fn", "interval", "name", "next_due", "run", "timeout")
 
-    def __init__(self, name: str, fn: HealthCheck, interval: float, timeout: float) -> None:
+    def __init__(self, name: str, fn: HealthCheck, interval: float, timeout: float, error_details: bool) -> None:
         self.name = name
         self.fn = fn
         self.interval = interval
         self.timeout = timeout
+        self.error_details = error_details
         self.next_due = -math.inf
         self.run: _Run | None = None  # the run in flight, if any
 
@@ -135,7 +142,7 @@ class HealthRegistry:
         self._ready = True
         self._scheduler: threading.Thread | None = None
         self._stopping = False
-        self._warned: set[tuple[str, str]] = set()
+        self._logged: dict[str, tuple[str, str]] = {}  # check name -> the failure last logged for it
         #: Check runs that raised, returned a bad result or timed out.
         self.check_failures = 0
 
@@ -187,11 +194,14 @@ class HealthRegistry:
         *,
         interval: float = 10.0,
         timeout: float = 2.0,
+        error_details: bool = False,
     ) -> None:
         """Run ``fn`` every ``interval`` seconds (once started) and record its result as component ``name``.
 
-        ``fn`` returns a :class:`HealthStatus` or ``(status, message)``. Raising makes the component unhealthy
-        with the error as message; running longer than ``timeout`` seconds makes it unhealthy, "timed out".
+        ``fn`` returns a :class:`HealthStatus` or ``(status, message)``; the message is shown as is. Raising makes
+        the component unhealthy with the message ``"raised <ExceptionType>"`` (the exception's text too only with
+        ``error_details=True``; it always goes to the log); an invalid result makes it unhealthy, "returned an
+        invalid result (<type>)"; running longer than ``timeout`` seconds makes it unhealthy, "timed out".
         Registering a name again replaces its check.
 
         Raises:
@@ -201,7 +211,7 @@ class HealthRegistry:
             raise ValueError(f"HealthRegistry.register_check: name must be a non-empty string, got {name!r}")
         if not callable(fn):
             raise ValueError(f"HealthRegistry.register_check: fn must be callable, got {fn!r}")
-        check = _Check(name, fn, _positive("interval", interval), _positive("timeout", timeout))
+        check = _Check(name, fn, _positive("interval", interval), _positive("timeout", timeout), bool(error_details))
         with self._wake:
             self._checks[name] = check
             self._wake.notify_all()
@@ -219,20 +229,30 @@ class HealthRegistry:
 
     def _execute(self, check: _Check, run: _Run) -> None:
         failure: BaseException | None = None
+        what = "raised"
         try:
             result = check.fn()
-            if isinstance(result, tuple) and len(result) == 2:
-                status, message = _status(result[0]), str(result[1])
-            else:
-                status, message = _status(result), ""
         except BaseException as exc:  # even SystemExit: the run must still complete below
-            status, message = HealthStatus.UNHEALTHY, f"{type(exc).__name__}: {exc}"
-            failure = exc
+            status, message, failure = HealthStatus.UNHEALTHY, f"raised {type(exc).__name__}", exc
+            if check.error_details:
+                message = f"{message}: {exc}"
+        else:
+            try:
+                status, message = _result(result)
+            except Exception as exc:  # the value the check returned is shown in the log only
+                status, message, failure = (
+                    HealthStatus.UNHEALTHY,
+                    f"returned an invalid result ({type(result).__name__})",
+                    exc,
+                )
+                what = "returned an invalid result"
         with self._wake:
             if check.run is run:
                 check.run = None
             if failure is not None:
-                self._count_failure(check.name, "raised", failure)
+                self._count_failure(check.name, what, failure)
+            elif not run.timed_out:
+                self._logged.pop(check.name, None)  # recovered: its next failure is logged again
             if not run.timed_out and self._clock() > run.deadline:
                 self._time_out(check, run)  # finished late before anyone noticed: still a timeout
             if not run.timed_out and self._checks.get(check.name) is check:
@@ -245,11 +265,19 @@ class HealthRegistry:
         self._components = {**self._components, component.name: component}
 
     def _count_failure(self, name: str, what: str, exc: BaseException | None = None) -> None:
-        """Count a failed run; log the first one of each kind per check. Call with ``_lock`` held."""
+        """Count a failed run; log it when it differs from the failure last logged for this check (its kind and
+        exception type), with the details /health does not show. Call with ``_lock`` held."""
         self.check_failures += 1
-        if (name, what) not in self._warned:
-            self._warned.add((name, what))
-            _logger.warning("health check %r %s (logged once per check)", name, what, exc_info=exc)
+        signature = (what, type(exc).__qualname__ if exc is not None else "")
+        if self._logged.get(name) != signature:
+            self._logged[name] = signature
+            _logger.warning(
+                "health check %r %s%s (logged once until it changes or recovers)",
+                name,
+                what,
+                f": {type(exc).__name__}: {exc}" if exc is not None else "",
+                exc_info=exc,
+            )
 
     def _time_out(self, check: _Check, run: _Run) -> None:
         """Report ``check`` unhealthy because ``run`` passed its deadline. Call with ``_lock`` held."""
@@ -361,6 +389,13 @@ class HealthRegistry:
         except Exception:
             _logger.exception("answering %r failed", path)
             return 500, [_TEXT, _NO_STORE], b"internal error\n"
+
+
+def _result(result: object) -> tuple[HealthStatus, str]:
+    """A check's result as ``(status, message)``. Raises ValueError (naming the value, for the log) when invalid."""
+    if isinstance(result, tuple) and len(result) == 2:
+        return _status(result[0]), str(result[1])
+    return _status(result), ""
 
 
 def _aggregate(components: Iterable[ComponentHealth]) -> HealthStatus:

@@ -20,6 +20,14 @@ recording, each call gets a span named after the handler, and records ``handler.
 The handler's own exceptions propagate unchanged (the same object). Failures of the telemetry code itself
 never reach the caller: they are caught, counted in :attr:`HandlerTelemetry.errors` and logged once per place.
 
+Each attribute set a handle records is a new series: a handler's successful calls cost 28 series of the handle's
+series budget (:class:`~otel_telemetry.series.SeriesRegistry`: 27 for the ``handler.duration`` histogram, 1 for
+``handler.requests``), each exception class of it 29 (``handler.errors`` too), each timer 27. An attribute set the
+budget refuses is recorded under ``{"handler": "_overflow"}`` (``error_type`` too for failures;
+``{"timer": "_overflow"}`` for timers), so request totals stay exact, and each such call is counted in the
+registry's ``refused_series``. The four names are the handle's: a facade name that would collide with them on
+``/metrics`` is refused by the registry.
+
 As in OpenTelemetry's ``use_span``, only :class:`Exception` subclasses mark a call as failed;
 ``BaseException`` (``asyncio.CancelledError``, ``KeyboardInterrupt``, ``SystemExit``) ends the span and counts
 the request, without an error. Generator functions are not supported: the span would time the creation of the
@@ -42,6 +50,7 @@ from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from otel_telemetry.recording.timing import BlockTimer, TimerGate
+from otel_telemetry.series import OVERFLOW_VALUE, SeriesRegistry, histogram_cost
 
 __all__ = [
     "HANDLER_DURATION",
@@ -81,6 +90,22 @@ _ATTR_HANDLER = "handler"
 _ATTR_ERROR_TYPE = "error_type"
 _ATTR_TIMER = "timer"
 
+#: A series key: an attribute set in canonical form.
+_Key = tuple[tuple[str, str], ...]
+_HISTOGRAM_COST = histogram_cost(len(HANDLER_DURATION_BOUNDARIES))
+#: Series of one attribute set: a successful call's (duration, requests), a failure's (also errors), a timer's.
+_OK_COST = _HISTOGRAM_COST + 1
+_ERROR_COST = _HISTOGRAM_COST + 2
+_TIMER_COST = _HISTOGRAM_COST
+_OVERFLOW_OK: dict[str, str] = {_ATTR_HANDLER: OVERFLOW_VALUE}
+_OVERFLOW_ERROR: dict[str, str] = {_ATTR_HANDLER: OVERFLOW_VALUE, _ATTR_ERROR_TYPE: OVERFLOW_VALUE}
+_OVERFLOW_TIMER: dict[str, str] = {_ATTR_TIMER: OVERFLOW_VALUE}
+_OWNER = "handlers"
+
+
+def _key(attributes: Mapping[str, str]) -> _Key:
+    return tuple(sorted(attributes.items()))
+
 
 # Where decorated functions and timers record: ``binding.target`` is one HandlerTelemetry, or None (they call
 # through). Read without a lock at each call (an attribute load is atomic); written under ``_default_lock`` for
@@ -104,10 +129,25 @@ class HandlerTelemetry:
     Args:
         tracer: where the handler spans go.
         meter: where ``handler.duration``, ``handler.requests``, ``handler.errors`` and ``timer.duration`` go.
+        series: the handle's :class:`~otel_telemetry.series.SeriesRegistry` (namespace and series budget shared
+            with the monitors and the facade); None gives this object a registry of its own (default budget).
     """
 
-    def __init__(self, tracer: Tracer, meter: Meter) -> None:
+    def __init__(self, tracer: Tracer, meter: Meter, *, series: SeriesRegistry | None = None) -> None:
         self.tracer = tracer
+        #: The namespace and series budget the handler series are counted in.
+        self.series = series if series is not None else SeriesRegistry()
+        for name, unit, kind in (
+            (HANDLER_DURATION, "s", "histogram"),
+            (HANDLER_REQUESTS, "{request}", "counter"),
+            (HANDLER_ERRORS, "{request}", "counter"),
+            (TIMER_DURATION, "s", "histogram"),
+        ):
+            self.series.claim(name, unit, kind, _OWNER)  # type: ignore[arg-type]
+        # Attribute sets admitted in the series budget (bounded by it), and the overflow sets already reserved.
+        self._admitted: set[_Key] = set()
+        self._overflow_reserved: set[_Key] = set()
+        self._series_lock = threading.Lock()
         self.duration_histogram = meter.create_histogram(
             HANDLER_DURATION,
             unit="s",
@@ -191,6 +231,22 @@ class HandlerTelemetry:
         """The module-level :class:`timer`, recording into this handle only (until :meth:`close`)."""
         return timer._on(self._binding, name, attributes)
 
+    def _attributes(self, key: _Key, attributes: dict[str, str], overflow: dict[str, str], cost: int) -> dict[str, str]:
+        """``attributes`` when their series are admitted in the budget (already or now), else ``overflow``."""
+        if key in self._admitted:
+            return attributes
+        with self._series_lock:
+            if key in self._admitted:
+                return attributes
+            if self.series.admit(cost, _OWNER):
+                self._admitted.add(key)
+                return attributes
+            overflow_key = _key(overflow)
+            if overflow_key not in self._overflow_reserved:
+                self._overflow_reserved.add(overflow_key)
+                self.series.reserve(cost, _OWNER)  # each overflow set is one series set: always admitted
+        return overflow
+
     def _failed(self, where: str) -> None:
         """Count a telemetry failure (call from an ``except`` block); log the first one per place."""
         with self._errors_lock:
@@ -245,22 +301,24 @@ def bound_handler_telemetry() -> HandlerTelemetry | None:
 
 
 class _Handler:
-    """What one decorated function records: its name and its precomputed attribute sets."""
+    """What one decorated function records: its name and its precomputed attribute sets (with their keys)."""
 
-    __slots__ = ("error_attributes", "name", "ok_attributes", "span_attributes")
+    __slots__ = ("error_attributes", "name", "ok_attributes", "ok_key", "span_attributes")
 
     def __init__(self, name: str, attributes: Mapping[str, str]) -> None:
         self.name = name
         self.span_attributes: dict[str, str] = dict(attributes)
         self.ok_attributes: dict[str, str] = {**attributes, _ATTR_HANDLER: name}
+        self.ok_key: _Key = _key(self.ok_attributes)
         # One attribute dict per exception class seen: failures allocate nothing after the first of a kind.
-        self.error_attributes: dict[type[BaseException], dict[str, str]] = {}
+        self.error_attributes: dict[type[BaseException], tuple[dict[str, str], _Key]] = {}
 
-    def failure_attributes(self, exc: BaseException) -> dict[str, str]:
+    def failure_attributes(self, exc: BaseException) -> tuple[dict[str, str], _Key]:
         cls = type(exc)
         found = self.error_attributes.get(cls)
         if found is None:
-            found = {**self.ok_attributes, _ATTR_ERROR_TYPE: cls.__name__}
+            attributes = {**self.ok_attributes, _ATTR_ERROR_TYPE: cls.__name__}
+            found = (attributes, _key(attributes))
             if len(self.error_attributes) < 64:  # bounded: exception classes are few, but never trust that
                 self.error_attributes[cls] = found
         return found
@@ -289,12 +347,13 @@ class _Handler:
         elapsed = time.perf_counter() - start
         try:
             if isinstance(exc, Exception):
-                attributes = self.failure_attributes(exc)
+                failure, key = self.failure_attributes(exc)
+                attributes = ht._attributes(key, failure, _OVERFLOW_ERROR, _ERROR_COST)
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 ht.error_counter.add(1, attributes)
             else:
-                attributes = self.ok_attributes
+                attributes = ht._attributes(self.ok_key, self.ok_attributes, _OVERFLOW_OK, _OK_COST)
             ht.duration_histogram.record(elapsed, attributes)
             ht.request_counter.add(1, attributes)
         except Exception:
@@ -441,7 +500,7 @@ def traced(
     return _traced(_DEFAULT, fn_or_name, name, attributes)
 
 
-class timer(BlockTimer[HandlerTelemetry, dict[str, str]]):  # lowercase: it reads as a function at the call site
+class timer(BlockTimer[HandlerTelemetry, tuple[dict[str, str], _Key]]):  # lowercase: reads as a function
     """Time a block (``with timer("physics"):``, ``async with``) or every call of a function (``@timer("physics")``).
 
     Records the elapsed seconds into ``timer.duration`` of the process default handle (the same rule as
@@ -458,23 +517,29 @@ class timer(BlockTimer[HandlerTelemetry, dict[str, str]]):  # lowercase: it read
     __slots__ = ("name",)
 
     def __init__(self, name: str, attributes: Mapping[str, str] | None = None) -> None:
-        BlockTimer.__init__(self, _DEFAULT, _record_timer, {**(attributes or {}), _ATTR_TIMER: name})
+        BlockTimer.__init__(self, _DEFAULT, _record_timer, _timer_key(name, attributes))
         self.name = name
 
     @classmethod
     def _on(cls, binding: _Binding, name: str, attributes: Mapping[str, str] | None) -> timer:
         """A timer recording into ``binding`` (a handle's own) instead of the process default."""
         instance = cls.__new__(cls)
-        BlockTimer.__init__(instance, binding, _record_timer, {**(attributes or {}), _ATTR_TIMER: name})
+        BlockTimer.__init__(instance, binding, _record_timer, _timer_key(name, attributes))
         instance.name = name
         return instance
 
 
-def _record_timer(ht: HandlerTelemetry, attributes: dict[str, str], seconds: float) -> None:
+def _timer_key(name: str, attributes: Mapping[str, str] | None) -> tuple[dict[str, str], _Key]:
+    """A timer's attribute set and its key, computed once per timer."""
+    merged = {**(attributes or {}), _ATTR_TIMER: name}
+    return merged, _key(merged)
+
+
+def _record_timer(ht: HandlerTelemetry, key: tuple[dict[str, str], _Key], seconds: float) -> None:
     try:
-        ht.timer_histogram.record(seconds, attributes)
+        ht.timer_histogram.record(seconds, ht._attributes(key[1], key[0], _OVERFLOW_TIMER, _TIMER_COST))
     except Exception:
-        ht._failed(f"recording timer {attributes[_ATTR_TIMER]}")
+        ht._failed(f"recording timer {key[0][_ATTR_TIMER]}")
 
 
 # The return type of HandlerTelemetry.timer: in that class body the name ``timer`` is the method itself.

@@ -115,8 +115,11 @@ def server_metrics(
     timestamp: datetime,
     metrics_data: MetricsData | None,
     histograms: Iterable[HistogramState] = (),
+    entities: Mapping[str, list[tuple[float, dict[str, str]]]] | None = None,
 ) -> ServerMetrics:
-    """The ``ServerMetrics`` of one collection: ``metrics_data`` plus its histogram series' window statistics."""
+    """The ``ServerMetrics`` of one collection: ``metrics_data`` plus its histogram series' window statistics and
+    the per-entity values (``entities``, by metric name: one value per player, kept out of ``metrics_data`` unless
+    exported)."""
     points = _points_by_name(metrics_data)
     by_name: dict[str, list[HistogramState]] = {}
     for state in histograms:
@@ -135,9 +138,14 @@ def server_metrics(
             elif states:
                 values[item.section][item.name] = _stat(item, _scaled_distribution(states[0], item.scale))
             continue
+        if entities is not None and spec.per_entity:
+            raw = entities.get(spec.name, ())
+            key, scale = item.key, item.scale
+            _set(values, item, _keyed(item, ((str(a[key]), v * scale) for v, a in raw if key in a)))
+            continue
         chosen = [p for p in points.get(spec.name, ()) if _matches(p.attributes or {}, item.where)]
         if item.key is not None:
-            pairs = []
+            pairs: list[tuple[str, Any]] = []
             for point in chosen:
                 label = (point.attributes or {}).get(item.key)
                 number = _finite(point.value)

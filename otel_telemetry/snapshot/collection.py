@@ -12,15 +12,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import AggregationTemporality, Metric, MetricReader, MetricsData, ScopeMetrics
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Metric,
+    MetricReader,
+    MetricsData,
+    NumberDataPoint,
+    ScopeMetrics,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_telemetry.catalog import MetricSpec
+from otel_telemetry.pacing import LoopPacer, Phase
 from otel_telemetry.producer import HistogramProducer
 from otel_telemetry.snapshot.build import server_metrics
 from otel_telemetry.snapshot.frame import Frame
@@ -29,9 +39,20 @@ _logger = logging.getLogger(__name__)
 
 #: A frame listener: called with each new frame on the collecting thread.
 FrameListener = Callable[[Frame], None]
+#: A source of per-entity values: ``(spec, [(value, attributes), ...])`` pairs (a monitor's ``produced_gauges``).
+EntitySource = Callable[[], Iterable[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]]
+#: Scope of the per-entity gauges, when exported.
+_ENTITY_SCOPE = "otel_telemetry.entities"
 #: A stage: evaluates a frame before it is published and returns metrics that belong to the same frame (the
 #: ``alerts`` gauge of the alerts evaluated on it), added under the scope ``otel_telemetry.<name>``.
 FrameStage = Callable[[Frame], Sequence[Metric]]
+
+
+def _with(metrics_data: MetricsData, scopes: Sequence[ScopeMetrics]) -> MetricsData:
+    """``metrics_data`` with ``scopes`` added to its first resource."""
+    first, *rest = metrics_data.resource_metrics
+    first = replace(first, scope_metrics=[*first.scope_metrics, *scopes])
+    return MetricsData(resource_metrics=[first, *rest])
 
 
 class FrameReader(MetricReader):
@@ -70,12 +91,20 @@ class FrameCollector:
         resource: Resource,
         server_id: str,
         interval: float,
+        *,
+        export_per_entity: bool = False,
+        pacer: LoopPacer | None = None,
     ) -> None:
         self._reader = reader
         self._producer = producer
         self._resource = resource
         self._server_id = server_id
         self._interval = interval
+        self._export_per_entity = export_per_entity
+        self._pacer = pacer
+        self._take_phase = Phase(pacer, initial=0.005, timeout=min(0.5, interval / 2))
+        self._listener_phases: dict[str, Phase] = {}
+        self._entity_sources: list[EntitySource] = []
         self._lock = threading.Lock()
         self._collecting = threading.Lock()
         self._listeners: list[tuple[str, FrameListener]] = []
@@ -92,10 +121,40 @@ class FrameCollector:
         self.last_collection: float | None = None
 
     # -- listeners --------------------------------------------------------------------------------------------------
-    def add_listener(self, name: str, listener: FrameListener) -> None:
-        """Call ``listener`` with every new frame, after those added before it."""
+    def add_listener(self, name: str, listener: FrameListener, *, paced: bool = False) -> None:
+        """Call ``listener`` with every new frame, after those added before it.
+
+        ``paced``: the listener does real work (rendering, encoding): on the periodic thread it waits for an idle
+        gap of the game loop of its own (see :mod:`otel_telemetry.pacing`).
+        """
         with self._lock:
             self._listeners.append((name, listener))
+            if paced:
+                self._listener_phases[name] = Phase(self._pacer, timeout=min(0.5, self._interval / 2))
+
+    def add_entity_source(self, source: EntitySource) -> None:
+        """Register a source of per-entity values (a monitor's ``produced_gauges``): they fill ``ServerMetrics``
+        and, with ``export_per_entity``, become gauges of the frame."""
+        with self._lock:
+            self._entity_sources.append(source)
+
+    def _entities(self, now: int) -> tuple[dict[str, list[tuple[float, dict[str, str]]]], list[Metric]]:
+        with self._lock:
+            sources = list(self._entity_sources)
+        values: dict[str, list[tuple[float, dict[str, str]]]] = {}
+        metrics: list[Metric] = []
+        for source in sources:
+            try:
+                for spec, pairs in source():
+                    values.setdefault(spec.name, []).extend(pairs)
+                    if self._export_per_entity:
+                        points = [NumberDataPoint(attributes, now, now, value) for value, attributes in pairs]
+                        metrics.append(Metric(spec.name, spec.description, spec.unit, Gauge(points)))
+            except Exception:
+                with self._lock:
+                    self.failures += 1
+                self._warn_once("entities", "a per-entity source failed (logged once; counted)")
+        return values, metrics
 
     def add_stage(self, name: str, stage: FrameStage) -> None:
         """Run ``stage`` on every frame before it is published; the metrics it returns join that frame."""
@@ -107,22 +166,38 @@ class FrameCollector:
         return self._latest
 
     # -- collecting -------------------------------------------------------------------------------------------------
-    def collect(self) -> Frame | None:
-        """Take a frame now, publish it and return it (None when the collection failed or after shutdown)."""
+    def collect(self, *, paced: bool = False) -> Frame | None:
+        """Take a frame now, publish it and return it (None when the collection failed or after shutdown).
+
+        ``paced`` (the periodic thread): each step waits for an idle gap of the game loop first.
+        """
         with self._collecting:
             with self._lock:
                 self.runs += 1  # the frame counts itself: its telemetry_collections_total includes it
-            started = time.perf_counter()
-            frame = self._take()
-            duration = time.perf_counter() - started
+            taken: list[tuple[Frame | None, float]] = []
+
+            def take() -> None:
+                started = time.perf_counter()
+                found = self._take()
+                taken.append((found, time.perf_counter() - started))
+
+            if paced:
+                self._take_phase.run(take)  # waits for an idle gap of the game loop first
+            else:
+                take()
+            frame, duration = taken[0] if taken else (None, 0.0)
             with self._lock:
                 self.last_duration = duration
                 listeners = list(self._listeners)
             if frame is None:
                 return None
             for name, listener in listeners:
+                phase = self._listener_phases.get(name) if paced else None
                 try:
-                    listener(frame)
+                    if phase is not None:
+                        phase.run(lambda listener=listener: listener(frame))  # type: ignore[misc]
+                    else:
+                        listener(frame)
                 except Exception:
                     with self._lock:
                         self.listener_failures[name] = self.listener_failures.get(name, 0) + 1
@@ -135,12 +210,16 @@ class FrameCollector:
             sdk_data = self._reader.take()
             if sdk_data is None and self._stop.is_set():
                 return None
-            merged = self._producer.merge(
-                sdk_data, self._resource, AggregationTemporality.CUMULATIVE, None, True, states
-            )
-            monotonic = time.monotonic()
             now = time.time_ns()
-            snapshot = server_metrics(self._server_id, datetime.fromtimestamp(now / 1e9, UTC), merged, states)
+            merged = self._producer.merge(
+                sdk_data, self._resource, AggregationTemporality.CUMULATIVE, None, False, states
+            )
+            entities, entity_metrics = self._entities(now)
+            if entity_metrics:
+                merged = _with(merged, [ScopeMetrics(InstrumentationScope(_ENTITY_SCOPE), entity_metrics, "")])
+            monotonic = time.monotonic()
+            timestamp = datetime.fromtimestamp(now / 1e9, UTC)
+            snapshot = server_metrics(self._server_id, timestamp, merged, states, entities)
         except Exception:
             with self._lock:
                 self.failures += 1
@@ -155,6 +234,7 @@ class FrameCollector:
                 metrics_data=merged,
                 histograms={state.key: state for state in states},
                 server_metrics=snapshot,
+                exported=None,
             )
             stages = list(self._stages)
         frame = self._staged(frame, stages)
@@ -177,9 +257,11 @@ class FrameCollector:
                 added.append(ScopeMetrics(InstrumentationScope(f"otel_telemetry.{name}"), metrics, ""))
         if not added or not frame.metrics_data.resource_metrics:
             return frame
-        first, *rest = frame.metrics_data.resource_metrics
-        first = replace(first, scope_metrics=[*first.scope_metrics, *added])
-        return replace(frame, metrics_data=MetricsData(resource_metrics=[first, *rest]))
+        return replace(
+            frame,
+            metrics_data=_with(frame.metrics_data, added),
+            exported=None if frame.exported is None else _with(frame.exported, added),
+        )
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._warned:
@@ -197,7 +279,7 @@ class FrameCollector:
     def _run(self) -> None:
         next_at = time.monotonic() + self._interval
         while not self._stop.wait(max(0.0, next_at - time.monotonic())):
-            self.collect()
+            self.collect(paced=True)
             # Keep the cadence; after a stall, skip the missed slots instead of collecting in a burst.
             next_at += self._interval
             now = time.monotonic()

@@ -32,6 +32,8 @@ class Frame:
         metrics_data: the collected metrics, cumulative.
         histograms: every histogram series' state (cumulative cells and the sliding-window snapshot), by key.
         server_metrics: the :class:`~otel_telemetry.ServerMetrics` derived from this frame.
+        exported: what leaves the process (Prometheus, OTLP, OTLP files): ``metrics_data`` without the per-entity
+            series (per-player pings) unless exporting them is switched on; None means all of ``metrics_data``.
     """
 
     sequence: int
@@ -40,6 +42,12 @@ class Frame:
     metrics_data: MetricsData
     histograms: Mapping[SeriesKey, HistogramState]
     server_metrics: ServerMetrics
+    exported: MetricsData | None = None
+
+    @property
+    def export_data(self) -> MetricsData:
+        """The metrics outputs send out (see :attr:`exported`)."""
+        return self.metrics_data if self.exported is None else self.exported
 
     def metrics(self) -> Iterator[Metric]:
         """Every metric of the frame, across resources and scopes."""

@@ -57,13 +57,16 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from otel_telemetry.alerts import default_rules
-    from otel_telemetry.tools.collector import write_all
+    from otel_telemetry.tools.collector import ALERT_RULES_FILE, write_all
     from otel_telemetry.tools.dashboard import write_dashboard
-    from otel_telemetry.tools.rules import write_rules_file
+    from otel_telemetry.tools.rules import RULES_TEST_FILE, config_rules, promtool_tests_yaml, write_rules_file
 
+    rules = config_rules()  # the rules a handle evaluates with the default configuration, `for` included
     written = [*write_all(args.directory), write_dashboard(args.directory)]
-    written.append(write_rules_file(Path(args.directory) / "alert-rules.yml", default_rules()))
+    written.append(write_rules_file(Path(args.directory) / ALERT_RULES_FILE, rules))
+    tests = Path(args.directory) / RULES_TEST_FILE
+    tests.write_text(promtool_tests_yaml(rules, rules_file=ALERT_RULES_FILE), encoding="utf-8")
+    written.append(tests)
     for path in written:
         print(path)
     return 0
@@ -108,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     rules.set_defaults(handler=_rules)
 
     generate = commands.add_parser(
-        "collector-config", help="regenerate collector-config/: Collector, Prometheus, alert rules, Grafana dashboard"
+        "collector-config",
+        help="regenerate collector-config/: Collector, Prometheus, alert rules and their promtool tests, dashboard",
     )
     generate.add_argument("directory", nargs="?", default="collector-config")
     generate.set_defaults(handler=_generate)

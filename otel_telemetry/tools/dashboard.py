@@ -3,8 +3,10 @@
 Every query names a metric as it is exported (``prometheus_name``, with ``_bucket`` for histograms), selects the
 servers of the ``server`` variable by ``service_instance_id`` (the server id), and reads Prometheus through the
 ``datasource`` variable, so the same JSON imports into any Grafana. Histograms show p50/p95/p99 with
-``histogram_quantile`` over the per-metric buckets of the catalog; counters show per-second rates; gauges their
-value. A last row lists the alerts Prometheus evaluates from ``alert-rules.yml`` (the ``ALERTS`` series).
+``histogram_quantile`` over the per-metric buckets of the catalog, except those the spec asks an average of
+("Average session duration", "Average query time"), which show ``rate(_sum) / rate(_count)`` per server; counters
+show per-second rates; gauges their value. A last row lists the alerts Prometheus evaluates from
+``alert-rules.yml`` (the ``ALERTS`` series) for the selected servers: every panel honours ``$server``.
 
 Regenerate ``collector-config/grafana-dashboard.json`` with ``python -m otel_telemetry.tools.dashboard [directory]``;
 a test fails when the committed file is stale.
@@ -66,9 +68,19 @@ def _legend(spec: MetricSpec, first: str) -> str:
     return " ".join([first, *(f"{{{{{attribute}}}}}" for attribute in spec.attributes)])
 
 
+def _is_average(spec: MetricSpec) -> bool:
+    """A histogram whose spec bullet is an average (its first ``ServerMetrics`` field is the ``avg`` statistic)."""
+    return spec.instrument is Instrument.HISTOGRAM and bool(spec.snapshot) and spec.snapshot[0].stat == "avg"
+
+
 def _targets(spec: MetricSpec) -> list[dict[str, Any]]:
-    """The panel's queries: quantiles for histograms, rates for counters, the value for gauges."""
+    """The panel's queries: quantiles for histograms (the average for those the spec asks an average of), rates for
+    counters, the value for gauges."""
     name = spec.prometheus_name
+    if _is_average(spec):
+        by = ", ".join(("service_instance_id", *spec.attributes))
+        rates = [f"sum by ({by}) (rate({name}_{part}{{{_SERVER}}}[$__rate_interval]))" for part in ("sum", "count")]
+        return [{"expr": " / ".join(rates), "legendFormat": _legend(spec, "{{service_instance_id}}")}]
     if spec.instrument is Instrument.HISTOGRAM:
         by = ", ".join(("le", *spec.attributes))
         return [
@@ -122,12 +134,14 @@ def _timeseries(spec: MetricSpec) -> dict[str, Any]:
 
 
 def _alert_panels() -> list[dict[str, Any]]:
-    firing = 'ALERTS{alertstate=~"firing|pending"}'
+    # Every rule keeps service_instance_id on its alerts (gauges keep their labels, quantiles sum by it).
+    firing = f'ALERTS{{alertstate=~"firing|pending", {_SERVER}}}'
     return [
         {
             "type": "table",
             "title": "Active alerts",
-            "description": "Alerts Prometheus evaluates from alert-rules.yml that are pending or firing now.",
+            "description": "Alerts Prometheus evaluates from alert-rules.yml that are pending or firing now, for the "
+            "selected servers.",
             "datasource": dict(_DATASOURCE),
             "fieldConfig": {"defaults": {}, "overrides": []},
             "options": {"showHeader": True, "sortBy": [{"displayName": "severity", "desc": False}]},

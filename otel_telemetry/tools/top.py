@@ -1,7 +1,8 @@
 """``otel-telemetry top``: a live terminal view of one game server, read from its Prometheus ``/metrics``.
 
 It needs nothing but the exported names: tick rate and target, tick-duration percentiles, players, ping, packet
-rates, CPU, memory, and the alerts when the endpoint carries ``ALERTS`` (a Prometheus ``/federate`` URL). The
+rates, CPU, memory, and the alerts: the SDK's own, which ``/metrics`` exports as ``alerts`` (the in-process rules'
+pending and firing alerts), and Prometheus' ``ALERTS`` when the URL is a Prometheus ``/federate`` endpoint. The
 percentiles are Prometheus' own ``histogram_quantile`` over the exported buckets; since buckets count from the
 server's start, each refresh uses the difference from the previous scrape, so the view shows the last interval.
 
@@ -141,7 +142,8 @@ class Percentiles:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One ``ALERTS`` sample: the alert's name, ``pending`` or ``firing``, and its severity label (may be empty)."""
+    """One ``alerts`` (or ``ALERTS``) sample: the alert's name, ``pending`` or ``firing``, and its severity label
+    (may be empty)."""
 
     name: str
     state: str
@@ -248,10 +250,16 @@ def _server(samples: _Samples) -> str | None:
     return None
 
 
+#: The SDK's in-process alerts (``register_alert_metric``: OpenTelemetry lowercases the instrument name ``ALERTS``),
+#: and the series Prometheus synthesises for the rules it evaluates (through ``/federate``).
+_ALERT_SERIES = ("alerts", "ALERTS")
+
+
 def _alerts(samples: _Samples) -> tuple[Alert, ...]:
     alerts = {
         Alert(labels.get("alertname", "?"), labels.get("alertstate", "?"), labels.get("severity", ""))
-        for labels, value in samples.get("ALERTS", ())
+        for name in _ALERT_SERIES
+        for labels, value in samples.get(name, ())
         if value > 0
     }
     return tuple(sorted(alerts, key=lambda a: (a.state != "firing", a.name, a.severity)))
