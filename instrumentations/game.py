@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from instrumentations._base import Monitor, Points, encodable, label_value, single
 from otel_telemetry.accumulators import HistogramSeries, RateTracker, ThreadShards
 from otel_telemetry.catalog import Section, lookup
 from otel_telemetry.series import OVERFLOW_VALUE, SeriesRegistry, histogram_cost
 
-__all__ = ["GameInstrumentor", "GameMonitor"]
+__all__ = ["GameInstrumentor", "GameMonitor"]  # noqa: F822  (GameInstrumentor: module __getattr__)
 
 #: Per-thread sums (no lock on the hot path); players are counted under the players' lock instead.
 _SCALARS = (
@@ -500,30 +497,10 @@ class GameMonitor(Monitor):
         }
 
 
-class GameInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Entry-point instrumentor: ``instrument(meter_provider=...)`` attaches a :class:`GameMonitor`.
+def __getattr__(name: str) -> object:
+    # The entry-point class loads OpenTelemetry's instrumentation machinery (wrapt, semconv): only when asked for.
+    if name == "GameInstrumentor":
+        from instrumentations._instrumentors import GameInstrumentor
 
-    On an OpenTelemetry SDK ``MeterProvider`` (the one ``opentelemetry-instrument`` configures, for example) every
-    reader also receives the monitor's histograms; see :mod:`instrumentations._wiring`. The monitor is published on
-    the class as :attr:`monitor` (``GameInstrumentor.monitor``) until ``uninstrument()``; instrumenting again on the
-    same provider resumes the same monitor.
-    """
-
-    monitor: GameMonitor | None = None
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ()
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import instrument_monitor
-
-        # Published on the class: the instrumentor is a singleton and its monitor process-wide.
-        type(self).monitor = instrument_monitor(GameMonitor, kwargs.get("meter_provider"), GameMonitor)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import detach_monitor
-
-        monitor = type(self).monitor
-        if monitor is not None:
-            detach_monitor(monitor)
-            type(self).monitor = None
+        return GameInstrumentor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

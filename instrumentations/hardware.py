@@ -14,17 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.metrics import Meter
 
 from instrumentations._base import Monitor, Points, single
 from instrumentations._hardware_sampler import HardwareSample, HardwareSampler
 from otel_telemetry.catalog import Section
+from otel_telemetry.pacing import LoopPacer, Phase
 
-__all__ = ["SAMPLER_THREAD_NAME", "SOURCE_TIMEOUT", "HardwareInstrumentor", "HardwareMonitor", "HardwareSample"]
+__all__ = ["SAMPLER_THREAD_NAME", "SOURCE_TIMEOUT", "HardwareInstrumentor", "HardwareMonitor", "HardwareSample"]  # noqa: F822  (the instrumentor: module __getattr__)
 
 _logger = logging.getLogger(__name__)
 
@@ -63,8 +62,11 @@ class HardwareMonitor(Monitor):
         clock: Callable[[], float] = time.monotonic,
         sampler: HardwareSampler | None = None,
         source_timeout: float = SOURCE_TIMEOUT,
+        pacer: LoopPacer | None = None,
     ) -> None:
         super().__init__(refresh_interval=refresh_interval, clock=clock)
+        #: Sampling waits for an idle gap of the game loop (psutil calls hold the GIL while they read /proc).
+        self._phase = Phase(pacer, initial=0.002, timeout=refresh_interval / 2)
         self._sampler = sampler or HardwareSampler(
             min_interval=min(0.2, refresh_interval), source_timeout=source_timeout
         )
@@ -157,8 +159,10 @@ class HardwareMonitor(Monitor):
     def _run(self, stop: threading.Event) -> None:
         warned = False
         while not stop.wait(self._refresh_interval):
+            taken: list[HardwareSample] = []
             try:
-                sample = self._sampler.sample()
+                self._phase.run(lambda taken=taken: taken.append(self._sampler.sample()))  # type: ignore[misc]
+                sample = taken[0]
             except Exception:  # sample() never raises by contract; keep sampling if it ever does
                 if not warned:
                     warned = True
@@ -204,30 +208,10 @@ class HardwareMonitor(Monitor):
         }
 
 
-class HardwareInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Entry-point instrumentor: ``instrument(meter_provider=...)`` attaches a :class:`HardwareMonitor`.
+def __getattr__(name: str) -> object:
+    # The entry-point class loads OpenTelemetry's instrumentation machinery (wrapt, semconv): only when asked for.
+    if name == "HardwareInstrumentor":
+        from instrumentations._instrumentors import HardwareInstrumentor
 
-    On an OpenTelemetry SDK ``MeterProvider`` (the one ``opentelemetry-instrument`` configures, for example) every
-    reader also receives the monitor's histograms; see :mod:`instrumentations._wiring`. The monitor is published on
-    the class as :attr:`monitor` (``HardwareInstrumentor.monitor``) until ``uninstrument()``; instrumenting again on
-    the same provider resumes the same monitor.
-    """
-
-    monitor: HardwareMonitor | None = None
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("psutil >= 5.9",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import instrument_monitor
-
-        # Published on the class: the instrumentor is a singleton and its monitor process-wide.
-        type(self).monitor = instrument_monitor(HardwareMonitor, kwargs.get("meter_provider"), HardwareMonitor)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import detach_monitor
-
-        monitor = type(self).monitor
-        if monitor is not None:
-            detach_monitor(monitor)
-            type(self).monitor = None
+        return HardwareInstrumentor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

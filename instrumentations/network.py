@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
-from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from collections.abc import Callable, Mapping
 
 from instrumentations._base import Monitor, Points, encodable, label_value, single
 from otel_telemetry.accumulators import RateTracker, ThreadShards
 from otel_telemetry.catalog import MetricSpec, Section, lookup
 from otel_telemetry.series import SeriesRegistry
 
-__all__ = ["NetworkInstrumentor", "NetworkMonitor"]
+__all__ = ["NetworkInstrumentor", "NetworkMonitor"]  # noqa: F822  (the instrumentor: module __getattr__)
 
 _RECEIVED = {"direction": "received"}
 _SENT = {"direction": "sent"}
@@ -306,33 +303,10 @@ class NetworkMonitor(Monitor):
         }
 
 
-class NetworkInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Entry-point instrumentor: ``instrument(meter_provider=...)`` attaches a :class:`NetworkMonitor`.
+def __getattr__(name: str) -> object:
+    # The entry-point class loads OpenTelemetry's instrumentation machinery (wrapt, semconv): only when asked for.
+    if name == "NetworkInstrumentor":
+        from instrumentations._instrumentors import NetworkInstrumentor
 
-    ``setup_telemetry()`` wires its own monitors per handle; this class serves ``opentelemetry-instrument`` style
-    auto-instrumentation, where one process-wide monitor is published as :attr:`monitor`.
-
-    On an OpenTelemetry SDK ``MeterProvider`` (the one ``opentelemetry-instrument`` configures, for example) every
-    reader also receives the monitor's histograms; see :mod:`instrumentations._wiring`. The monitor is published on
-    the class as :attr:`monitor` (``NetworkInstrumentor.monitor``) until ``uninstrument()``; instrumenting again on
-    the same provider resumes the same monitor.
-    """
-
-    monitor: NetworkMonitor | None = None
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ()
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import instrument_monitor
-
-        # Published on the class: the instrumentor is a singleton and its monitor process-wide.
-        type(self).monitor = instrument_monitor(NetworkMonitor, kwargs.get("meter_provider"), NetworkMonitor)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import detach_monitor
-
-        monitor = type(self).monitor
-        if monitor is not None:
-            detach_monitor(monitor)
-            type(self).monitor = None
+        return NetworkInstrumentor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

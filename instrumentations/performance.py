@@ -30,18 +30,16 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from instrumentations._base import Monitor, Points, single
 from otel_telemetry.accumulators import HistogramSeries, RateTracker, ThreadShards, sparse_difference
 from otel_telemetry.catalog import Section, lookup
+from otel_telemetry.pacing import LoopPacer
 from otel_telemetry.series import SeriesRegistry, histogram_cost
 
-__all__ = ["SPEC_PHASES", "PerformanceInstrumentor", "PerformanceMonitor"]
+__all__ = ["SPEC_PHASES", "PerformanceInstrumentor", "PerformanceMonitor"]  # noqa: F822  (the instrumentor: module __getattr__)
 
 #: The phases the spec names (update cycle and performance breakdown).
 SPEC_PHASES = (
@@ -92,13 +90,19 @@ class _Tick:
         self._start = 0.0
 
     def __enter__(self) -> _Tick:
-        self._start = self._monitor._tick_started()
+        monitor = self._monitor
+        if monitor.pacer is not None:
+            monitor.pacer.tick_started()
+        self._start = monitor._tick_started()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._monitor._tick_ended(self._start)
+        monitor = self._monitor
+        monitor._tick_ended(self._start)
+        if monitor.pacer is not None:
+            monitor.pacer.tick_ended()  # background work may use the idle time until the next tick
 
 
 class _Phase:
@@ -149,7 +153,10 @@ class PerformanceMonitor(Monitor):
         clock: Callable[[], float] = time.monotonic,
         perf_clock: Callable[[], float] = time.perf_counter,
         series: SeriesRegistry | None = None,
+        pacer: LoopPacer | None = None,
     ) -> None:
+        #: Told when each tick starts and ends, so that telemetry's background work runs between ticks.
+        self.pacer = pacer
         super().__init__(
             percentile_window=percentile_window, refresh_interval=refresh_interval, clock=clock, series=series
         )
@@ -202,6 +209,9 @@ class PerformanceMonitor(Monitor):
         start = self._perf() - duration_s
         self._tick_started(start)
         self._tick_series.record(duration_s)
+        if self.pacer is not None:  # a tick timed by the caller has ended by now
+            self.pacer.tick_started()
+            self.pacer.tick_ended()
 
     def record_phase(self, name: object, duration_s: float) -> None:
         """Record a phase timed by the caller (seconds)."""
@@ -324,36 +334,10 @@ class PerformanceMonitor(Monitor):
         }
 
 
-class PerformanceInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Entry-point instrumentor: ``instrument(meter_provider=..., target_tick_rate=60)`` attaches a
-    :class:`PerformanceMonitor`.
+def __getattr__(name: str) -> object:
+    # The entry-point class loads OpenTelemetry's instrumentation machinery (wrapt, semconv): only when asked for.
+    if name == "PerformanceInstrumentor":
+        from instrumentations._instrumentors import PerformanceInstrumentor
 
-    On an OpenTelemetry SDK ``MeterProvider`` (the one ``opentelemetry-instrument`` configures, for example) every
-    reader also receives the monitor's histograms; see :mod:`instrumentations._wiring`. The monitor is published on
-    the class as :attr:`monitor` (``PerformanceInstrumentor.monitor``) until ``uninstrument()``; instrumenting again
-    on the same provider resumes the same monitor.
-    """
-
-    monitor: PerformanceMonitor | None = None
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ()
-
-    def _instrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import instrument_monitor
-
-        target = _target_tick_rate(kwargs.get("target_tick_rate", 60.0))
-        monitor = instrument_monitor(
-            PerformanceMonitor, kwargs.get("meter_provider"), lambda: PerformanceMonitor(target_tick_rate=target)
-        )
-        monitor.target_tick_rate = target  # a monitor instrumented again takes this call's target
-        # Published on the class: the instrumentor is a singleton and its monitor process-wide.
-        type(self).monitor = monitor
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        from instrumentations._wiring import detach_monitor
-
-        monitor = type(self).monitor
-        if monitor is not None:
-            detach_monitor(monitor)
-            type(self).monitor = None
+        return PerformanceInstrumentor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

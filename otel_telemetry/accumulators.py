@@ -638,7 +638,8 @@ class HistogramSeries:
         _inv: float = _INV_LOG_GAMMA,
         _bisect: Callable[[Sequence[float], float], int] = bisect.bisect_left,
     ) -> None:
-        """Record one value (recorded unit). Never raises; NaN and infinities are counted as ``invalid`` only.
+        """Record one value (recorded unit). Never raises; NaN, infinities and ints beyond float are counted as
+        ``invalid`` only.
 
         Callers validate (the monitors and the facade pass finite values >= 0 and count what they reject).
         """
@@ -649,7 +650,8 @@ class HistogramSeries:
         if value > 0.0:
             try:
                 key = _ceil(_log(value) * _inv)
-            except OverflowError:
+                total = cell.sum + value
+            except OverflowError:  # +inf, or an int beyond float
                 return self._record_unusual(cell, value)
             counts = cell.counts
             if key in self._boundary_cells:
@@ -673,6 +675,7 @@ class HistogramSeries:
                     counts[key] += 1
                 except KeyError:
                     counts[key] = 1
+            cell.sum = total
         elif value == 0.0:
             try:
                 cell.counts[_ZERO] += 1
@@ -684,33 +687,34 @@ class HistogramSeries:
             cell.low = value
         if value > cell.high:
             cell.high = value
-        cell.sum += value
 
     def _record_unusual(self, cell: HistogramCell, value: float) -> None:
-        """A negative value (mirrored cell, counted in its explicit bucket), or NaN or an infinity (invalid)."""
+        """A negative value (mirrored cell, counted in its explicit bucket), or one that is not a finite float
+        (invalid)."""
         counts = cell.counts
-        if not -_INF < value < 0.0:
+        try:
+            if not -_INF < value < 0.0:
+                raise OverflowError
+            key = math.ceil(math.log(-value) * _INV_LOG_GAMMA) + _NEGATIVE
+            total = cell.sum + value
+        except OverflowError:  # NaN, an infinity, an int beyond float (positive ones come from record())
             if _INVALID in counts:
                 counts[_INVALID] += 1
             else:
                 counts[_INVALID] = 1
             return
-        key = math.ceil(math.log(-value) * _INV_LOG_GAMMA) + _NEGATIVE
         bucket = bisect.bisect_left(self._recorded, value) + _BUCKET
-        # No call from here on (see record()).
+        # No call and nothing that raises from here on (see record()): the bucket keys are always there.
         if key in counts:
             counts[key] += 1
         else:
             counts[key] = 1
-        if bucket in counts:
-            counts[bucket] += 1
-        else:
-            counts[bucket] = 1
+        counts[bucket] += 1
+        cell.sum = total
         if value < cell.low:
             cell.low = value
         if value > cell.high:
             cell.high = value
-        cell.sum += value
 
     def snapshot(self) -> HistogramSnapshot:
         """The cumulative state of every thread's cell, summed, with exact count, sum, min and max.

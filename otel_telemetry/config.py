@@ -524,7 +524,7 @@ SETTINGS: tuple[Setting, ...] = (
         1000,
         _INTEGER,
         "Exported series (buckets included) this server may create; new ones beyond it are refused and counted "
-        "in `telemetry_dropped_total{reason=\"cardinality\"}`",
+        'in `telemetry_dropped_total{reason="cardinality"}`',
         bounds=Bounds(10, 1_000_000),
     ),
     Setting(

@@ -95,6 +95,8 @@ def check_http_url(owner: str, field: str, value: object, *, base: bool = True) 
         _ = parts.port
     except ValueError:
         raise ValueError(f"{owner}.{field}: has an invalid port, got {shown_url(value)}") from None
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in text):
+        raise ValueError(f"{owner}.{field}: must not contain spaces or control characters, got {shown_url(value)}")
     if base and (parts.query or parts.fragment):
         raise ValueError(f"{owner}.{field}: must not carry a query string or fragment, got {shown_url(value)}")
     return text, parts

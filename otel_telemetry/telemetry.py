@@ -222,7 +222,9 @@ class Telemetry:
         refresh = config.collection_interval / 2
         window = config.percentile_window
         self.hardware: HardwareMonitor | None = (
-            HardwareMonitor(refresh_interval=refresh) if config.enable_hardware_metrics and config.enabled else None
+            HardwareMonitor(refresh_interval=refresh, pacer=self._pacer)
+            if config.enable_hardware_metrics and config.enabled
+            else None
         )
         if self.hardware is not None:
             self.series.reserve_catalog(Section.HARDWARE)
@@ -234,6 +236,7 @@ class Telemetry:
         )
         self.performance = PerformanceMonitor(
             target_tick_rate=config.target_tick_rate,
+            pacer=self._pacer,
             percentile_window=window,
             refresh_interval=refresh,
             series=self.series,
@@ -393,7 +396,10 @@ class Telemetry:
     def _principal_payload(self) -> tuple[int, Mapping[str, object]] | None:
         """The newest frame for the principal: (its sequence, the spec's JSON body); None before the first frame."""
         frame = self.latest_frame()
-        return None if frame is None else (frame.sequence, frame.server_metrics.to_dict())
+        if frame is None:
+            return None
+        self._pacer.wait_for_idle(0.003, timeout=0.25)  # building the JSON body holds the GIL: between ticks
+        return frame.sequence, frame.server_metrics.to_dict()
 
     # -- frame listeners --------------------------------------------------------------------------------------------
     def _evaluate_alerts(self, frame: Frame) -> list[Metric]:

@@ -465,3 +465,10 @@ def test_only_signal_endpoints_give_the_generic_endpoint_the_specifications_defa
     grpc = TelemetryConfig(otlp_logs_endpoint="logs:4317", otlp_protocol="grpc", environ={})
     assert grpc.otlp_endpoint == "http://localhost:4317"
     assert TelemetryConfig(environ={}).otlp_endpoint is None
+
+
+@pytest.mark.parametrize("url", ["http://exa mple.com", "http://example.com/a b", "http://exa\tmple.com"])
+def test_a_url_with_spaces_or_control_characters_is_refused(url: str) -> None:
+    """A URL that no HTTP client could send is refused at the boundary, naming the field."""
+    with pytest.raises(ValueError, match=r"api_endpoint: must not contain spaces"):
+        TelemetryConfig(environ={}, api_endpoint=url)

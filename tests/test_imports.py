@@ -185,8 +185,12 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def _walk_runtime(node: ast.AST) -> Iterator[ast.AST]:
-    """Every node below ``node`` except the bodies of ``if TYPE_CHECKING:`` (their ``else`` branches do run)."""
+    """Every node below ``node`` except the bodies of ``if TYPE_CHECKING:`` (their ``else`` branches do run) and of
+    a module-level ``__getattr__`` (a lazy re-export: it runs after the module finished importing, so it cannot
+    close an import cycle; the module it names is checked on its own)."""
     for child in ast.iter_child_nodes(node):
+        if isinstance(node, ast.Module) and isinstance(child, ast.FunctionDef) and child.name == "__getattr__":
+            continue
         if isinstance(child, ast.If) and _is_type_checking(child.test):
             for other in child.orelse:
                 yield other

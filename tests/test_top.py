@@ -46,7 +46,8 @@ def _run_game(simulation: GameSimulation, seconds: float) -> None:
 @pytest.fixture
 def live(make_telemetry: Callable[..., Telemetry]) -> tuple[Telemetry, GameSimulation]:
     """A telemetry handle serving /metrics on 127.0.0.1, and the demo's simulation driving it."""
-    telemetry = make_telemetry(enable_prometheus_endpoint=True)
+    # /metrics serves the newest frame: frames every 0.25 s, so that two scrapes 0.5 s apart see two frames.
+    telemetry = make_telemetry(enable_prometheus_endpoint=True, collection_interval=0.25)
     return telemetry, GameSimulation(telemetry, DemoOptions(players=40, seed=7))
 
 
