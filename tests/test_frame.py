@@ -3,10 +3,8 @@ shared field of the same frame."""
 
 from __future__ import annotations
 
-import http.server
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -14,8 +12,8 @@ import pytest
 from conftest import http_get
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
 )
+from receivers import OtlpReceiver
 
 from otel_telemetry import Telemetry
 from otel_telemetry.alerts import AlertRule
@@ -26,39 +24,15 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
-class _Receiver(http.server.ThreadingHTTPServer):
-    requests: list[ExportMetricsServiceRequest]
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.path == "/v1/metrics":
-            self.server.requests.append(ExportMetricsServiceRequest.FromString(body))
-        reply = ExportMetricsServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+_Receiver = OtlpReceiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    """An OTLP/HTTP metrics receiver on 127.0.0.1, stopped by its own handle."""
-    server = _Receiver(("127.0.0.1", 0), _Handler)
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+def receiver() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP receiver on 127.0.0.1, stopped by its own handle."""
+    server = OtlpReceiver()
     yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    server.stop()
 
 
 def _scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
-import http.server
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from receivers import OtlpReceiver
 
 from otel_telemetry import Telemetry, traced
 
@@ -24,45 +17,15 @@ def _join(player: str) -> str:
     return player
 
 
-class _Receiver(http.server.ThreadingHTTPServer):
-    requests: list[ExportMetricsServiceRequest]
-    spans: list[ExportTraceServiceRequest]
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        if self.path == "/v1/metrics":
-            self.server.requests.append(ExportMetricsServiceRequest.FromString(body))
-        elif self.path == "/v1/traces":
-            self.server.spans.append(ExportTraceServiceRequest.FromString(body))
-        reply = ExportMetricsServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+_Receiver = OtlpReceiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    """An OTLP/HTTP metrics receiver on 127.0.0.1."""
-    server = _Receiver(("127.0.0.1", 0), _Handler)
-    server.requests = []
-    server.spans = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+def receiver() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP receiver on 127.0.0.1, stopped by its own handle."""
+    server = OtlpReceiver()
     yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    server.stop()
 
 
 def test_metrics_arrive_over_otlp_http(receiver: _Receiver, make_telemetry: Callable[..., Telemetry]) -> None:
