@@ -511,6 +511,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Sample CPU, memory, disk and network interfaces with psutil",
     ),
     Setting(
+        "enable_metrics",
+        (env.ENABLE_METRICS,),
+        True,
+        _BOOLEAN,
+        "Record the statsd-style `telemetry.metrics` calls (off: each returns at once; `metrics.enabled` "
+        "switches it at run time)",
+    ),
+    Setting(
         "export_player_series",
         (env.EXPORT_PLAYER_SERIES,),
         False,
@@ -767,6 +775,7 @@ class TelemetryConfig:
     max_tracked_players: int
     attribute_limit: int
     enable_hardware_metrics: bool
+    enable_metrics: bool
     export_player_series: bool
     series_budget: int
     otlp_endpoint: str | None
@@ -805,6 +814,7 @@ class TelemetryConfig:
         max_tracked_players: int | None = None,
         attribute_limit: int | None = None,
         enable_hardware_metrics: bool | None = None,
+        enable_metrics: bool | None = None,
         export_player_series: bool | None = None,
         series_budget: int | None = None,
         otlp_endpoint: str | None = None,

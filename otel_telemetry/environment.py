@@ -40,6 +40,8 @@ MAX_TRACKED_PLAYERS = PREFIX + "MAX_TRACKED_PLAYERS"
 ATTRIBUTE_LIMIT = PREFIX + "ATTRIBUTE_LIMIT"
 #: ``TelemetryConfig.enable_hardware_metrics`` (true/false, default true).
 ENABLE_HARDWARE_METRICS = PREFIX + "ENABLE_HARDWARE_METRICS"
+#: ``TelemetryConfig.enable_metrics`` (true/false, default true): record the statsd-style ``telemetry.metrics``.
+ENABLE_METRICS = PREFIX + "ENABLE_METRICS"
 
 #: ``TelemetryConfig.export_player_series`` (true/false, default false): export one series per player (ping).
 EXPORT_PLAYER_SERIES = PREFIX + "EXPORT_PLAYER_SERIES"
@@ -98,6 +100,7 @@ OWN_VARIABLES = (
     MAX_TRACKED_PLAYERS,
     ATTRIBUTE_LIMIT,
     ENABLE_HARDWARE_METRICS,
+    ENABLE_METRICS,
     EXPORT_PLAYER_SERIES,
     SERIES_BUDGET,
     API_BUFFER_SIZE,

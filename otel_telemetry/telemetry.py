@@ -295,6 +295,8 @@ class Telemetry:
             series=self.series,
         )
         self._producer.add_source(self.metrics.histograms)
+        self.metrics.enabled = config.enable_metrics
+        self._register_uptime(self.meter_provider.get_meter("otel_telemetry.self", __version__))
         self._build_signals(config)
         self._build_alerts(config)
         self._build_outputs(config)
@@ -661,6 +663,75 @@ class Telemetry:
     def __repr__(self) -> str:
         state = "shut down" if self._shut_down else ("enabled" if self.enabled else "disabled")
         return f"<Telemetry server_id={self.config.server_id!r} {state} prometheus_port={self.prometheus_port}>"
+
+    # -- statsd-style reads and uptime ------------------------------------------------------------------------------
+    @property
+    def process_start_time(self) -> float:
+        """When this process started (Unix epoch seconds; from psutil, else when this handle was set up)."""
+        start = getattr(self, "_process_start", None)
+        if start is None:
+            try:
+                import psutil
+
+                start = float(psutil.Process().create_time())
+            except Exception:  # psutil missing or refused: the handle's own start is the best estimate left
+                start = time.time() - self.uptime_seconds
+            self._process_start: float = start
+        return start
+
+    @property
+    def uptime_seconds(self) -> float:
+        """Seconds since this handle was set up (what ``/health`` shows as ``details.uptime_seconds``)."""
+        return self.health.uptime_seconds
+
+    def _register_uptime(self, meter: Meter) -> None:
+        """``process.start_time`` and ``process.uptime`` (s) as observable gauges: ``process_start_time_seconds``
+        and ``process_uptime_seconds`` on ``/metrics``; claimed in the series registry, their 2 series reserved."""
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        def start(_options: CallbackOptions) -> list[Observation]:
+            return [Observation(self.process_start_time)]
+
+        def uptime(_options: CallbackOptions) -> list[Observation]:
+            return [Observation(max(0.0, time.time() - self.process_start_time))]
+
+        self.series.reserve(2, "process")
+        for name, callback, description in (
+            ("process.start_time", start, "Start time of the process since the Unix epoch"),
+            ("process.uptime", uptime, "Seconds since the process started"),
+        ):
+            if self.series.claim(name, "s", "gauge", "process") is not None:
+                meter.create_observable_gauge(name, callbacks=[callback], unit="s", description=description)
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Every statsd-style series in one JSON-ready dict: ``timestamp`` (ISO-8601 UTC), ``uptime_seconds`` (since
+        this handle was set up), ``process_start_time_seconds`` and ``metrics`` (:meth:`MetricsFacade.get_all_metrics`:
+        ``counters``, ``gauges``, ``timings``, ``distributions``...). Thread-safe."""
+        from otel_telemetry.recording.exporters import MetricsExporter
+
+        metrics = MetricsExporter.to_json(self.metrics.get_all_metrics())
+        return {
+            "timestamp": metrics["timestamp"],
+            "uptime_seconds": self.uptime_seconds,
+            "process_start_time_seconds": self.process_start_time,
+            "metrics": metrics,
+        }
+
+    def get_metrics_summary(self, *, fresh: bool = False) -> dict[str, Any]:
+        """A high-level overview as a dict: :meth:`MetricsExporter.to_summary` of the statsd-style series
+        (``timestamp``, ``uptime_seconds``, ``timings`` with ``latency_ms``, ``counters``, ``gauges``, ``errors``)
+        plus ``handlers``: per ``@telemetry.traced`` handler ``requests``, ``errors``, ``latency_sum_ms`` and
+        ``latency_ms`` (``mean``, ``p50``, ``p95``, ``p99``) since start.
+
+        The handler figures come from the newest frame (so they agree with ``/metrics``); ``fresh=True`` takes a
+        frame now first (:meth:`collect`: costs one collection, so not for every tick).
+        """
+        from otel_telemetry.recording.exporters import MetricsExporter, handler_summary
+
+        summary = MetricsExporter.to_summary(self.metrics.get_all_metrics())
+        summary["uptime_seconds"] = self.uptime_seconds
+        summary["handlers"] = handler_summary(self.collect() if fresh else self.latest_metrics())
+        return summary
 
 
 def setup_telemetry(

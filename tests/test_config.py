@@ -195,6 +195,7 @@ _SAMPLES: dict[str, tuple[str, object, object]] = {
     "max_tracked_players": ("50", 50, 5),
     "attribute_limit": ("20", 20, 3),
     "enable_hardware_metrics": ("off", False, True),
+    "enable_metrics": ("false", False, True),
     "export_player_series": ("true", True, False),
     "series_budget": ("5000", 5000, 20),
     "otlp_endpoint": ("http://collector:4318/", "http://collector:4318", "http://keyword:4318"),

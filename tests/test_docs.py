@@ -24,7 +24,7 @@ _BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
 def _documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md")), *sorted(DOCS.glob("coming-from/*.md"))]
 
 
 def _blocks(path: Path) -> list[tuple[int, str, bool]]:
@@ -152,3 +152,28 @@ def test_relative_links_in_the_guides_resolve() -> None:
             if "://" in target:
                 continue
             assert (DOCS / target).exists(), f"{name}: broken link {target}"
+
+
+def test_coming_from_pages_run_every_block_and_cover_their_calls() -> None:
+    """Both "coming from" pages exist, every Python block of them runs (none skipped), and each table row's
+    equivalent appears in one of the page's examples or is a path, a setting or a metric name."""
+    for name in ("coming-from/statsd-style.md", "coming-from/health-and-requests.md"):
+        path = DOCS / name
+        blocks = _blocks(path)
+        assert len(blocks) >= 4 and all(runs for _line, _code, runs in blocks), name
+        text = path.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            assert (path.parent / target).exists(), f"{name}: broken link {target}"
+    statsd = (DOCS / "coming-from/statsd-style.md").read_text(encoding="utf-8")
+    code = "".join(code for _line, code, _runs in _blocks(DOCS / "coming-from/statsd-style.md"))
+    for call in ("timing(", "timer(", "increment(", "decrement(", "gauge(", "get_timing(", "get_counter(",
+                 "get_gauge(", "get_all_metrics(", "reset(", "reset_counters(", ".enabled", "enable_metrics=False",
+                 "get_metrics(", "get_metrics_summary(", "MetricsExporter.to_json(", "MetricsExporter.to_summary(",
+                 "distribution("):  # fmt: skip
+        assert call in code, call
+        assert call.rstrip("(").lstrip(".") in statsd.split("## Timings")[0], call
+    health = "".join(code for _line, code, _runs in _blocks(DOCS / "coming-from/health-and-requests.md"))
+    for call in ("traced(", "get_metrics_summary(", "health.set(", "register_check(", "set_ready(", '"/health"',
+                 '"/health/ready"', '"/health/live"', "JsonLogHandler(", "process_uptime_seconds",
+                 "process_start_time_seconds", "handler_requests_total", "handler_duration_seconds_sum"):  # fmt: skip
+        assert call in health, call

@@ -700,7 +700,7 @@ def test_guide_example_6_udp_packet_loss(facade: MetricsFacade) -> None:
     received = facade.get_counter("udp.packet.received")
     dropped = facade.get_counter("udp.packet.dropped")
     loss_rate = dropped / received if received > 0 else 0
-    assert (received, dropped, facade.get_counter("udp.sequence.gap")) == (6, 6, 2)
+    assert (received, dropped, facade.get_counter("udp.sequence.gap")) == (6.0, 6.0, 2.0)
     assert f"Packet loss rate: {loss_rate:.2%}" == "Packet loss rate: 100.00%"
     sequence = facade.get_gauge("udp.current_sequence")
     assert sequence is not None and sequence.current == 12

@@ -135,11 +135,13 @@ def test_register_check_rejects_bad_settings() -> None:
 
 # -- HTTP through a real server ------------------------------------------------------------------------------------
 def test_health_endpoint_with_no_components_is_healthy(base_url: str) -> None:
-    """GET /health with nothing registered: 200, status healthy, no components, a timestamp."""
+    """GET /health with nothing registered: 200, status Healthy, no components, a whole-second uptime."""
     status, body = get_json(base_url + "/health")
     assert status == 200
-    assert body["status"] == "healthy" and body["components"] == []
-    assert isinstance(body["timestamp"], float) and abs(body["timestamp"] - time.time()) < 60
+    details = body["details"]
+    assert isinstance(details, dict)
+    assert body["status"] == "Healthy" and details["components"] == []
+    assert isinstance(details["uptime_seconds"], int) and 0 <= details["uptime_seconds"] < 60
 
 
 def test_health_endpoint_codes_follow_the_aggregate(registry: HealthRegistry, base_url: str) -> None:
@@ -148,10 +150,10 @@ def test_health_endpoint_codes_follow_the_aggregate(registry: HealthRegistry, ba
     assert get_json(base_url + "/health")[0] == 200
     registry.set("database", D, "High latency detected")
     status, body = get_json(base_url + "/health")
-    assert (status, body["status"]) == (200, "degraded")
+    assert (status, body["status"]) == (200, "Degraded")
     registry.set("cache", U, "connection refused")
     status, body = get_json(base_url + "/health")
-    assert (status, body["status"]) == (503, "unhealthy")
+    assert (status, body["status"]) == (503, "Unhealthy")
     registry.set("cache", H)
     assert get_json(base_url + "/health")[0] == 200
 
@@ -162,12 +164,15 @@ def test_health_body_lists_components_with_all_fields(registry: HealthRegistry, 
     registry.set("server", H)
     registry.set("database", D, "High latency detected")
     _, body = get_json(base_url + "/health")
-    components = body["components"]
+    details = body["details"]
+    assert isinstance(details, dict)
+    components = details["components"]
     assert isinstance(components, list)
     assert [c["name"] for c in components] == ["database", "server"]
-    database = components[0]
-    assert database["status"] == "degraded" and database["message"] == "High latency detected"
-    assert before - 1 <= database["timestamp"] <= time.time() + 1
+    database, server = components
+    assert database["status"] == "Degraded" and database["message"] == "High latency detected"
+    assert isinstance(database["timestamp"], int) and before - 1 <= database["timestamp"] <= time.time() + 1
+    assert server["status"] == "Healthy" and server["message"] is None
 
 
 def test_live_answers_ok_even_when_unhealthy(registry: HealthRegistry, base_url: str) -> None:
@@ -241,7 +246,7 @@ def test_a_failing_checks_text_is_logged_not_served(
             registry.run_checks()
         status, _, body = http_get(base_url + "/health")
         assert status == 503 and b"hunter2" not in body and b"db down" not in body
-        assert json.loads(body)["components"][0]["message"] == "raised RuntimeError"
+        assert json.loads(body)["details"]["components"][0]["message"] == "raised RuntimeError"
         logged = [r for r in caplog.records if "hunter2" in r.getMessage()]
         assert len(logged) == 1 and logged[0].exc_info is not None  # 3 failures, logged once with the traceback
         failures[:] = [ValueError("other: token=abc"), None, RuntimeError("db down: password=hunter2")]

@@ -92,7 +92,7 @@ def test_traced_handlers_and_facade_reach_the_metrics_endpoint(make_telemetry: C
     assert telemetry.prometheus_url is not None
     body = http_get(telemetry.prometheus_url)[2].decode()
     samples = _samples(body)
-    assert samples[("handler_requests_total", (("handler", "test_integration.handle_move"),))] == 3
+    assert samples[("handler_requests_total", (("handler", "handle_move"),))] == 3
     errors = ("handler_errors_total", (("error_type", "ValueError"), ("handler", "rpc.trade"), ("kind", "rpc")))
     assert samples[errors] == 1
     assert samples[("db_save_seconds_count", (("table", "players"),))] == 1
@@ -112,8 +112,8 @@ def test_health_is_served_next_to_metrics(make_telemetry: Callable[..., Telemetr
     status, headers, body = http_get(base + "/health")
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     document = json.loads(body)
-    assert document["status"] in ("healthy", "degraded")
-    assert "telemetry" in {c["name"] for c in document["components"]}
+    assert document["status"] in ("Healthy", "Degraded")
+    assert "telemetry" in {c["name"] for c in document["details"]["components"]}
     assert http_get(base + "/health/live")[0] == 200
     telemetry.health.set("database", HealthStatus.UNHEALTHY, "connection refused")
     assert http_get(base + "/health")[0] == 503

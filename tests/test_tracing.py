@@ -195,15 +195,12 @@ def inner() -> str:
     return "deep"
 
 
-_MODULE = __name__
-
-
 # -- spans and metrics ------------------------------------------------------------------------------------------
 def test_sync_handler_records_span_duration_and_request(rig: Rig) -> None:
-    """A sync handler gets a span named module.qualname and records duration and one request."""
+    """A sync handler gets a span named after its qualified name and records duration and one request."""
     assert move_player(7, 1.5, dy=2.0) == (7, 1.5, 2.0)
     (span,) = rig.finished()
-    name = f"{_MODULE}.move_player"
+    name = "move_player"
     assert span.name == name
     assert span.status.status_code is StatusCode.UNSET
     duration = rig.histogram(HANDLER_DURATION, handler=name)
@@ -217,10 +214,10 @@ def test_async_handler_records_span_covering_the_await(rig: Rig) -> None:
     assert inspect.iscoroutinefunction(load_map)
     assert asyncio.run(load_map("dust", delay=0.02)) == "DUST"
     (span,) = rig.finished()
-    assert span.name == f"{_MODULE}.load_map"
+    assert span.name == "load_map"
     assert span.end_time is not None and span.start_time is not None
     assert (span.end_time - span.start_time) / 1e9 >= 0.015
-    duration = rig.histogram(HANDLER_DURATION, handler=f"{_MODULE}.load_map")
+    duration = rig.histogram(HANDLER_DURATION, handler="load_map")
     assert duration.count == 1 and duration.sum >= 0.015
 
 
@@ -230,7 +227,7 @@ def test_decorator_forms_name_the_span(rig: Rig) -> None:
     positional_name()
     keyword_name()
     spans = {s.name: s for s in rig.finished()}
-    assert set(spans) == {f"{_MODULE}.empty_parentheses", "custom.name", "keyword.name"}
+    assert set(spans) == {"empty_parentheses", "custom.name", "keyword.name"}
     assert dict(spans["keyword.name"].attributes or {}) == {"zone": "north"}
     assert rig.counter(HANDLER_REQUESTS, handler="keyword.name", zone="north") == 1
     assert rig.counter(HANDLER_REQUESTS, handler="custom.name") == 1
@@ -244,11 +241,11 @@ def test_methods_static_and_class_methods_are_traced(rig: Rig) -> None:
     assert asyncio.run(lobby.leave(1)) == 1
     assert Lobby.capacity() == 64 and lobby.capacity() == 64
     names = [s.name for s in rig.finished()]
-    assert names.count(f"{_MODULE}.Lobby.join") == 2
-    assert f"{_MODULE}.Lobby.leave" in names
-    assert names.count(f"{_MODULE}.Lobby.capacity") == 2
-    assert f"{_MODULE}.Lobby.create" in names
-    assert rig.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.Lobby.join") == 2
+    assert names.count("Lobby.join") == 2
+    assert "Lobby.leave" in names
+    assert names.count("Lobby.capacity") == 2
+    assert "Lobby.create" in names
+    assert rig.counter(HANDLER_REQUESTS, handler="Lobby.join") == 2
 
 
 def test_exception_is_recorded_and_reraised_unchanged(rig: Rig) -> None:
@@ -262,7 +259,7 @@ def test_exception_is_recorded_and_reraised_unchanged(rig: Rig) -> None:
     (event,) = span.events
     assert event.name == "exception"
     assert str((event.attributes or {})["exception.type"]).endswith("KickError")
-    name = f"{_MODULE}.kick"
+    name = "kick"
     assert rig.counter(HANDLER_ERRORS, handler=name, error_type="KickError") == 1
     assert rig.counter(HANDLER_REQUESTS, handler=name, error_type="KickError") == 1
     assert rig.histogram(HANDLER_DURATION, handler=name, error_type="KickError").count == 1
@@ -275,7 +272,7 @@ def test_async_exception_is_recorded_and_reraised_unchanged(rig: Rig) -> None:
     assert raised.value is _KICK_ERROR
     (span,) = rig.finished()
     assert span.status.status_code is StatusCode.ERROR
-    assert rig.counter(HANDLER_ERRORS, handler=f"{_MODULE}.kick_later", error_type="KickError") == 1
+    assert rig.counter(HANDLER_ERRORS, handler="kick_later", error_type="KickError") == 1
 
 
 def test_context_is_restored_after_success_and_failure(rig: Rig) -> None:
@@ -291,7 +288,7 @@ def test_nested_handlers_make_parent_and_child_spans(rig: Rig) -> None:
     """A traced handler called inside another is a child span of it, in the same trace."""
     assert outer() == "deep"
     spans = {s.name: s for s in rig.finished()}
-    parent, child = spans[f"{_MODULE}.outer"], spans[f"{_MODULE}.inner"]
+    parent, child = spans["outer"], spans["inner"]
     assert child.parent is not None and parent.context is not None
     assert child.parent.span_id == parent.context.span_id
     assert child.context is not None and child.context.trace_id == parent.context.trace_id
@@ -355,7 +352,7 @@ def test_binding_is_read_at_call_time(
     move_player(2)
     bind_handler_telemetry(None)
     move_player(3)
-    assert [s.name for s in spans.get_finished_spans()] == [f"{_MODULE}.move_player"]
+    assert [s.name for s in spans.get_finished_spans()] == ["move_player"]
 
 
 def test_concurrent_calls_from_threads_are_all_counted(rig: Rig) -> None:
@@ -371,7 +368,7 @@ def test_concurrent_calls_from_threads_are_all_counted(rig: Rig) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert not any(t.is_alive() for t in threads)
-    assert rig.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.move_player") == 1600
+    assert rig.counter(HANDLER_REQUESTS, handler="move_player") == 1600
     assert len(rig.finished()) == 1600
 
 
@@ -519,10 +516,8 @@ def test_each_handle_records_its_own_traced_functions_only(unbound: None, make_r
 
     assert on_first() == 1 and on_first() == 1
     assert asyncio.run(on_second()) == 2
-    assert first.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.{on_first.__qualname__}") == 2
-    assert [dict(p.attributes) for p in first.points(HANDLER_REQUESTS)] == [
-        {"handler": f"{_MODULE}.{on_first.__qualname__}"}
-    ]
+    assert first.counter(HANDLER_REQUESTS, handler=on_first.__qualname__) == 2
+    assert [dict(p.attributes) for p in first.points(HANDLER_REQUESTS)] == [{"handler": on_first.__qualname__}]
     assert second.counter(HANDLER_REQUESTS, handler="second.handler") == 1
     assert len(second.points(HANDLER_REQUESTS)) == 1
     assert [s.name for s in second.finished()] == ["second.handler"]
@@ -578,8 +573,8 @@ def test_handle_traced_accepts_every_form_of_the_module_level_one(unbound: None,
     room = Room.open()
     assert room.enter(5) == 5 and Room.size() == 8
     names = {s.name for s in rig.finished()}
-    assert {"handle.positional", "handle.keyword", f"{_MODULE}.{parentheses.__qualname__}"} <= names
-    assert {f"{_MODULE}.{Room.enter.__qualname__}", f"{_MODULE}.{Room.size.__qualname__}"} <= names
+    assert {"handle.positional", "handle.keyword", parentheses.__qualname__} <= names
+    assert {Room.enter.__qualname__, Room.size.__qualname__} <= names
     assert rig.counter(HANDLER_REQUESTS, handler="handle.keyword", zone="south") == 1
     with pytest.raises(TypeError, match="42"):
         traced_here(42)  # type: ignore[call-overload]
@@ -637,7 +632,7 @@ def test_a_closed_handle_calls_through_and_records_nothing(unbound: None, make_r
         pass
     assert block.elapsed is None
     assert len(rig.finished()) == 1
-    assert rig.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.{handled.__qualname__}") == 1
+    assert rig.counter(HANDLER_REQUESTS, handler=handled.__qualname__) == 1
     assert rig.points(TIMER_DURATION) == []
 
 
@@ -667,7 +662,7 @@ def test_the_first_handle_keeps_the_default_and_module_level_goes_quiet_after_it
     move_player(1)
     with timer("physics"):
         pass
-    assert first.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.move_player") == 1
+    assert first.counter(HANDLER_REQUESTS, handler="move_player") == 1
     assert first.histogram(TIMER_DURATION, timer="physics").count == 1
     assert second.points(HANDLER_REQUESTS) == [] and second.points(TIMER_DURATION) == []
 
@@ -677,14 +672,14 @@ def test_the_first_handle_keeps_the_default_and_module_level_goes_quiet_after_it
     with timer("physics") as block:
         pass
     assert block.elapsed is None
-    assert first.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.move_player") == 1
+    assert first.counter(HANDLER_REQUESTS, handler="move_player") == 1
     assert second.points(HANDLER_REQUESTS) == []  # the live second handle does not take over
 
     third = make_rig()
     assert claim_default(third.telemetry)  # the next setup makes the new default
     assert not claim_default(second.telemetry)
     move_player(3)
-    assert third.counter(HANDLER_REQUESTS, handler=f"{_MODULE}.move_player") == 1
+    assert third.counter(HANDLER_REQUESTS, handler="move_player") == 1
     assert second.points(HANDLER_REQUESTS) == []
 
 
@@ -795,7 +790,7 @@ def test_module_level_traced_reports_to_the_first_handle_until_it_shuts_down(
     first_reader, second_reader, third_reader = InMemoryMetricReader(), InMemoryMetricReader(), InMemoryMetricReader()
     first = make_telemetry(metric_readers=[first_reader])
     make_telemetry(metric_readers=[second_reader])
-    name = f"{_MODULE}.move_player"
+    name = "move_player"
     move_player(1)
     assert _recorded(first_reader, HANDLER_REQUESTS, handler=name) == 1
     assert _recorded(second_reader, HANDLER_REQUESTS, handler=name) == 0

@@ -4,19 +4,22 @@ collection time.
 """
 
 from otel_telemetry.recording.events import Event, EventRecorder
-from otel_telemetry.recording.facade import GaugeStats, MetricsFacade, TimingStats
+from otel_telemetry.recording.exporters import MetricsExporter
+from otel_telemetry.recording.facade import CounterValue, GaugeStats, MetricsFacade, TimingStats
 from otel_telemetry.recording.health import ComponentHealth, HealthRegistry, HealthStatus
 from otel_telemetry.recording.logs import JsonLogHandler
 from otel_telemetry.recording.tracing import timer, traced
 
 __all__ = [
     "ComponentHealth",
+    "CounterValue",
     "Event",
     "EventRecorder",
     "GaugeStats",
     "HealthRegistry",
     "HealthStatus",
     "JsonLogHandler",
+    "MetricsExporter",
     "MetricsFacade",
     "TimingStats",
     "timer",

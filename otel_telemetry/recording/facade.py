@@ -27,7 +27,10 @@ histograms.
 Local view and export
 ---------------------
 ``get_timing``/``get_distribution``/``get_counter``/``get_gauge``/``get_all_metrics``/``summary`` show what
-happened since the last ``reset`` (timings and distributions: over the last ``window`` seconds). ``reset()`` and
+happened since the last ``reset`` (timings and distributions: over the last ``window`` seconds). The reads answer
+in the shapes dict-returning statsd clients read, as well as with attributes: :class:`TimingStats` and
+:class:`GaugeStats` are read-only mappings of their fields (``stats["p95"]``, ``stats.p95``), and
+:class:`CounterValue` is a float that also answers ``["value"]``. ``reset()`` and
 ``reset_counters()`` clear that view only: the exported series stay cumulative since start, as OpenTelemetry's
 cumulative temporality requires.
 
@@ -111,6 +114,7 @@ __all__ = [
     "OVERFLOW_ATTRIBUTES",
     "TIMING_BOUNDARIES",
     "TIMING_UNIT",
+    "CounterValue",
     "GaugeStats",
     "MetricsFacade",
     "TimingState",
@@ -159,10 +163,39 @@ _PROMETHEUS_KIND: Mapping[str, Kind] = {
 _OWNER = "metrics"
 
 
+class _FieldMapping(Mapping[str, float]):
+    """Read-only mapping access to a stats dataclass's fields, in field order (``stats["p95"]``, ``dict(stats)``),
+    so that code written for dict-returning statsd clients works unchanged beside attribute access."""
+
+    __slots__ = ()
+    _FIELDS: tuple[str, ...] = ()
+
+    def __getitem__(self, key: str) -> float:
+        if key in self._FIELDS:
+            return cast(float, getattr(self, key))
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._FIELDS)
+
+    def __len__(self) -> int:
+        return len(self._FIELDS)
+
+    def as_dict(self) -> dict[str, float]:
+        """A JSON-ready mapping (a plain ``dict``)."""
+        return {key: getattr(self, key) for key in self._FIELDS}
+
+
 @dataclass(frozen=True, slots=True)
-class TimingStats:
+class TimingStats(_FieldMapping):
     """Statistics of one timing series over the window, in seconds (quantiles, min and max within 0.5%); of a
-    distribution series, in its unit."""
+    distribution series, in its unit.
+
+    Both a dataclass (``stats.p95``) and a read-only mapping of the same fields (``stats["p95"]``, ``dict(stats)``,
+    ``"p95" in stats``). Immutable, so safe to share between threads.
+    """
+
+    _FIELDS = ("count", "mean", "min", "max", "p50", "p95", "p99")
 
     count: int
     mean: float
@@ -172,22 +205,15 @@ class TimingStats:
     p95: float
     p99: float
 
-    def as_dict(self) -> dict[str, float]:
-        """A JSON-ready mapping."""
-        return {
-            "count": self.count,
-            "mean": self.mean,
-            "min": self.min,
-            "max": self.max,
-            "p50": self.p50,
-            "p95": self.p95,
-            "p99": self.p99,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class GaugeStats:
-    """Statistics of one gauge series since the last reset: last value, extremes, mean of values set, count."""
+class GaugeStats(_FieldMapping):
+    """Statistics of one gauge series since the last reset: last value, extremes, mean of values set, count.
+
+    Both a dataclass (``stats.current``) and a read-only mapping (``stats["current"]``). Immutable.
+    """
+
+    _FIELDS = ("current", "min", "max", "mean", "count")
 
     current: float
     min: float
@@ -195,9 +221,36 @@ class GaugeStats:
     mean: float
     count: int
 
+
+class CounterValue(float):
+    """What :meth:`MetricsFacade.get_counter` returns: the counter's value as a ``float`` (``== 3``, ``+ 1``,
+    formatting all work as on a float) that also answers ``["value"]``, the shape dict-returning statsd clients
+    read (``get_counter(name)["value"]``). Arithmetic gives plain floats. Immutable."""
+
+    __slots__ = ()
+
+    # Declared so that type checkers compare it with ints and floats as they compare a float.
+    def __eq__(self, other: object) -> bool:
+        return float.__eq__(self, other) is True if isinstance(other, (int, float)) else NotImplemented
+
+    __hash__ = float.__hash__
+
+    def __getitem__(self, key: str) -> float:
+        if key == "value":
+            return float(self)
+        raise KeyError(key)
+
+    def keys(self) -> tuple[str]:
+        """The one key, ``"value"``."""
+        return ("value",)
+
+    def get(self, key: str, default: float | None = None) -> float | None:
+        """``self[key]``, or ``default`` for any other key."""
+        return float(self) if key == "value" else default
+
     def as_dict(self) -> dict[str, float]:
-        """A JSON-ready mapping."""
-        return {"current": self.current, "min": self.min, "max": self.max, "mean": self.mean, "count": self.count}
+        """``{"value": ...}``, JSON-ready."""
+        return {"value": float(self)}
 
 
 class TimingState(NamedTuple):
@@ -965,12 +1018,15 @@ class MetricsFacade:
             return None
         return self._timing_stats(series.view(self._clock()))
 
-    def get_counter(self, name: str, tags: Mapping[str, str] | None = None) -> float:
-        """A counter's value since the last reset (increments minus decrements); 0.0 for an unknown series."""
+    def get_counter(self, name: str, tags: Mapping[str, str] | None = None) -> CounterValue:
+        """A counter's value since the last reset (increments minus decrements); 0.0 for an unknown series.
+
+        A :class:`CounterValue`: a float that also answers ``["value"]``.
+        """
         series = self._lookup(self._counters, name, tags)
         if series is None:
-            return 0.0
-        return float(series.total() - series.baseline)
+            return CounterValue(0.0)
+        return CounterValue(series.total() - series.baseline)
 
     def get_gauge(self, name: str, tags: Mapping[str, str] | None = None) -> GaugeStats | None:
         """A gauge's statistics since the last reset; None when it was not set since."""

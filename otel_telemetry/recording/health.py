@@ -5,6 +5,12 @@ healthy. ``/health`` answers 200 while healthy or degraded and 503 when unhealth
 while the process can answer at all; ``/health/ready`` answers 200 when the server declared itself ready and is
 not unhealthy, else 503.
 
+The ``/health`` body has the shape common health-check servers answer (``status`` spelled ``Healthy``,
+``Degraded`` or ``Unhealthy``; ``details`` with the same ``status``, ``uptime_seconds`` (whole seconds since the
+registry was created, i.e. since the telemetry handle was set up) and ``components``: ``name``, ``status``,
+``message`` (null when empty) and ``timestamp`` (whole Unix epoch seconds of the last change)). In Python the
+statuses stay :class:`HealthStatus` members (lowercase values); :func:`status_label` gives the spelling.
+
 What ``/health`` shows of a check is its status and the message the check chose (``(status, message)``). A check
 that raises shows as unhealthy with the exception's type only (``"raised RuntimeError"``), never its text, which
 may hold a connection string or a password and would be served to anyone who can reach the port (``0.0.0.0`` by
@@ -37,6 +43,7 @@ __all__ = [
     "HealthCheck",
     "HealthRegistry",
     "HealthStatus",
+    "status_label",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -61,6 +68,14 @@ class HealthStatus(str, Enum):
     UNHEALTHY = "unhealthy"
 
 
+_LABELS = {HealthStatus.HEALTHY: "Healthy", HealthStatus.DEGRADED: "Degraded", HealthStatus.UNHEALTHY: "Unhealthy"}
+
+
+def status_label(status: HealthStatus) -> str:
+    """The spelling ``/health`` uses for ``status``: ``"Healthy"``, ``"Degraded"`` or ``"Unhealthy"``."""
+    return _LABELS[status]
+
+
 _SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
 
 #: What a check function returns: a status, or a status and a message.
@@ -77,8 +92,14 @@ class ComponentHealth:
     timestamp: float
 
     def as_dict(self) -> dict[str, object]:
-        """A JSON-ready mapping."""
-        return {"name": self.name, "status": self.status.value, "message": self.message, "timestamp": self.timestamp}
+        """A JSON-ready mapping, as ``/health`` shows it: status spelled by :func:`status_label`, an empty message
+        as None, the timestamp in whole seconds."""
+        return {
+            "name": self.name,
+            "status": status_label(self.status),
+            "message": self.message or None,
+            "timestamp": int(self.timestamp),
+        }
 
 
 def _status(value: object) -> HealthStatus:
@@ -130,11 +151,12 @@ class HealthRegistry:
     never mutated, under one lock; readers take it without the lock.
 
     Args:
-        clock: monotonic seconds, for scheduling checks.
+        clock: monotonic seconds, for scheduling checks and the uptime.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
+        self._started = clock()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._components: dict[str, ComponentHealth] = {}
@@ -185,6 +207,11 @@ class HealthRegistry:
     def status(self) -> HealthStatus:
         """The aggregate: the worst component status; healthy when there is none."""
         return _aggregate(self._components.values())
+
+    @property
+    def uptime_seconds(self) -> float:
+        """Seconds since this registry was created (with the telemetry handle)."""
+        return max(0.0, self._clock() - self._started)
 
     # -- checks -------------------------------------------------------------------------------------------------
     def register_check(
@@ -357,12 +384,17 @@ class HealthRegistry:
 
     # -- HTTP -------------------------------------------------------------------------------------------------
     def health_document(self) -> dict[str, object]:
-        """The ``/health`` JSON body: ``status``, ``components`` (name/status/message/timestamp), ``timestamp``."""
+        """The ``/health`` JSON body: ``{"status": "Healthy", "details": {"status": "Healthy", "uptime_seconds":
+        3600, "components": [{"name", "status", "message", "timestamp"}]}}`` (see the module docstring)."""
         components = self.components()
+        status = status_label(_aggregate(components))
         return {
-            "status": _aggregate(components).value,
-            "components": [c.as_dict() for c in components],
-            "timestamp": time.time(),
+            "status": status,
+            "details": {
+                "status": status,
+                "uptime_seconds": int(self.uptime_seconds),
+                "components": [c.as_dict() for c in components],
+            },
         }
 
     def handle(self, path: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
@@ -376,7 +408,7 @@ class HealthRegistry:
                 route = route.rstrip("/")
             if route == HEALTH_PATH:
                 document = self.health_document()
-                code = 503 if document["status"] == HealthStatus.UNHEALTHY.value else 200
+                code = 503 if document["status"] == status_label(HealthStatus.UNHEALTHY) else 200
                 return code, [_JSON, _NO_STORE], json.dumps(document).encode("utf-8")
             if route == LIVE_PATH:
                 return 200, [_TEXT, _NO_STORE], b"ok\n"
