@@ -15,13 +15,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(BIN)/promtool:
+$(BIN)/promtool $(BIN)/prometheus:
 	bash scripts/install-promtool.sh $(BIN)
 
 demo: $(STAMP)
 	$(BIN)/otel-telemetry demo $(ARGS)
 
-test: $(STAMP) $(BIN)/promtool
+test: $(STAMP) $(BIN)/promtool $(BIN)/prometheus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

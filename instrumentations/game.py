@@ -14,6 +14,10 @@ nothing (the latter is counted in ``unknown_leaves``), so no count ever drifts o
 ``max_tracked_players`` players are tracked by id, with their map and session start; players beyond that are
 counted anonymously in the totals (``active_players``, ``players_connected``) but not per map, and a leave of an
 id that is not tracked ends one of them (anonymous players cannot be told apart).
+
+Every per-second gauge (entities created and removed, AOI updates, DB queries) and the cache hit and miss
+percentages have the cumulative counter behind them, from the same per-thread totals, so that Prometheus can
+``rate()`` them over any range.
 """
 
 from __future__ import annotations
@@ -482,15 +486,23 @@ class GameMonitor(Monitor):
             "server.game.entity_type.entities": labelled(lambda: self._by_type_entities, "entity_type"),
             "server.game.entities.created": lambda: single(self._current["entities_created"]),
             "server.game.entities.removed": lambda: single(self._current["entities_removed"]),
+            "server.game.entity.creations": total("entities_created"),
+            "server.game.entity.removals": total("entities_removed"),
             "server.game.active_maps": lambda: single(self.active_maps),
             "server.game.aoi.updates": lambda: single(self._current["aoi_updates"]),
+            "server.game.aoi.computations": total("aoi_updates"),
             "server.game.collision.tests": lambda: (
                 (encodable(self._totals["collision_hits"]), {"outcome": "hit"}),
                 (encodable(self._totals["collision_misses"]), {"outcome": "miss"}),
             ),
             "server.game.db.queries": lambda: single(self._current["db_queries"]),
+            "server.game.db.query.executions": total("db_queries"),
             "server.game.db.cache.hit_rate": lambda: single(self._hit_percent),
             "server.game.db.cache.miss_rate": lambda: single(self._miss_percent),
+            "server.game.db.cache.lookups": lambda: (
+                (encodable(self._totals["cache_hits"]), {"outcome": "hit"}),
+                (encodable(self._totals["cache_misses"]), {"outcome": "miss"}),
+            ),
             "server.game.db.size": lambda: single(self._db_size),
             "server.game.ecs.components": total("components"),
             "server.game.ecs.allocations": total("allocations"),

@@ -5,7 +5,9 @@ Every call is safe from any thread, costs a fraction of a microsecond, and never
 ids that cannot be a label) are dropped and counted in ``rejected``. Player ids are keyed by their label
 (:func:`~otel_telemetry.series.label_value`): ``1`` and ``"1"`` are one player, any object is ``str(obj)``.
 Rates are per second over the real time between two collections; loss and retransmission are percentages of the
-packets sent in that interval.
+packets sent in that interval. Every such gauge has the cumulative counter behind it (packets and bytes by
+direction, connections opened and closed, packets lost and retransmitted), taken from the same totals, so that
+Prometheus can ``rate()`` them over any range.
 """
 
 from __future__ import annotations
@@ -278,6 +280,9 @@ class NetworkMonitor(Monitor):
         def directional(a: str, b: str) -> Callable[[], Points]:
             return lambda: ((encodable(self._totals[a]), _RECEIVED), (encodable(self._totals[b]), _SENT))
 
+        def total(name: str) -> Callable[[], Points]:
+            return lambda: single(encodable(self._totals[name]))
+
         def window(entry: str, stat: str, scale: float = 0.001) -> Callable[[], Points]:
             return lambda: single(self._window_stat(entry, stat, scale))
 
@@ -298,8 +303,11 @@ class NetworkMonitor(Monitor):
             "server.network.connections": lambda: single(encodable(self._totals["opened"])),
             "server.network.new_connections": rate("opened"),
             "server.network.disconnections": rate("closed"),
+            "server.network.connections.closed": total("closed"),
             "server.network.packet_loss": lambda: single(self._loss_percent),
             "server.network.retransmission": lambda: single(self._retransmission_percent),
+            "server.network.packets.lost": total("lost"),
+            "server.network.packets.retransmitted": total("retransmitted"),
         }
 
 

@@ -14,6 +14,10 @@ Definitions (all in seconds on export):
 * **frame time**: from the start of one tick to the start of the next (work plus idle), so the current tick rate
   is ticks per second over the last collection interval and ``1 / frame time`` instant by instant;
 * **update cycle**: the total time spent in measured phases during one tick;
+* **tick stability**: the spec's "Tick rate stability (variance)" is the variance, in FPS², of the per-second
+  tick rates over the percentile window (the ticks started in each whole second since the first tick), so a
+  steady loop reads about 0 whatever its catch-up frames; **frame-interval jitter** is the standard deviation of
+  the frame time over the same window (seconds on export, milliseconds in ``ServerMetrics``);
 * **phase**: one named part of a tick. The spec's phases are ``systems``, ``entities``, ``network``, ``database``,
   ``aoi``, ``ecs``, ``serialization``, ``compression``, ``encryption``; other names are allowed up to
   ``max_phases`` distinct names, each within the handle's series budget (further ones report as ``_overflow``).
@@ -184,6 +188,15 @@ class PerformanceMonitor(Monitor):
             self._phase_series(name)
         self._rate = RateTracker(clock(), min_interval=0.0)
         self._tick_rate: float | None = None
+        self._ticks_total = 0
+        # Ticks per whole second since the first tick (perf clock), for the tick-rate variance: the count of the
+        # current second, and a ring of the last completed seconds, as many as the percentile window holds. Written
+        # by the loop's thread only, O(1) per tick, no allocation.
+        self._seconds: list[int] = [0] * max(2, math.ceil(percentile_window))
+        self._seconds_done = 0  # completed seconds since the first tick (the ring holds the last len(_seconds))
+        self._second_origin: float | None = None
+        self._second_index = 0  # whole seconds from the first tick to the current second
+        self._second_ticks = 0
 
     # -- hot path ---------------------------------------------------------------------------------------------------
     def tick(self) -> _Tick:
@@ -250,7 +263,28 @@ class PerformanceMonitor(Monitor):
         self._last_tick_start = now
         self._cells.shard().ticks += 1
         self._cycle_base = self._cycle_total()
+        origin = self._second_origin
+        if origin is None:
+            self._second_origin = origin = now
+        index = int(now - origin)
+        if index > self._second_index:  # the current second has ended (a tick timed in the past counts in it)
+            self._close_seconds(index)
+        self._second_ticks += 1
         return now
+
+    def _close_seconds(self, index: int) -> None:
+        """Store the count of the second that ended, and 0 for every whole second without a tick up to ``index``."""
+        ring = self._seconds
+        size = len(ring)
+        done = self._seconds_done
+        ring[done % size] = self._second_ticks
+        done += 1
+        for _ in range(min(index - self._second_index - 1, size)):
+            ring[done % size] = 0
+            done += 1
+        self._second_ticks = 0
+        self._second_index = index
+        self._seconds_done = done
 
     def _tick_ended(self, start: float) -> None:
         elapsed = self._perf() - start
@@ -286,26 +320,57 @@ class PerformanceMonitor(Monitor):
         ticks = self.ticks
         rate = self._rate.observe(now, ticks)
         self._tick_rate = rate if ticks else None
+        self._ticks_total = ticks
+
+    def per_second_tick_counts(self) -> list[int]:
+        """Ticks started in each whole second since the first tick, oldest first, over the percentile window.
+
+        Seconds are counted from the first tick on the perf clock; a second counts once it has ended, including
+        seconds that ended without a tick since the last one (a stalled loop). Empty before two seconds have run.
+        """
+        origin = self._second_origin
+        if origin is None:
+            return []
+        index, ticks, done = self._second_index, self._second_ticks, self._seconds_done
+        ring = list(self._seconds)
+        size = len(ring)
+        counts = [ring[i % size] for i in range(max(0, done - size), done)]
+        ended = int(self._perf() - origin) - index  # seconds ended since the last tick (the loop may be stalled)
+        if ended > 0:
+            counts.append(ticks)
+            counts.extend([0] * min(ended - 1, size))
+        return counts[-size:]
 
     def tick_rate_variance(self) -> float | None:
-        """Variance of the instantaneous tick rate (1 / frame time) over the percentile window, in FPS²."""
+        """The spec's "Tick rate stability (variance)": the variance (FPS²) of the per-second tick rates over the
+        percentile window (:meth:`per_second_tick_counts`); None before the first tick, and 0 until two whole
+        seconds have run (one rate does not vary)."""
+        if self._second_origin is None:
+            return None
+        counts = self.per_second_tick_counts()
+        if len(counts) < 2:
+            return 0.0
+        mean = sum(counts) / len(counts)
+        return sum((c - mean) ** 2 for c in counts) / len(counts)
+
+    def tick_interval_jitter(self) -> float | None:
+        """Frame-interval jitter: the standard deviation of the frame time (tick start to tick start) over the
+        percentile window, in seconds; None before two frames. Read from the frame-time sketch about the window's
+        exact mean: each frame time counts within 0.5% of its value."""
         state = self.histogram_state(self._frame_series_name)
-        if state is None or state.window.count == 0:
+        if state is None or state.window.count < 2:
             return None
         window = state.window
-        layout = window.layout
-        n = total = total_sq = 0.0
-        for slot, count in sparse_difference(window, None):
-            value = layout.representative(slot)
-            if value > 0:
-                rate = 1.0 / value
-                n += count
-                total += rate * count
-                total_sq += rate * rate * count
-        if n == 0:
+        mean = window.mean()
+        if mean is None:
             return None
-        mean = total / n
-        return max(0.0, total_sq / n - mean * mean)
+        layout = window.layout
+        n = 0
+        squares = 0.0
+        for slot, count in sparse_difference(window, None):
+            n += count
+            squares += count * (layout.representative(slot) - mean) ** 2
+        return math.sqrt(squares / n) if n else None
 
     _frame_series_name = lookup("performance.frame_time.frame_times").name
 
@@ -328,6 +393,8 @@ class PerformanceMonitor(Monitor):
             "server.tick_rate.target": lambda: single(self.target_tick_rate),
             "server.tick_rate.deviation": deviation,
             "server.tick_rate.variance": lambda: single(self.tick_rate_variance()),
+            "server.ticks": lambda: single(self._ticks_total),
+            "server.tick.interval.jitter": lambda: single(self.tick_interval_jitter()),
             "server.tick.duration.avg": lambda: single(self._window("mean")),
             "server.tick.duration.min": lambda: single(self._window("min")),
             "server.tick.duration.max": lambda: single(self._window("max")),

@@ -124,6 +124,14 @@ class MetricSpec:
         snapshot: the ``ServerMetrics`` fields this entry's values fill (see :class:`SnapshotField`).
         per_entity: one series per player (or other entity): kept in process and in ``ServerMetrics``, exported
             to Prometheus and OTLP only when ``export_player_series`` is on (a fleet cannot afford them by default).
+        spec_bullet: ``documented`` is one of the spec's bullets. False for the entries the spec does not list
+            (the counters behind its per-second gauges, tick jitter): their ``documented`` says what they serve.
+        rate_counter: on a per-second gauge (a rate or a percentage over the last collection interval), the id of
+            the cumulative counter behind it, whose ``rate()``/``increase()`` over any range Prometheus can take
+            (the gauge covers one collection interval only); ``rate_where`` picks that counter's series.
+        percent_of: on a percentage gauge, the counter entry (and ``percent_of_where`` its series, summed) whose
+            rate is the 100 %: the gauge is ``100 * rate(rate_counter) / rate(percent_of)`` over its interval, and
+            PromQL computes the same ratio over any range.
     """
 
     id: str
@@ -141,6 +149,11 @@ class MetricSpec:
     spec_fixed_name: bool = False
     snapshot: tuple[SnapshotField, ...] = ()
     per_entity: bool = False
+    spec_bullet: bool = True
+    rate_counter: str | None = None
+    rate_where: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    percent_of: str | None = None
+    percent_of_where: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready mapping (used by ``otel-telemetry catalog --format json``)."""
@@ -161,6 +174,11 @@ class MetricSpec:
             "spec_fixed_name": self.spec_fixed_name,
             "snapshot": [f.path for f in self.snapshot],
             "per_entity": self.per_entity,
+            "spec_bullet": self.spec_bullet,
+            "rate_counter": self.rate_counter,
+            "rate_where": dict(self.rate_where),
+            "percent_of": self.percent_of,
+            "percent_of_where": dict(self.percent_of_where),
         }
 
 
@@ -239,6 +257,8 @@ CELL_BOUNDARIES: tuple[float, ...] = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 
 _MS = 1000.0
 _RECEIVED: Mapping[str, str] = MappingProxyType({"direction": "received"})
 _SENT: Mapping[str, str] = MappingProxyType({"direction": "sent"})
+_HIT: Mapping[str, str] = MappingProxyType({"outcome": "hit"})
+_MISS: Mapping[str, str] = MappingProxyType({"outcome": "miss"})
 
 
 # --- Factories -----------------------------------------------------------------------------------------------------
@@ -256,6 +276,11 @@ def _spec(
     prometheus_name: str | None = None,
     snapshot: str | SnapshotField | tuple[str | SnapshotField, ...] = (),
     per_entity: bool = False,
+    spec_bullet: bool = True,
+    rate_counter: str | None = None,
+    rate_where: Mapping[str, str] | None = None,
+    percent_of: str | None = None,
+    percent_of_where: Mapping[str, str] | None = None,
 ) -> MetricSpec:
     section_name, group, _slug = id_.split(".", 2)
     standard = prometheus_translation(name, unit, instrument)
@@ -275,6 +300,11 @@ def _spec(
         spec_fixed_name=prometheus_name is not None,
         snapshot=_fields(*((snapshot,) if isinstance(snapshot, (str, SnapshotField)) else snapshot)),
         per_entity=per_entity,
+        spec_bullet=spec_bullet,
+        rate_counter=rate_counter,
+        rate_where=MappingProxyType(dict(rate_where or {})),
+        percent_of=percent_of,
+        percent_of_where=MappingProxyType(dict(percent_of_where or {})),
     )
 
 
@@ -284,6 +314,11 @@ def _gauge(id_: str, name: str, unit: str, description: str, documented: str, **
 
 def _counter(id_: str, name: str, unit: str, description: str, documented: str, **kw: object) -> MetricSpec:
     return _spec(id_, name, Instrument.OBSERVABLE_COUNTER, unit, description, documented, **kw)  # type: ignore[arg-type]
+
+
+def _behind(id_: str, name: str, unit: str, description: str, serves: str, **kw: object) -> MetricSpec:
+    """A counter the spec does not list: the cumulative total behind its per-second gauge(s) ``serves``."""
+    return _counter(id_, name, unit, description, f"(counter behind: {serves})", spec_bullet=False, **kw)
 
 
 def _updown(id_: str, name: str, unit: str, description: str, documented: str, **kw: object) -> MetricSpec:
@@ -395,17 +430,21 @@ CATALOG: tuple[MetricSpec, ...] = (
     _gauge("network.packets.rate_in", "server.packets_per_sec_incoming", "{packet}/s",
            "Incoming packets per second", "Packets per second (incoming)",
            prometheus_name="server_packets_per_sec_incoming",
-           snapshot="network.packets_per_sec_incoming"),
+           snapshot="network.packets_per_sec_incoming",
+           rate_counter="network.packets.total", rate_where=_RECEIVED),
     _gauge("network.packets.rate_out", "server.packets_per_sec_outgoing", "{packet}/s",
            "Outgoing packets per second", "Packets per second (outgoing)",
            prometheus_name="server_packets_per_sec_outgoing",
-           snapshot="network.packets_per_sec_outgoing"),
+           snapshot="network.packets_per_sec_outgoing",
+           rate_counter="network.packets.total", rate_where=_SENT),
     _gauge("network.packets.bytes_rate_in", "server.network.received", "By/s",
            "Game traffic bytes received per second", "Bytes per second (incoming)",
-           snapshot="network.bytes_per_sec_incoming"),
+           snapshot="network.bytes_per_sec_incoming",
+           rate_counter="network.packets.bytes_total", rate_where=_RECEIVED),
     _gauge("network.packets.bytes_rate_out", "server.network.sent", "By/s",
            "Game traffic bytes sent per second", "Bytes per second (outgoing)",
-           snapshot="network.bytes_per_sec_outgoing"),
+           snapshot="network.bytes_per_sec_outgoing",
+           rate_counter="network.packets.bytes_total", rate_where=_SENT),
     _counter("network.packets.total", "server.network.packets", "{packet}",
              "Game packets processed, by direction", "Total packets processed", attributes=("direction",),
            snapshot=(SnapshotField("network.total_packets_incoming", where=_RECEIVED),
@@ -453,21 +492,35 @@ CATALOG: tuple[MetricSpec, ...] = (
            snapshot="network.total_connections"),
     _gauge("network.connections.rate_new", "server.network.new_connections", "{connection}/s",
            "New connections per second", "Connections per second (new)",
-           snapshot="network.connections_per_sec"),
+           snapshot="network.connections_per_sec",
+           rate_counter="network.connections.total"),
     _gauge("network.connections.rate_closed", "server.network.disconnections", "{connection}/s",
            "Disconnections per second", "Disconnections per second",
-           snapshot="network.disconnections_per_sec"),
+           snapshot="network.disconnections_per_sec",
+           rate_counter="network.connections.closed_total"),
+    _behind("network.connections.closed_total", "server.network.connections.closed", "{connection}",
+            "Connections closed since start", "Disconnections per second"),
     _histogram("network.connections.duration", "server.network.connection.duration", "s",
                "How long closed connections lasted", "Connection duration statistics", SESSION_BOUNDARIES,
            snapshot=SnapshotField("network.connection_duration_s", stat="distribution")),
     _gauge("network.reliability.loss", "server.network.packet_loss", "%",
            "Packets lost as a percentage of packets sent over the last collection interval",
            "Packet loss rate (percentage)",
-           snapshot="network.packet_loss_percent"),
+           snapshot="network.packet_loss_percent",
+           rate_counter="network.reliability.lost_total",
+           percent_of="network.packets.total", percent_of_where=_SENT),
     _gauge("network.reliability.retransmission", "server.network.retransmission", "%",
            "Packets retransmitted as a percentage of packets sent over the last collection interval",
            "Retransmission rate (percentage)",
-           snapshot="network.retransmission_percent"),
+           snapshot="network.retransmission_percent",
+           rate_counter="network.reliability.retransmitted_total",
+           percent_of="network.packets.total", percent_of_where=_SENT),
+    _behind("network.reliability.lost_total", "server.network.packets.lost", "{packet}",
+            "Sent packets reported lost since start (loss = its rate over the rate of packets sent)",
+            "Packet loss rate (percentage)"),
+    _behind("network.reliability.retransmitted_total", "server.network.packets.retransmitted", "{packet}",
+            "Packets retransmitted since start (retransmission = its rate over the rate of packets sent)",
+            "Retransmission rate (percentage)"),
     _histogram("network.reliability.ack_latency", "server.network.ack_latency", "s",
                "Time from sending a reliable packet to its acknowledgment", "Acknowledgment latency",
                LATENCY_BOUNDARIES,
@@ -478,9 +531,12 @@ CATALOG: tuple[MetricSpec, ...] = (
 
     # ---- Performance -----------------------------------------------------------------------------------------------
     _gauge("performance.tick_rate.current", "server.tick_rate", "{tick}/s",
-           "Server tick rate in FPS", "Current tick rate (FPS)",
+           "Server tick rate in FPS: ticks per second over the last collection interval", "Current tick rate (FPS)",
            prometheus_name="server_tick_rate_fps",
-           snapshot="performance.tick_rate_fps"),
+           snapshot="performance.tick_rate_fps",
+           rate_counter="performance.tick_rate.ticks_total"),
+    _behind("performance.tick_rate.ticks_total", "server.ticks", "{tick}",
+            "Ticks started since start", "Current tick rate (FPS)"),
     _gauge("performance.tick_rate.target", "server.tick_rate.target", "{tick}/s",
            "Configured target tick rate in FPS", "Target tick rate (60 FPS)",
            prometheus_name="server_target_tick_rate_fps",
@@ -491,7 +547,9 @@ CATALOG: tuple[MetricSpec, ...] = (
            prometheus_name="server_tick_rate_deviation_fps",
            snapshot="performance.tick_rate_deviation_fps"),
     _gauge("performance.tick_rate.variance", "server.tick_rate.variance", "{fps2}",
-           "Variance of the instantaneous tick rate over the percentile window, in FPS squared",
+           "Variance, in FPS squared, of the per-second tick rates over the percentile window: the ticks started in "
+           "each whole second since the first tick (0 when every second had the same count, and until two "
+           "seconds have run; a 60 FPS loop that drops to 30 FPS for one second of ten reads 81)",
            "Tick rate stability (variance)",
            snapshot="performance.tick_rate_variance"),
     _gauge("performance.frame_time.avg", "server.tick.duration.avg", "s",
@@ -512,6 +570,11 @@ CATALOG: tuple[MetricSpec, ...] = (
                "Frame time: from the start of one tick to the start of the next (work plus idle)",
                "Frame time distribution", TICK_BOUNDARIES,
            snapshot=SnapshotField("performance.frame_time_ms", scale=_MS, stat="distribution")),
+    _gauge("performance.frame_time.jitter", "server.tick.interval.jitter", "s",
+           "Frame-interval jitter: the standard deviation of the frame time (tick start to tick start) over the "
+           "percentile window",
+           "(tick stability: frame-interval jitter)", spec_bullet=False,
+           snapshot=SnapshotField("performance.tick_interval_jitter_ms", scale=_MS)),
     _histogram("performance.update_cycle.total", "server.update_cycle.duration", "s",
                "Total time spent in measured phases during one tick", "Total update cycle duration",
                PHASE_BOUNDARIES,
@@ -555,16 +618,25 @@ CATALOG: tuple[MetricSpec, ...] = (
            snapshot=SnapshotField("game.entities_per_type", key="entity_type")),
     _gauge("game.entities.creation_rate", "server.game.entities.created", "{entity}/s",
            "Entities created per second", "Entity creation rate",
-           snapshot="game.entity_creation_rate"),
+           snapshot="game.entity_creation_rate",
+           rate_counter="game.entities.created_total"),
     _gauge("game.entities.removal_rate", "server.game.entities.removed", "{entity}/s",
            "Entities removed per second", "Entity removal rate",
-           snapshot="game.entity_removal_rate"),
+           snapshot="game.entity_removal_rate",
+           rate_counter="game.entities.removed_total"),
+    _behind("game.entities.created_total", "server.game.entity.creations", "{entity}",
+            "Entities created since start", "Entity creation rate"),
+    _behind("game.entities.removed_total", "server.game.entity.removals", "{entity}",
+            "Entities removed since start", "Entity removal rate"),
     _updown("game.world.active_maps", "server.game.active_maps", "{map}",
             "Maps currently loaded and running", "Active maps count",
            snapshot="game.active_maps"),
     _gauge("game.world.aoi_frequency", "server.game.aoi.updates", "{update}/s",
            "Area-of-interest updates per second", "AOI update frequency",
-           snapshot="game.aoi_updates_per_sec"),
+           snapshot="game.aoi_updates_per_sec",
+           rate_counter="game.world.aoi_updates_total"),
+    _behind("game.world.aoi_updates_total", "server.game.aoi.computations", "{update}",
+            "Area-of-interest updates computed since start", "AOI update frequency"),
     _histogram("game.world.spatial_partitioning", "server.game.spatial.cell_occupancy", "{entity}",
                "Entities per occupied spatial-partition cell, sampled by the game",
                "Spatial partitioning statistics", CELL_BOUNDARIES,
@@ -580,14 +652,24 @@ CATALOG: tuple[MetricSpec, ...] = (
                      SnapshotField("game.query_time_ms", scale=_MS, stat="distribution"))),
     _gauge("game.database.query_rate", "server.game.db.queries", "{query}/s",
            "Database queries per second", "Query count per second",
-           snapshot="game.queries_per_sec"),
+           snapshot="game.queries_per_sec",
+           rate_counter="game.database.queries_total"),
+    _behind("game.database.queries_total", "server.game.db.query.executions", "{query}",
+            "Database queries run since start", "Query count per second"),
     _gauge("game.database.cache_hit", "server.game.db.cache.hit_rate", "%",
            "Cache hits as a percentage of lookups over the last collection interval", "Cache hit rate (percentage)",
-           snapshot="game.cache_hit_rate_percent"),
+           snapshot="game.cache_hit_rate_percent",
+           rate_counter="game.database.cache_lookups_total", rate_where=_HIT,
+           percent_of="game.database.cache_lookups_total"),
     _gauge("game.database.cache_miss", "server.game.db.cache.miss_rate", "%",
            "Cache misses as a percentage of lookups over the last collection interval",
            "Cache miss rate (percentage)",
-           snapshot="game.cache_miss_rate_percent"),
+           snapshot="game.cache_miss_rate_percent",
+           rate_counter="game.database.cache_lookups_total", rate_where=_MISS,
+           percent_of="game.database.cache_lookups_total"),
+    _behind("game.database.cache_lookups_total", "server.game.db.cache.lookups", "{lookup}",
+            "Cache lookups since start, by outcome (hit or miss)",
+            "Cache hit rate (percentage), Cache miss rate (percentage)", attributes=("outcome",)),
     _gauge("game.database.size", "server.game.db.size", "By",
            "Database size in bytes, as last reported by the game", "Database size (bytes)",
            snapshot="game.database_size_bytes"),
@@ -675,6 +757,17 @@ def _check() -> None:
             raise RuntimeError(f"entries sharing instrument {spec.name!r} disagree")
         if spec.instrument is Instrument.HISTOGRAM and list(spec.boundaries) != sorted(set(spec.boundaries)):
             raise RuntimeError(f"{spec.id}: boundaries must be strictly increasing")
+        links = ((spec.rate_counter, spec.rate_where), (spec.percent_of, spec.percent_of_where))
+        for link, where in links:
+            if link is None:
+                continue
+            counter = _BY_ID.get(link)
+            if counter is None or counter.instrument is not Instrument.OBSERVABLE_COUNTER:
+                raise RuntimeError(f"{spec.id}: {link!r} is not a counter entry")
+            if not set(where) <= set(counter.attributes):
+                raise RuntimeError(f"{spec.id}: {dict(where)} is not among {counter.id}'s attributes")
+        if spec.percent_of is not None and spec.rate_counter is None:
+            raise RuntimeError(f"{spec.id}: percent_of needs a rate_counter")
 
 
 _check()

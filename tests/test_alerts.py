@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,7 +45,7 @@ from otel_telemetry.alerts import (
     promql_expression,
     register_alert_metric,
 )
-from otel_telemetry.catalog import snapshot_fields
+from otel_telemetry.catalog import lookup, snapshot_fields
 from otel_telemetry.snapshot import HardwareMetrics, NetworkMetrics, Percentiles, PerformanceMetrics
 from otel_telemetry.snapshot.build import server_metrics
 from otel_telemetry.snapshot.frame import Frame
@@ -952,7 +952,10 @@ def test_rules_file_expresses_the_spec_in_promql() -> None:
     assert rules["HighPlayerPingWarning"]["expr"] == (
         f"histogram_quantile(0.95, sum by ({by}) (rate(server_network_player_ping_seconds_bucket[5m]))) * 1000 > 100"
     )
-    assert rules["HighPacketLossWarning"]["expr"] == "server_network_packet_loss_percent > 1"
+    assert rules["HighPacketLossWarning"]["expr"] == (  # over 5 minutes of packets, not one interval's sample
+        "sum by (service_instance_id) (rate(server_network_packets_lost_total[5m])) / "
+        'sum by (service_instance_id) (rate(server_network_packets_total{direction="sent"}[5m])) * 100 > 1'
+    )
     first = rules["HighCpuUsageWarning"]
     assert first["for"] == "30s" and first["keep_firing_for"] == "1m30s"
     assert first["labels"] == {"severity": "warning"}
@@ -995,6 +998,10 @@ def test_every_numeric_field_has_promql_or_is_a_window_extreme() -> None:
     )
 
 
+def _matchers(where: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in where.items()) + "}" if where else ""
+
+
 def test_promql_is_derived_from_the_catalog() -> None:
     """Every field the catalog fills reads back from its entry's Prometheus name, with its scale, filter and key."""
     checked = 0
@@ -1005,6 +1012,14 @@ def test_promql_is_derived_from_the_catalog() -> None:
         stats = [path] if item.stat in ("value", "avg") else [f"{path}.{q}" for q in ("p50", "p95", "p99")]
         for stat in stats:
             expr = promql_expression(stat, by=())
+            if spec.percent_of is not None:  # a percentage: the ratio of the rates of the counters behind it
+                part, whole = lookup(spec.rate_counter or ""), lookup(spec.percent_of)
+                assert expr == (
+                    f"sum (rate({part.prometheus_name}{_matchers(spec.rate_where)}[5m])) / "
+                    f"sum (rate({whole.prometheus_name}{_matchers(spec.percent_of_where)}[5m])) * 100"
+                ), (stat, expr)
+                checked += 1
+                continue
             assert expr is not None and spec.prometheus_name in expr, stat
             assert expr.endswith(f" * {item.scale:g}") == (item.scale != 1), (stat, expr)
             assert all(f'{k}="{v}"' in expr for k, v in item.where.items()), (stat, expr)
@@ -1017,6 +1032,11 @@ def test_promql_is_derived_from_the_catalog() -> None:
         "sum (rate(server_game_db_query_duration_seconds_count[5m])) * 1000"
     )
     assert promql_expression("network.total_packets_incoming") == 'server_network_packets_total{direction="received"}'
+    # Packet loss over the range (every packet of the last 5 minutes), not one interval's percentage.
+    assert promql_expression("network.packet_loss_percent") == (
+        "sum by (service_instance_id) (rate(server_network_packets_lost_total[5m])) / "
+        'sum by (service_instance_id) (rate(server_network_packets_total{direction="sent"}[5m])) * 100'
+    )
 
 
 def test_the_alerts_package_does_not_load_the_tools() -> None:
@@ -1085,13 +1105,15 @@ def test_prometheus_evaluates_the_rules_like_the_sdk(tmp_path: Path) -> None:
     buckets = {"0.05": 90, "0.1": 90, "0.2": 90, "0.25": 100, "+Inf": 100}
     series = [
         {"series": f"server_tick_rate_fps{{{selector}}}", "values": "50x10"},
-        {"series": f"server_network_packet_loss_percent{{{selector}}}", "values": "3x10"},
+        # 1,000 packets sent and 30 lost per minute: 3 % loss over any range.
+        {"series": f'server_network_packets_total{{{selector}, direction="sent"}}', "values": "0+1000x10"},
+        {"series": f"server_network_packets_lost_total{{{selector}}}", "values": "0+30x10"},
         *(
             {"series": f'server_network_player_ping_seconds_bucket{{{selector}, le="{le}"}}', "values": f"0+{n}x10"}
             for le, n in buckets.items()
         ),
     ]
-    one = {"service_instance_id": "server-001"}  # what `sum by (le, service_instance_id)` keeps
+    one = {"service_instance_id": "server-001"}  # what `sum by ([le, ]service_instance_id)` keeps
 
     def expect(at: str, name: str, labels: dict[str, str], summary: str = "", description: str = "") -> dict[str, Any]:
         severity = "critical" if name.endswith("Critical") else "warning"
@@ -1105,8 +1127,8 @@ def test_prometheus_evaluates_the_rules_like_the_sdk(tmp_path: Path) -> None:
         expect("5m", "LowTickRateCritical", target, "Tick rate below 55 FPS", tick.format("critical", 55)),
         expect("5m", "HighPlayerPingWarning", one, "Player ping p95 above 100 ms", ping.format("warning", 100)),
         expect("5m", "HighPlayerPingCritical", one, "Player ping p95 above 200 ms", ping.format("critical", 200)),
-        expect("5m", "HighPacketLossWarning", target, "Packet loss above 1%", "Packet loss is 3.0% (warning above 1%)"),
-        expect("5m", "HighPacketLossCritical", target),
+        expect("5m", "HighPacketLossWarning", one, "Packet loss above 1%", "Packet loss is 3.0% (warning above 1%)"),
+        expect("5m", "HighPacketLossCritical", one),
         expect("5m", "HighCpuUsageWarning", target),
     ]
     pending = [  # for: 2m -> pending at 1m (no alert yet), firing at 2m

@@ -16,11 +16,18 @@ from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments, pro
 from otel_telemetry.tools.collector import (
     AGENT_FILE,
     ENVIRONMENT_DEFAULTS,
+    FLEET_RULES_FILE,
+    GAME_SERVERS_JOB,
     GATEWAY_FILE,
+    PROMETHEUS_AGENT_FILE,
+    PROMETHEUS_CENTRAL_FILE,
     PROMETHEUS_FILE,
     agent_config,
     collector_components,
+    fleet_rules_config,
     gateway_config,
+    prometheus_agent_config,
+    prometheus_central_config,
     prometheus_config,
     render_yaml,
     rendered_files,
@@ -76,7 +83,9 @@ def _expected_renames() -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("name", [*COLLECTOR_FILES, PROMETHEUS_FILE])
+@pytest.mark.parametrize(
+    "name", [*COLLECTOR_FILES, PROMETHEUS_FILE, PROMETHEUS_AGENT_FILE, PROMETHEUS_CENTRAL_FILE, FLEET_RULES_FILE]
+)
 def test_every_file_is_valid_yaml(name: str) -> None:
     """Each committed file parses with PyYAML into a mapping."""
     assert _load(name)
@@ -323,3 +332,50 @@ def test_a_direct_scrape_gives_each_server_one_id(make_telemetry: Any) -> None:
             samples += 1
     assert samples > 100
     assert exposed_with_id == {"target_info"}
+
+
+# -- the Prometheus-agent fleet path ---------------------------------------------------------------------------------
+def test_prometheus_agent_and_central_configs_pass_promtool(tmp_path: Path) -> None:
+    """`promtool check config --agent` accepts the agent's file; `promtool check config` the central store's, with
+    the SDK's rules and the fleet rules beside it; `promtool check rules` the fleet rules."""
+    for name in (PROMETHEUS_AGENT_FILE, PROMETHEUS_CENTRAL_FILE, FLEET_RULES_FILE, "alert-rules.yml"):
+        shutil.copy(CONFIG_DIR / name, tmp_path / name)
+    for argv in (
+        ["check", "config", "--agent", PROMETHEUS_AGENT_FILE],
+        ["check", "config", PROMETHEUS_CENTRAL_FILE],
+        ["check", "rules", FLEET_RULES_FILE],
+    ):
+        result = subprocess.run([_promtool(), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (argv, result.stdout + result.stderr)
+        assert "SUCCESS" in result.stdout
+
+
+def test_the_agent_gives_every_target_its_server_id_and_forwards_to_the_central_store() -> None:
+    """Every agent target carries service_instance_id (the servers' series do not: only target_info does); the
+    agent writes remotely and labels what it forwards; the central store loads both rules files."""
+    agent = _load(PROMETHEUS_AGENT_FILE)
+    assert agent == prometheus_agent_config()
+    assert set(agent) == {"global", "scrape_configs", "remote_write"}  # agent mode: no rules, no alerting
+    assert agent["global"]["external_labels"]
+    [job] = agent["scrape_configs"]
+    assert job["job_name"] == GAME_SERVERS_JOB and job["honor_labels"] is True
+    assert all(target["labels"]["service_instance_id"] for target in job["static_configs"])
+    assert agent["remote_write"][0]["url"].endswith("/api/v1/write")
+    central = _load(PROMETHEUS_CENTRAL_FILE)
+    assert central == prometheus_central_config()
+    assert central["rule_files"] == ["alert-rules.yml", FLEET_RULES_FILE]
+    custom: Any = prometheus_agent_config({"s-1": "127.0.0.1:1"}, remote_write_url="http://x/api/v1/write")
+    assert custom["scrape_configs"][0]["static_configs"] == [
+        {"targets": ["127.0.0.1:1"], "labels": {"service_instance_id": "s-1"}}
+    ]
+
+
+def test_the_fleet_rules_alert_on_a_server_that_stops_reporting() -> None:
+    """GameServerDown: up of the game-servers job at 0, for 30 s by default."""
+    [group] = _load(FLEET_RULES_FILE)["groups"]
+    [rule] = group["rules"]
+    assert rule["alert"] == "GameServerDown"
+    assert rule["expr"] == f'up{{job="{GAME_SERVERS_JOB}"}} == 0'
+    assert rule["for"] == "30s"
+    shorter: Any = fleet_rules_config(for_="2s")
+    assert shorter["groups"][0]["rules"][0]["for"] == "2s"

@@ -44,19 +44,46 @@ def test_tick_rate_durations_and_phases_from_a_50_fps_loop() -> None:
     assert frame.window.count == 99 and frame.window.quantile(0.5) == pytest.approx(0.020, rel=0.01)
     assert cycle.window.mean() == pytest.approx(0.008)
     assert network.window.mean() == pytest.approx(0.004)
-    assert monitor.tick_rate_variance() == pytest.approx(0.0, abs=1.0)
+    jitter = monitor.tick_interval_jitter()
+    assert jitter is not None and jitter == pytest.approx(0.0, abs=0.0002)  # within the sketch's 0.5% of 20 ms
 
 
-def test_jittery_loop_has_variance() -> None:
-    """Alternating 10 ms and 30 ms frames: instantaneous rates 100 and 33 FPS give a large variance."""
+def test_alternating_frames_show_in_jitter_not_in_per_second_rates() -> None:
+    """Alternating 10 ms and 30 ms frames: jitter (frame-time standard deviation) 10 ms, while every whole second
+    holds 50 ticks, so the per-second tick rates do not vary."""
     clocks = Clocks()
     monitor = PerformanceMonitor(clock=clocks, perf_clock=clocks, refresh_interval=0.0)
-    for i in range(40):
+    assert monitor.tick_rate_variance() is None and monitor.tick_interval_jitter() is None
+    with monitor.tick():
+        pass
+    assert monitor.tick_rate_variance() == 0.0  # one (partial) second: nothing varies yet
+    clocks.now += 0.010
+    for i in range(199):
         with monitor.tick():
             clocks.now += 0.002
         clocks.now += (0.010 if i % 2 else 0.030) - 0.002
-    variance = monitor.tick_rate_variance()
-    assert variance is not None and variance == pytest.approx(((100 - 33.33) / 2) ** 2, rel=0.05)
+    clocks.now += 0.005  # past the end of the fourth second
+    jitter = monitor.tick_interval_jitter()
+    assert jitter is not None and jitter == pytest.approx(0.010, rel=0.02)
+    assert monitor.per_second_tick_counts() == [50, 50, 50, 50]
+    assert monitor.tick_rate_variance() == 0.0
+
+
+def test_tick_rate_variance_is_the_variance_of_per_second_rates() -> None:
+    """Nine seconds at 60 FPS and one at 30 FPS: per-second rates 60 x 9 and 30, variance 81 FPS²; a stall with
+    no tick counts its whole seconds as 0 FPS even before the next tick; the window keeps its last seconds."""
+    clocks = Clocks()
+    monitor = PerformanceMonitor(clock=clocks, perf_clock=clocks, refresh_interval=0.0, percentile_window=10)
+    start = clocks.now
+    for second, rate in enumerate([60] * 4 + [30] + [60] * 5):
+        for k in range(rate):
+            clocks.now = start + second + k / rate
+            monitor.record_tick(0.0)
+    clocks.now = start + 10.0
+    assert monitor.per_second_tick_counts() == [60] * 4 + [30] + [60] * 5
+    assert monitor.tick_rate_variance() == pytest.approx(81.0)
+    clocks.now = start + 12.5  # stalled: two whole seconds without a tick
+    assert monitor.per_second_tick_counts() == [60] * 2 + [30] + [60] * 5 + [0, 0]
 
 
 def test_spec_phases_exist_and_user_phases_are_bounded() -> None:

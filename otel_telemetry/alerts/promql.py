@@ -7,6 +7,10 @@ names this SDK exports:
 * a gauge or counter field is its series, filtered by the entry's ``where`` (and ``selector``) attributes, times
   its scale: ``server_tick_duration_avg_seconds * 1000``; a field keyed by an attribute takes the key as a label
   matcher: ``server_game_map_players{map="map-001"}``;
+* a percentage over the last collection interval whose entry names the counters behind it (``rate_counter`` over
+  ``percent_of``) is the ratio of their rates over the range, so a rule sees every packet of the last five minutes
+  rather than one interval's sample: ``sum by (service_instance_id) (rate(server_network_packets_lost_total[5m]))
+  / sum by (service_instance_id) (rate(server_network_packets_total{direction="sent"}[5m])) * 100``;
 * a histogram's percentiles are ``histogram_quantile`` over the rate of its ``_bucket`` series, its average the
   rate of ``_sum`` over the rate of ``_count``, its count the increase of ``_count``, summed by the labels that
   tell servers apart;
@@ -22,7 +26,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from otel_telemetry.alerts.model import _RANGE, _WINDOWED, AlertRule, _fmt
-from otel_telemetry.catalog import Instrument, MetricSpec, SnapshotField, snapshot_fields
+from otel_telemetry.catalog import Instrument, MetricSpec, SnapshotField, lookup, snapshot_fields
 from otel_telemetry.snapshot.model import Distribution, Percentiles
 
 __all__ = [
@@ -40,16 +44,20 @@ class _Source:
     """How one ``ServerMetrics`` path reads in PromQL.
 
     ``value``: the series itself; ``quantile``: ``histogram_quantile`` over the buckets' rate; ``avg``: rate of
-    ``_sum`` over rate of ``_count``; ``count``: increase of ``_count``. ``scale`` converts the exported unit to
-    the snapshot's (1000: seconds to milliseconds). ``wildcard`` names the label a mapping key selects.
+    ``_sum`` over rate of ``_count``; ``count``: increase of ``_count``; ``ratio``: rate of the counter ``name``
+    over the rate of the counter ``over`` (selected by ``over_matchers``). ``scale`` converts the exported unit to
+    the snapshot's (1000: seconds to milliseconds; 100 for a ratio in percent). ``wildcard`` names the label a
+    mapping key selects.
     """
 
-    kind: Literal["value", "quantile", "avg", "count"]
+    kind: Literal["value", "quantile", "avg", "count", "ratio"]
     name: str
     scale: float = 1.0
     q: float = 0.0
     matchers: tuple[tuple[str, str], ...] = ()
     wildcard: str | None = None
+    over: str = ""
+    over_matchers: tuple[tuple[str, str], ...] = ()
 
 
 #: What each statistic of a histogram window is in PromQL (None: nothing; min and max are not in the buckets).
@@ -78,6 +86,18 @@ def _sources(spec: MetricSpec, item: SnapshotField) -> dict[str, _Source]:
         return _Source(kind, name, scale, q, matchers, item.key)
 
     histogram = spec.instrument is Instrument.HISTOGRAM
+    if spec.rate_counter is not None and spec.percent_of is not None and item.key is None:
+        numerator, denominator = lookup(spec.rate_counter), lookup(spec.percent_of)
+        return {
+            prefix: _Source(
+                "ratio",
+                numerator.prometheus_name,
+                100.0 * item.scale,
+                matchers=tuple(spec.rate_where.items()),
+                over=denominator.prometheus_name,
+                over_matchers=tuple(spec.percent_of_where.items()),
+            )
+        }
     if item.stat == "value":
         if histogram:
             raise RuntimeError(f"catalog entry {spec.id}: histogram field {item.path!r} needs a stat")
@@ -173,8 +193,8 @@ def _render_source(
     off = f" offset {offset}" if offset else ""
     scale = "" if source.scale == 1 else f" * {_fmt(source.scale)}"
 
-    def summed(suffix: str, function: str, extra: tuple[str, ...] = ()) -> str:
-        bucketed = selector.replace(source.name, source.name + suffix, 1)
+    def summed(suffix: str, function: str, extra: tuple[str, ...] = (), series: str = "") -> str:
+        bucketed = series or selector.replace(source.name, source.name + suffix, 1)
         labels = ", ".join((*extra, *by))
         clause = f"sum by ({labels}) " if labels else "sum "
         return f"{clause}({function}({bucketed}[{range_}]{off}))"
@@ -186,6 +206,12 @@ def _render_source(
         return _Expr(f"histogram_quantile({_fmt(source.q)}, {inner}){scale}", atomic=not scale)
     if source.kind == "avg":
         ratio = f"{summed('_sum', 'rate')} / {summed('_count', 'rate')}"
+        return _Expr(f"{ratio}{scale}", atomic=False)
+    if source.kind == "ratio":
+        whole = source.over
+        if source.over_matchers:
+            whole += "{" + ", ".join(f"{k}={_label_value(v)}" for k, v in source.over_matchers) + "}"
+        ratio = f"{summed('', 'rate')} / {summed('', 'rate', series=whole)}"
         return _Expr(f"{ratio}{scale}", atomic=False)
     return _Expr(summed("_count", "increase"), atomic=True)
 

@@ -141,6 +141,7 @@ class PerformanceMetrics:
     frame_time_ms: Distribution = field(default_factory=Distribution)
     update_cycle_ms: Distribution = field(default_factory=Distribution)
     phase_time_ms: Mapping[str, Distribution] = field(default_factory=lambda: _EMPTY)
+    tick_interval_jitter_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

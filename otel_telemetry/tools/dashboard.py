@@ -105,8 +105,9 @@ def _targets(spec: MetricSpec) -> list[dict[str, Any]]:
 
 
 def _title(spec: MetricSpec) -> str:
-    # Instruments shared by several spec bullets (the phases) are titled by what they measure, not one bullet.
-    title = spec.description if spec.selector else spec.documented
+    # Instruments shared by several spec bullets (the phases), and those the spec does not list (the counters behind
+    # its per-second gauges), are titled by what they measure.
+    title = spec.description if spec.selector or not spec.spec_bullet else spec.documented
     if spec.instrument is Instrument.OBSERVABLE_COUNTER:
         title += ", per second"
     if _TOP_K_ATTRIBUTES & set(spec.attributes):
