@@ -222,7 +222,7 @@ class Telemetry:
         refresh = config.collection_interval / 2
         window = config.percentile_window
         self.hardware: HardwareMonitor | None = (
-            HardwareMonitor(refresh_interval=refresh, pacer=self._pacer)
+            HardwareMonitor(refresh_interval=config.collection_interval, pacer=self._pacer)  # one sample a frame
             if config.enable_hardware_metrics and config.enabled
             else None
         )
