@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import DATA, spec_bullets, spec_payload
 
 TESTS = Path(__file__).resolve().parent
-# "shared/seeds" as one string, or a path built from the parts: Path(...) / "shared" / "seeds"
+# The seeds directory named as one string, or a path built from its two parts with Path division
 _OUTSIDE = re.compile(r"shared/seeds|[\"']seeds[\"']|[\"']shared[\"']")
 
 
