@@ -417,7 +417,7 @@ class Telemetry:
         if writer.format == "jsonl":
             writer.write(frame.server_metrics.to_dict())
         else:
-            writer.write(encode_otlp_metrics(frame.export_data))
+            writer.write(encode_otlp_metrics(frame.metrics_data))
 
     # -- access -----------------------------------------------------------------------------------------------------
     def monitors(self) -> list[Any]:
@@ -568,7 +568,7 @@ class Telemetry:
         """The newest frame as OTLP protobuf bytes (an ``ExportMetricsServiceRequest``), the standard binary form;
         decode with :func:`otel_telemetry.decode_otlp_metrics`. Empty bytes before the first frame."""
         frame = self.latest_frame()
-        return encode_otlp_metrics(frame.export_data) if frame is not None else b""
+        return encode_otlp_metrics(frame.metrics_data) if frame is not None else b""
 
     def collect(self) -> MetricsData | None:
         """Take a frame now (on the calling thread), publish it to every output and return its ``MetricsData``;

@@ -118,7 +118,7 @@ class _DeltaConverter:
             )
         }
         resource_metrics = []
-        for rm in frame.export_data.resource_metrics:
+        for rm in frame.metrics_data.resource_metrics:
             scopes = []
             for sm in rm.scope_metrics:
                 scopes.append(replace(sm, metrics=[self._metric(m, produced) for m in sm.metrics]))
@@ -206,7 +206,7 @@ class OtlpFrameExporter:
     def _export(self, frame: Frame) -> None:
         from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-        data = self._delta.convert(frame) if self._delta is not None else frame.export_data
+        data = self._delta.convert(frame) if self._delta is not None else frame.metrics_data
         try:
             with suppress_instrumentation():
                 result = self._exporter.export(data, timeout_millis=self._timeout_millis)

@@ -94,19 +94,27 @@ class PrometheusExposition(Collector):
 
     def text(self, frame: Frame) -> bytes:
         """The text exposition of ``frame`` (rendered once per frame; later calls return the same bytes)."""
+        body = self._rendered(frame)
+        self.export_counts.record(body is not None)
+        return body if body is not None else self._last_text()
+
+    def _rendered(self, frame: Frame) -> bytes | None:
+        """``frame``'s text, rendered now unless it already was; None when rendering failed (logged, counted)."""
         with self._lock:
             cached = self._text
             if cached is not None and cached[0] == frame.sequence:
-                self.export_counts.record(True)
                 return cached[1]
             try:
-                body = render_text(self._for_prometheus(frame.export_data), {}, target_info=self._target_info)
+                body = render_text(self._for_prometheus(frame.metrics_data), {}, target_info=self._target_info)
             except Exception:
                 self._failed()
-                return cached[1] if cached is not None else b""
+                return None
             self._text = (frame.sequence, body)
-            self.export_counts.record(True)
             return body
+
+    def _last_text(self) -> bytes:
+        with self._lock:
+            return self._text[1] if self._text is not None else b""
 
     def _gzip(self, sequence: int, body: bytes) -> bytes:
         with self._lock:
@@ -120,20 +128,11 @@ class PrometheusExposition(Collector):
     def on_frame(self, frame: Frame) -> None:
         """Frame listener: render ahead while someone scrapes (within the last ``_EAGER_FOR`` seconds)."""
         last = self._last_scrape
-        if last is None or time.monotonic() - last > _EAGER_FOR:
-            return
-        with self._lock:
-            cached = self._text
-            if cached is not None and cached[0] == frame.sequence:
-                return
-            try:
-                self._text = (frame.sequence, render_text(self._for_prometheus(frame.export_data), {}))
-            except Exception:
-                self._failed()
+        if last is not None and time.monotonic() - last <= _EAGER_FOR and self._rendered(frame) is None:
+            self.export_counts.record(False)
 
     def _failed(self) -> None:
         self.scrape_failures += 1
-        self.export_counts.record(False)
         if not self._warned:
             self._warned = True
             _logger.exception("rendering a frame for Prometheus failed (logged once; counted)")
@@ -149,9 +148,10 @@ class PrometheusExposition(Collector):
             if served is not None and served[0] == frame.sequence:
                 return list(served[1])
             try:
-                families = self.families(frame.export_data)
+                families = self.families(frame.metrics_data)
             except Exception:
                 self._failed()
+                self.export_counts.record(False)
                 return []
             self._families = (frame.sequence, families)
             return list(families)

@@ -234,7 +234,6 @@ class FrameCollector:
                 metrics_data=merged,
                 histograms={state.key: state for state in states},
                 server_metrics=snapshot,
-                exported=None,
             )
             stages = list(self._stages)
         frame = self._staged(frame, stages)
@@ -257,11 +256,7 @@ class FrameCollector:
                 added.append(ScopeMetrics(InstrumentationScope(f"otel_telemetry.{name}"), metrics, ""))
         if not added or not frame.metrics_data.resource_metrics:
             return frame
-        return replace(
-            frame,
-            metrics_data=_with(frame.metrics_data, added),
-            exported=None if frame.exported is None else _with(frame.exported, added),
-        )
+        return replace(frame, metrics_data=_with(frame.metrics_data, added))
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._warned:

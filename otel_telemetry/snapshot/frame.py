@@ -1,10 +1,11 @@
 """The frame: one collection, taken once per ``collection_interval``, that every output reads.
 
 A frame holds the collected OpenTelemetry ``MetricsData`` (cumulative: the SDK's observable instruments, the
-produced histograms and the per-entity gauges, under one resource) and what is derived from it: the window
-statistics of every histogram series and the ``ServerMetrics`` snapshot. It is immutable and safe to share: the
-Prometheus endpoint serves it, OTLP exports it, alerts evaluate it, the history ring, the API principal push, the
-snapshot file and ``otel-telemetry top`` read it. None of them collects on its own, so they can never disagree.
+produced histograms, and the per-player gauges only when ``export_player_series`` is on, under one resource) and
+what is derived from it: the window statistics of every histogram series and the ``ServerMetrics`` snapshot. It is
+immutable and safe to share: the Prometheus endpoint serves it, OTLP exports it, alerts evaluate it, the history
+ring, the API principal push, the snapshot file and ``otel-telemetry top`` read it. None of them collects on its
+own, so they can never disagree.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ class Frame:
         metrics_data: the collected metrics, cumulative.
         histograms: every histogram series' state (cumulative cells and the sliding-window snapshot), by key.
         server_metrics: the :class:`~otel_telemetry.ServerMetrics` derived from this frame.
-        exported: what leaves the process (Prometheus, OTLP, OTLP files): ``metrics_data`` without the per-entity
-            series (per-player pings) unless exporting them is switched on; None means all of ``metrics_data``.
     """
 
     sequence: int
@@ -42,12 +41,6 @@ class Frame:
     metrics_data: MetricsData
     histograms: Mapping[SeriesKey, HistogramState]
     server_metrics: ServerMetrics
-    exported: MetricsData | None = None
-
-    @property
-    def export_data(self) -> MetricsData:
-        """The metrics outputs send out (see :attr:`exported`)."""
-        return self.metrics_data if self.exported is None else self.exported
 
     def metrics(self) -> Iterator[Metric]:
         """Every metric of the frame, across resources and scopes."""
