@@ -23,13 +23,9 @@ from instrumentations._base import Monitor
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-    from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
+    from opentelemetry.sdk.metrics.export import MetricReader
 
-    from otel_telemetry.accumulators import HistogramSnapshot, SeriesKey
     from otel_telemetry.producer import HistogramProducer
-
-    #: What :func:`otel_telemetry._otel.hook_reader` runs on each collection of a reader.
-    _Transform = Callable[[MetricsData, MetricReader], MetricsData]
 
 __all__ = ["SCOPE_NAME", "attach_monitor", "detach_monitor", "instrument_monitor"]
 
@@ -39,16 +35,6 @@ _logger = logging.getLogger(__name__)
 SCOPE_NAME = "otel_telemetry.instrumentations"
 
 _M = TypeVar("_M", bound=Monitor)
-
-
-class _ReaderState:
-    """One hooked reader's delta state: previous totals per producer, used by one collection at a time."""
-
-    __slots__ = ("lock", "previous")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.previous: dict[HistogramProducer, dict[SeriesKey, tuple[HistogramSnapshot, int]]] = {}
 
 
 class _ProviderHook:
@@ -64,7 +50,7 @@ class _ProviderHook:
         # that attaching it again continues its series instead of sending everything since start a second time.
         self._producers: dict[Monitor, HistogramProducer] = {}
         self._active: tuple[HistogramProducer, ...] = ()
-        self._hooked: weakref.WeakKeyDictionary[MetricReader, _ReaderState] = weakref.WeakKeyDictionary()
+        self._hooked: weakref.WeakSet[MetricReader] = weakref.WeakSet()
 
     def add(self, provider: SdkMeterProvider, monitor: Monitor) -> None:
         """Produce ``monitor``'s histograms and gauges for every reader of ``provider`` (hooking new readers)."""
@@ -72,7 +58,7 @@ class _ProviderHook:
 
         from instrumentations import __version__
         from otel_telemetry._otel import hook_reader, provider_readers
-        from otel_telemetry.producer import HistogramProducer
+        from otel_telemetry.producer import HistogramProducer, ReaderMerge
 
         with self._lock:
             producer = self._producers.get(monitor)
@@ -84,8 +70,8 @@ class _ProviderHook:
                 self._active = (*self._active, producer)
             for reader in provider_readers(provider):
                 if reader not in self._hooked:
-                    state = self._hooked[reader] = _ReaderState()
-                    hook_reader(reader, self._transform_for(state))
+                    self._hooked.add(reader)
+                    hook_reader(reader, ReaderMerge(lambda: self._active))
 
     def remove(self, monitor: Monitor) -> None:
         """Stop producing ``monitor``'s metrics (a collection with no monitor left passes through unchanged)."""
@@ -102,33 +88,6 @@ class _ProviderHook:
                 monitor.refresh(force=True)
             except Exception:
                 _logger.exception("refreshing %s before exit failed", type(monitor).__name__)
-
-    def _transform_for(self, state: _ReaderState) -> _Transform:
-        def transform(metrics_data: MetricsData, reader: MetricReader) -> MetricsData:
-            return self._merge(state, metrics_data, reader)
-
-        return transform
-
-    def _merge(self, state: _ReaderState, metrics_data: MetricsData, reader: MetricReader) -> MetricsData:
-        active = self._active
-        if not active:
-            return metrics_data
-        from opentelemetry.sdk.resources import Resource
-
-        from otel_telemetry._otel import histogram_temporality
-
-        temporality = histogram_temporality(reader)
-        first = metrics_data.resource_metrics[0] if metrics_data.resource_metrics else None
-        resource = first.resource if first is not None else Resource.get_empty()
-        with state.lock:
-            for producer in active:
-                previous = state.previous.setdefault(producer, {})
-                try:
-                    metrics_data = producer.merge(metrics_data, resource, temporality, previous)
-                except Exception:
-                    producer.count_failure()
-                    _logger.exception("merging a monitor's histograms failed; exporting the SDK's metrics without them")
-        return metrics_data
 
 
 _hooks: weakref.WeakKeyDictionary[SdkMeterProvider, _ProviderHook] = weakref.WeakKeyDictionary()

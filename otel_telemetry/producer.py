@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from opentelemetry.sdk.metrics.export import (
@@ -197,32 +197,43 @@ class HistogramProducer:
         return MetricsData(resource_metrics=[merged, *rest])
 
 
-class ProducingReaderMixin:
-    """Mixin for ``MetricReader`` subclasses: merges a producer's histograms into every collection.
+class ReaderMerge:
+    """The transform (for :func:`otel_telemetry._otel.hook_reader`) that merges producers' metrics into every
+    collection of one reader, the MetricProducer the Python SDK lacks.
 
-    Subclasses call :meth:`_merge_produced` at the top of their ``_receive_metrics``.
+    Each reader gets its own ``ReaderMerge``: it keeps that reader's delta state per producer (a delta reader gets
+    what was recorded since its own previous collection), merges one collection at a time (the periodic thread and
+    a ``force_flush`` may overlap), and counts a producer that fails in its ``failures``, leaving the SDK's
+    metrics to go out without it.
+
+    Args:
+        producers: returns the producers to merge now (read once per collection).
+        resource: the resource of the produced metrics; by default the collection's own.
     """
 
-    _producer: HistogramProducer | None = None
-    _producer_resource: Resource = Resource.get_empty()
-    _produce_gauges: bool = True
+    def __init__(self, producers: Callable[[], Sequence[HistogramProducer]], resource: Resource | None = None) -> None:
+        self._producers = producers
+        self._resource = resource
+        self._lock = threading.Lock()
+        self._previous: dict[HistogramProducer, dict[SeriesKey, tuple[HistogramSnapshot, int]]] = {}
 
-    def attach_producer(self, producer: HistogramProducer, resource: Resource, *, gauges: bool = True) -> None:
-        """Merge ``producer``'s metrics (under ``resource``) into this reader's collections.
-
-        ``gauges=False`` leaves out the per-entity gauges (per-player ping): a reader that does not export
-        (the in-process snapshot) need not pay for thousands of series every second.
-        """
-        self._producer = producer
-        self._producer_resource = resource
-        self._produce_gauges = gauges
-        self._produced_previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] = {}
-        # Two collections of one reader may overlap (the periodic thread and a force_flush): the delta state
-        # is read and replaced by one of them at a time.
-        self._produced_lock = threading.Lock()
-
-    def _merge_produced(self, metrics_data: MetricsData | None) -> MetricsData | None:
-        if self._producer is None:
+    def __call__(self, metrics_data: MetricsData, reader: MetricReader) -> MetricsData:
+        producers = self._producers()
+        if not producers:
+            return metrics_data
+        temporality = histogram_temporality(reader)
+        resource = self._resource
+        if resource is None:
+            first = metrics_data.resource_metrics[0] if metrics_data.resource_metrics else None
+            resource = first.resource if first is not None else Resource.get_empty()
+        with self._lock:
+            for producer in producers:
+                previous = self._previous.setdefault(producer, {})
+                try:
+                    metrics_data = producer.merge(metrics_data, resource, temporality, previous)
+                except Exception:
+                    producer.count_failure()
+                    _logger.exception("merging produced histograms failed; exporting the SDK's metrics without them")
             return metrics_data
         assert isinstance(self, MetricReader)
         temporality = histogram_temporality(self)

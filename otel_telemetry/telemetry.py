@@ -56,7 +56,7 @@ from otel_telemetry.export.principal import PrincipalExporter
 from otel_telemetry.export.prometheus import PrometheusExposition
 from otel_telemetry.export.selftelemetry import register_self_telemetry
 from otel_telemetry.pacing import LoopPacer
-from otel_telemetry.producer import HistogramProducer
+from otel_telemetry.producer import HistogramProducer, ReaderMerge
 from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus
@@ -201,7 +201,6 @@ class Telemetry:
         self._alert_evaluator: AlertEvaluator | None = None
         self._failures_seen: dict[str, int] = {}
         self._export_counts: list[Any] = []
-        self._reader_previous: dict[int, dict[Any, Any]] = {}
         self._pacer = LoopPacer()  # background work waits for the game loop's idle time (fed by tick())
         self.logger_provider: Any = None
         # One namespace and series budget for every family and series this handle exports.
@@ -264,7 +263,7 @@ class Telemetry:
         self._producer = HistogramProducer(InstrumentationScope(SCOPE_NAME, _instrumentations_version))
         frame_reader = FrameReader()
         for reader in metric_readers:  # the user's own readers also receive the produced metrics
-            hook_reader(reader, self._produced_for)
+            hook_reader(reader, ReaderMerge(lambda: (self._producer,), self.resource))
         # The providers' own exit hooks would flush to an unreachable exporter without a deadline; the handle
         # registers one bounded shutdown at exit instead (see _exit_hook).
         self.meter_provider = SdkMeterProvider(
@@ -387,13 +386,6 @@ class Telemetry:
                 [self.health.handle],
                 metrics_app=self._prometheus.wsgi_app,
             )
-
-    def _produced_for(self, metrics_data: MetricsData, reader: MetricReader) -> MetricsData:
-        """A user's reader collects on its own; it gets the produced metrics merged like a frame."""
-        from otel_telemetry._otel import histogram_temporality
-
-        previous = self._reader_previous.setdefault(id(reader), {})  # each reader keeps its own delta state
-        return self._producer.merge(metrics_data, self.resource, histogram_temporality(reader), previous, True)
 
     def _principal_payload(self) -> tuple[int, Mapping[str, object]] | None:
         """The newest frame for the principal: (its sequence, the spec's JSON body); None before the first frame."""
