@@ -60,6 +60,7 @@ from otel_telemetry.producer import HistogramProducer, ReaderMerge
 from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus
+from otel_telemetry.recording.hooks import Hook, HookRegistry
 from otel_telemetry.recording.tracing import HandlerTelemetry, claim_default
 from otel_telemetry.series import SeriesRegistry
 from otel_telemetry.snapshot.build import server_metrics
@@ -205,6 +206,8 @@ class Telemetry:
         self.logger_provider: Any = None
         # One namespace and series budget for every family and series this handle exports.
         self.series = SeriesRegistry(config.series_budget)
+        #: Hooks of the application on collections, exports and events (:meth:`add_hook`).
+        self.hooks = HookRegistry()
         self._build_monitors(config)
         self.health = HealthRegistry()
         if not config.enabled:
@@ -256,6 +259,7 @@ class Telemetry:
         )
         self.metrics.enabled = False
         self.events = EventRecorder(None)
+        self.events.on("*", self._event_hook)
         self.alerts = AlertManager([])
 
     def _build_pipeline(self, config: TelemetryConfig, metric_readers: Sequence[MetricReader]) -> None:
@@ -329,6 +333,7 @@ class Telemetry:
             self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
             self.logger_provider.add_log_record_processor(batch_processor_class(log_exporter))
         self.events = EventRecorder(self.logger_provider.get_logger("otel_telemetry.events", __version__))
+        self.events.on("*", self._event_hook)
 
     def _build_alerts(self, config: TelemetryConfig) -> None:
         rules = default_rules(dict(config.alert_thresholds), config.alert_for, cooldown=config.alert_cooldown)
@@ -386,6 +391,11 @@ class Telemetry:
                 [self.health.handle],
                 metrics_app=self._prometheus.wsgi_app,
             )
+
+        collector.add_listener("hooks", lambda frame: self.hooks.fire("collection", frame))
+
+    def _event_hook(self, event: Event) -> None:
+        self.hooks.fire("event", event)
 
     def _principal_payload(self) -> tuple[int, Mapping[str, object]] | None:
         """The newest frame for the principal: (its sequence, the spec's JSON body); None before the first frame."""
@@ -467,6 +477,21 @@ class Telemetry:
         See :attr:`events` for querying recent events and hooking callbacks per event name.
         """
         return self.events.record_event(name, attributes, severity)
+
+    def add_hook(self, kind: str, callback: Hook) -> None:
+        """Call ``callback`` at every moment of ``kind``: ``"collection"`` (with each new frame, on the collecting
+        thread, after every output had it), ``"export"`` (with ``(exporter, ok)`` after each export attempt) or
+        ``"event"`` (with each recorded event). Each hook is isolated: one that raises is logged once and counted
+        in ``hooks.errors``; hooks run inline, so they must be quick (see :mod:`otel_telemetry.recording.hooks`).
+
+        Raises:
+            ValueError: on an unknown ``kind`` or a ``callback`` that is not callable.
+        """
+        self.hooks.add(kind, callback)
+
+    def remove_hook(self, kind: str, callback: Hook) -> bool:
+        """Remove one registration of ``callback`` for ``kind``; False when it was not registered."""
+        return self.hooks.remove(kind, callback)
 
     def _drops(self) -> list[tuple[str, str, int]]:
         """Everything dropped so far, as ``(source, reason, count)``."""

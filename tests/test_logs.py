@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import logging.handlers
 import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
-from otel_telemetry.recording.logs import JsonLogHandler
+from otel_telemetry.recording.logs import JsonLogFormatter, JsonLogHandler
 
 
 @pytest.fixture
@@ -176,3 +178,27 @@ def test_threads_never_interleave_lines(log: logging.Logger, stream: io.StringIO
     parsed = lines(stream)
     assert len(parsed) == 1600
     assert sorted({p["worker"] for p in parsed}) == list(range(8))
+
+
+def test_json_formatter_rotates_with_the_standard_rotating_handler(tmp_path: Path) -> None:
+    """JsonLogFormatter gives any handler the same JSON lines: with RotatingFileHandler the files rotate by size,
+    at most backupCount old files are kept, and every line of every file is one JSON object."""
+    path = tmp_path / "server.log"
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000, backupCount=2, encoding="utf-8")
+    handler.setFormatter(JsonLogFormatter())
+    log = logging.getLogger("test.rotation")
+    log.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        for number in range(100):
+            log.info("tick %d", number, extra={"tick": number})
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["server.log", "server.log.1", "server.log.2"]
+    lines = [json.loads(line) for name in files for line in (tmp_path / name).read_text("utf-8").splitlines()]
+    assert lines and all(doc["logger"] == "test.rotation" and doc["level"] == "INFO" for doc in lines)
+    assert max(doc["tick"] for doc in lines) == 99  # the newest records are kept, the oldest rotated away
+    assert min(doc["tick"] for doc in lines) > 0

@@ -12,6 +12,10 @@ fields above win over an ``extra`` of the same name)::
 
 The current span is read when the record is emitted, so put this handler where records are emitted
 synchronously (not behind a ``QueueHandler``), or the ids are those of the queue's thread.
+
+For files with rotation, give :class:`JsonLogFormatter` (the same JSON lines) to the standard library's own
+rotating handlers: ``RotatingFileHandler(path, maxBytes=..., backupCount=...)`` rotates by size and keeps
+``backupCount`` files; ``TimedRotatingFileHandler`` rotates by time.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import TextIO
 from opentelemetry import trace
 from opentelemetry.trace import format_span_id, format_trace_id
 
-__all__ = ["JsonLogHandler"]
+__all__ = ["JsonLogFormatter", "JsonLogHandler"]
 
 # Attributes every LogRecord has; whatever else a record carries came from ``extra``.
 _STANDARD = frozenset(logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__) | {
@@ -39,21 +43,9 @@ def _iso(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-class JsonLogHandler(logging.Handler):
-    """Writes each record as one JSON line to ``stream`` (default ``sys.stderr``, looked up at each write).
-
-    Never raises: a failure goes to :meth:`logging.Handler.handleError`. Thread-safe (``logging.Handler``
-    serialises :meth:`emit` with its lock).
-
-    Args:
-        stream: a text stream; None for the current ``sys.stderr``.
-        level: the handler's threshold.
-    """
-
-    def __init__(self, stream: TextIO | None = None, level: int = logging.NOTSET) -> None:
-        super().__init__(level)
-        self.stream = stream
-        self._exception_formatter = logging.Formatter()
+class JsonLogFormatter(logging.Formatter):
+    """Formats each record as one JSON object (one line; see the module docs), for any ``logging`` handler:
+    ``RotatingFileHandler(path, maxBytes=10_000_000, backupCount=5).setFormatter(JsonLogFormatter())``."""
 
     def to_dict(self, record: logging.LogRecord) -> dict[str, object]:
         """The JSON object for ``record`` (before encoding)."""
@@ -75,17 +67,42 @@ class JsonLogHandler(logging.Handler):
             document["trace_id"] = format_trace_id(span_context.trace_id)
             document["span_id"] = format_span_id(span_context.span_id)
         if record.exc_info:
-            document["exc_info"] = self._exception_formatter.formatException(record.exc_info)
+            document["exc_info"] = self.formatException(record.exc_info)
         elif record.exc_text:
             document["exc_info"] = record.exc_text
         if record.stack_info:
-            document["stack_info"] = self._exception_formatter.formatStack(record.stack_info)
+            document["stack_info"] = self.formatStack(record.stack_info)
         return document
+
+    def format(self, record: logging.LogRecord) -> str:
+        """``record`` as one line of JSON (no trailing newline: the handler adds its terminator)."""
+        return json.dumps(self.to_dict(record), ensure_ascii=False, default=str)
+
+
+class JsonLogHandler(logging.Handler):
+    """Writes each record as one JSON line to ``stream`` (default ``sys.stderr``, looked up at each write).
+
+    Never raises: a failure goes to :meth:`logging.Handler.handleError`. Thread-safe (``logging.Handler``
+    serialises :meth:`emit` with its lock).
+
+    Args:
+        stream: a text stream; None for the current ``sys.stderr``.
+        level: the handler's threshold.
+    """
+
+    def __init__(self, stream: TextIO | None = None, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.stream = stream
+        self._json = JsonLogFormatter()
+
+    def to_dict(self, record: logging.LogRecord) -> dict[str, object]:
+        """The JSON object for ``record`` (before encoding)."""
+        return self._json.to_dict(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record`` as one JSON line."""
         try:
-            line = json.dumps(self.to_dict(record), ensure_ascii=False, default=str)
+            line = self._json.format(record)
             stream = self.stream if self.stream is not None else sys.stderr
             stream.write(line + "\n")
             stream.flush()
