@@ -69,7 +69,7 @@ def test_log_record_is_emitted_with_event_name_body_attributes_and_severity(
     record = exported.log_record
     assert record.event_name == "player.kicked"
     assert record.body == "player.kicked"
-    assert dict(record.attributes or {}) == {"reason": "afk"}
+    assert dict(record.attributes or {}) == {"reason": "afk", "event.category": "application"}
     assert record.severity_number is SeverityNumber.WARN
     assert record.severity_text == "WARNING"
 
@@ -86,7 +86,7 @@ def test_event_inside_a_span_becomes_a_span_event_with_correlated_ids(
     (finished,) = spans.get_finished_spans()
     (span_event,) = finished.events
     assert span_event.name == "round.started"
-    assert dict(span_event.attributes or {}) == {"round": 3, "event.severity": "error"}
+    assert dict(span_event.attributes or {}) == {"round": 3, "event.severity": "error", "event.category": "application"}
     context = span.get_span_context()
     assert event.trace_id == format_trace_id(context.trace_id)
     assert event.span_id == format_span_id(context.span_id)
@@ -107,27 +107,42 @@ def test_each_severity_maps_to_its_severity_number(
     assert recorder.rejected == 0
 
 
-def test_bad_severity_is_counted_and_recorded_as_info(
-    recorder: EventRecorder, caplog: pytest.LogCaptureFixture
-) -> None:
-    """An unknown severity never raises: it is counted in rejected, logged once, and recorded as info."""
-    with caplog.at_level(logging.WARNING, logger="otel_telemetry.recording.events"):
-        first = recorder.record_event("e", severity="fatal-ish")
-        second = recorder.record_event("e", severity=3)  # type: ignore[arg-type]
-    assert first.severity == second.severity == "info"
-    assert recorder.rejected == 2
-    assert sum("bad severity" in r.getMessage() for r in caplog.records) == 1
-
-
-def test_bad_name_and_odd_attributes_are_recorded_anyway(recorder: EventRecorder) -> None:
-    """A non-string name is recorded as str(name); attribute values OpenTelemetry refuses become strings."""
-    event = recorder.record_event(
-        404,  # type: ignore[arg-type]
-        {"ids": [1, 2], "tags": ("a", "b"), "obj": {"nested": True}, "none": None, "ok": 1.5},
-    )
-    assert event.name == "404"
-    assert dict(event.attributes) == {"ids": (1, 2), "tags": ("a", "b"), "obj": "{'nested': True}", "ok": 1.5}
+@pytest.mark.parametrize("bad", ["fatal-ish", "bogus", "", 3, None])
+def test_bad_severity_is_refused_naming_field_value_and_allowed(recorder: EventRecorder, bad: object) -> None:
+    """An unknown severity raises ValueError naming the field, the value and the allowed ones; it is counted in
+    rejected and nothing is recorded (never silently mapped to info)."""
+    with pytest.raises(ValueError, match=r"severity.*'debug'.*'critical'.*got") as raised:
+        recorder.record_event("e", severity=bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(raised.value)
     assert recorder.rejected == 1
+    assert recorder.events() == [] and recorder.recorded == 0
+
+
+def test_warn_is_a_documented_alias_of_warning(
+    recorder: EventRecorder, logs: tuple[Logger, InMemoryLogRecordExporter]
+) -> None:
+    """ "warn" (any case) is recorded as "warning", with OpenTelemetry's WARN number."""
+    event = recorder.record_event("e", severity="WARN")
+    assert event.severity == "warning"
+    (exported,) = logs[1].get_finished_logs()
+    assert exported.log_record.severity_number is SeverityNumber.WARN
+
+
+@pytest.mark.parametrize("bad", [404, "", None, b"kill"])
+def test_bad_name_is_refused_naming_the_field(recorder: EventRecorder, bad: object) -> None:
+    """A non-string or empty name raises ValueError naming the field and the value; nothing is recorded."""
+    with pytest.raises(ValueError, match=r"name: must be a non-empty string, got"):
+        recorder.record_event(bad)  # type: ignore[arg-type]
+    assert recorder.rejected == 1 and recorder.events() == []
+
+
+def test_odd_attribute_values_are_recorded_as_strings(recorder: EventRecorder) -> None:
+    """Attribute values OpenTelemetry refuses become strings; None values are left out; nothing is rejected."""
+    event = recorder.record_event(
+        "e", {"ids": [1, 2], "tags": ("a", "b"), "obj": {"nested": True}, "none": None, "ok": 1.5}
+    )
+    assert dict(event.attributes) == {"ids": (1, 2), "tags": ("a", "b"), "obj": "{'nested': True}", "ok": 1.5}
+    assert recorder.rejected == 0
 
 
 def test_history_is_bounded_and_counts_drops(logs: tuple[Logger, InMemoryLogRecordExporter]) -> None:

@@ -187,11 +187,17 @@ def test_live_answers_ok_even_when_unhealthy(registry: HealthRegistry, base_url:
 def test_ready_needs_ready_flag_and_not_unhealthy(registry: HealthRegistry, base_url: str) -> None:
     """GET /health/ready: 200 when ready and healthy or degraded; 503 when not ready or unhealthy."""
     assert registry.ready
-    assert get_json(base_url + "/health/ready") == (200, {"ready": True, "status": "healthy"})
+    assert get_json(base_url + "/health/ready") == (
+        200,
+        {"ready": True, "status": "healthy", "declared_ready": True, "failing": []},
+    )
     registry.set("database", D)
     assert get_json(base_url + "/health/ready")[0] == 200
     registry.set_ready(False)
-    assert get_json(base_url + "/health/ready") == (503, {"ready": False, "status": "degraded"})
+    assert get_json(base_url + "/health/ready") == (
+        503,
+        {"ready": False, "status": "degraded", "declared_ready": False, "failing": []},
+    )
     registry.set_ready(True)
     registry.set("database", U)
     assert get_json(base_url + "/health/ready")[0] == 503

@@ -29,6 +29,20 @@ def _answer(registry: HealthRegistry, path: str = "/health") -> tuple[int, dict[
     return code, json.loads(body)
 
 
+#: What our components add to the example's (name, status, message, timestamp), with their JSON types.
+EXTRA_COMPONENT_KEYS = {"dependencies": list, "consecutive_failures": int, "critical": bool}
+
+
+def _without_extras(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with our extra component keys checked (present, of their JSON type) and taken out."""
+    components = []
+    for component in body["details"]["components"]:
+        for key, kind in EXTRA_COMPONENT_KEYS.items():
+            assert type(component[key]) is kind, (component["name"], key)
+        components.append({k: v for k, v in component.items() if k not in EXTRA_COMPONENT_KEYS})
+    return {**body, "details": {**body["details"], "components": components}}
+
+
 def _same_shape(found: object, expected: object, where: str) -> None:
     """Same keys at every level and the same JSON type for every value (null where the example has null)."""
     if isinstance(expected, dict):
@@ -46,11 +60,15 @@ def _same_shape(found: object, expected: object, where: str) -> None:
 
 
 def test_health_body_matches_the_example_field_by_field() -> None:
-    """One healthy component with no message: the example's keys, types, null message and spellings."""
+    """One healthy component with no message: the example's keys (plus our dependencies, consecutive_failures and
+    critical), types, null message and spellings."""
     registry = HealthRegistry()
     registry.set("server", HealthStatus.HEALTHY)
-    code, body = _answer(registry)
+    code, raw = _answer(registry)
     assert code == 200
+    (server,) = raw["details"]["components"]
+    assert (server["dependencies"], server["consecutive_failures"], server["critical"]) == ([], 0, True)
+    body = _without_extras(raw)
     _same_shape(body, EXAMPLE, "body")
     assert body["status"] == body["details"]["status"] == EXAMPLE["status"]
     (component,) = body["details"]["components"]
@@ -90,10 +108,19 @@ def test_statuses_are_accepted_in_the_example_spelling() -> None:
 
 
 def test_ready_and_live_answer_as_before() -> None:
-    """/health/ready keeps {"ready", "status"} (lowercase) and /health/live its plain "ok"."""
+    """/health/ready keeps {"ready", "status"} (lowercase), adds declared_ready and the failing components;
+    /health/live keeps its plain "ok"."""
     registry = HealthRegistry()
     registry.set("cache", HealthStatus.UNHEALTHY)
-    assert _answer(registry, "/health/ready") == (503, {"ready": False, "status": "unhealthy"})
+    assert _answer(registry, "/health/ready") == (
+        503,
+        {
+            "ready": False,
+            "status": "unhealthy",
+            "declared_ready": True,
+            "failing": [{"name": "cache", "status": "unhealthy", "message": None}],
+        },
+    )
     live = registry.handle("/health/live")
     assert live is not None and (live[0], live[2]) == (200, b"ok\n")
 
@@ -104,7 +131,7 @@ def test_handle_serves_the_example_shape_next_to_metrics(make_telemetry: Callabl
     telemetry.health.run_checks()
     assert telemetry.prometheus_url is not None
     code, _headers, raw = http_get(telemetry.prometheus_url.removesuffix("/metrics") + "/health")
-    body = json.loads(raw)
+    body = _without_extras(json.loads(raw))
     assert code == CODES[body["status"]]
     assert set(body) == set(EXAMPLE) and set(body["details"]) == set(EXAMPLE["details"])
     assert isinstance(body["details"]["uptime_seconds"], int)

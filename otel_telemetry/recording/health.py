@@ -1,15 +1,27 @@
-"""Component health: manual statuses, periodic checks, the aggregate status and the ``/health`` endpoints.
+"""Component health: manual statuses, periodic checks with thresholds and dependencies, and the ``/health`` endpoints.
 
-Aggregation: any component unhealthy → unhealthy; else any degraded → degraded; else (or with no components)
-healthy. ``/health`` answers 200 while healthy or degraded and 503 when unhealthy; ``/health/live`` answers 200
-while the process can answer at all; ``/health/ready`` answers 200 when the server declared itself ready and is
-not unhealthy, else 503.
+What a component shows is its effective status (:mod:`otel_telemetry.recording.health_status`): its own, made worse
+by an unhealthy or degraded dependency (``depends_on``), a non-critical component (``critical=False``) weighing at
+most degraded. Aggregation: the worst effective status; healthy with no components. ``/health`` answers 200 while
+healthy or degraded and 503 when unhealthy; ``/health/live`` answers 200 while the process can answer at all.
+
+``/health/ready`` answers 200 when the server declared itself ready (:meth:`HealthRegistry.set_ready`) and no
+component it needs is unhealthy, else 503. Which components it needs: those named with
+:meth:`HealthRegistry.set_readiness_checks` (each must have reported and not be unhealthy), or, by default, every
+critical component (the aggregate is not unhealthy). Degraded counts as ready: a server answering slowly still
+serves better than one taken out of rotation. The body, ``{"ready", "status", "declared_ready", "failing"}``,
+lists the failing components (``name``, ``status``, ``message``).
 
 The ``/health`` body has the shape common health-check servers answer (``status`` spelled ``Healthy``,
 ``Degraded`` or ``Unhealthy``; ``details`` with the same ``status``, ``uptime_seconds`` (whole seconds since the
 registry was created, i.e. since the telemetry handle was set up) and ``components``: ``name``, ``status``,
-``message`` (null when empty) and ``timestamp`` (whole Unix epoch seconds of the last change)). In Python the
-statuses stay :class:`HealthStatus` members (lowercase values); :func:`status_label` gives the spelling.
+``message`` (null when empty) and ``timestamp`` (whole Unix epoch seconds of the last change), plus ours:
+``dependencies``, ``consecutive_failures`` and ``critical``). In Python the statuses stay :class:`HealthStatus`
+members (lowercase values); :func:`status_label` gives the spelling.
+
+A check's run fails when it returns unhealthy, raises, returns an invalid result or times out. With
+``failure_threshold=n`` the component stays degraded ("1 of 3 failures: ...") until n runs in a row failed, then
+turns unhealthy; the first run that does not fail resets the count.
 
 What ``/health`` shows of a check is its status and the message the check chose (``(status, message)``). A check
 that raises shows as unhealthy with the exception's type only (``"raised RuntimeError"``), never its text, which
@@ -19,7 +31,7 @@ recovered, or when the exception type changes). ``register_check(..., error_deta
 
 Checks run periodically on a scheduler thread (:meth:`HealthRegistry.start`). Each run of a check executes in a
 daemon thread of its own, so a hung check delays no other check: when it exceeds its timeout it is reported
-unhealthy ("timed out"), and it is not started again until the hung run returns (so at most one thread per check
+as failed ("timed out"), and it is not started again until the hung run returns (so at most one thread per check
 is ever stuck; Python cannot kill it). A result that arrives after the timeout is discarded.
 """
 
@@ -31,9 +43,22 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from enum import Enum
 from urllib.parse import urlsplit
+
+from otel_telemetry.recording.health_status import (
+    ComponentHealth,
+    HealthCheck,
+    HealthStatus,
+    aggregate,
+    component_names,
+    effective,
+    find_cycle,
+    parse_result,
+    parse_status,
+    readiness_failures,
+    status_label,
+    unknown_dependencies,
+)
 
 __all__ = [
     "HEALTH_PATH",
@@ -52,66 +77,12 @@ _logger = logging.getLogger(__name__)
 HEALTH_PATH = "/health"
 #: Liveness: 200 "ok" while the process answers.
 LIVE_PATH = "/health/live"
-#: Readiness: 200 when ready and not unhealthy, else 503 (JSON).
+#: Readiness: 200 when declared ready and no needed component is unhealthy, else 503 (JSON).
 READY_PATH = "/health/ready"
 
 _JSON = ("Content-Type", "application/json")
 _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 _NO_STORE = ("Cache-Control", "no-store")
-
-
-class HealthStatus(str, Enum):
-    """The health of a component or of the whole server."""
-
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    UNHEALTHY = "unhealthy"
-
-
-_LABELS = {HealthStatus.HEALTHY: "Healthy", HealthStatus.DEGRADED: "Degraded", HealthStatus.UNHEALTHY: "Unhealthy"}
-
-
-def status_label(status: HealthStatus) -> str:
-    """The spelling ``/health`` uses for ``status``: ``"Healthy"``, ``"Degraded"`` or ``"Unhealthy"``."""
-    return _LABELS[status]
-
-
-_SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
-
-#: What a check function returns: a status, or a status and a message.
-HealthCheck = Callable[[], HealthStatus | tuple[HealthStatus, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class ComponentHealth:
-    """One component's latest health. ``timestamp`` is when it was set (Unix epoch seconds)."""
-
-    name: str
-    status: HealthStatus
-    message: str
-    timestamp: float
-
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-ready mapping, as ``/health`` shows it: status spelled by :func:`status_label`, an empty message
-        as None, the timestamp in whole seconds."""
-        return {
-            "name": self.name,
-            "status": status_label(self.status),
-            "message": self.message or None,
-            "timestamp": int(self.timestamp),
-        }
-
-
-def _status(value: object) -> HealthStatus:
-    """``value`` as a status (a member or its value, any case). Raises ValueError naming the value."""
-    if isinstance(value, HealthStatus):
-        return value
-    if isinstance(value, str):
-        try:
-            return HealthStatus(value.strip().lower())
-        except ValueError:
-            pass
-    raise ValueError(f"health status must be one of {[s.value for s in HealthStatus]}, got {value!r}")
 
 
 class _Run:
@@ -122,33 +93,62 @@ class _Run:
     def __init__(self, started: float, timeout: float) -> None:
         self.deadline = started + timeout
         self.done = threading.Event()
-        self.timed_out = False  # reported unhealthy for passing its deadline; its result will be discarded
+        self.timed_out = False  # reported failed for passing its deadline; its result will be discarded
 
 
 class _Check:
-    __slots__ = ("error_details", "fn", "interval", "name", "next_due", "run", "timeout")
+    __slots__ = (
+        "critical",
+        "depends_on",
+        "error_details",
+        "failure_threshold",
+        "failures",
+        "fn",
+        "interval",
+        "name",
+        "next_due",
+        "run",
+        "timeout",
+    )
 
-    def __init__(self, name: str, fn: HealthCheck, interval: float, timeout: float, error_details: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: HealthCheck,
+        interval: float,
+        timeout: float,
+        error_details: bool,
+        failure_threshold: int,
+        depends_on: tuple[str, ...],
+        critical: bool,
+    ) -> None:
         self.name = name
         self.fn = fn
         self.interval = interval
         self.timeout = timeout
         self.error_details = error_details
+        self.failure_threshold = failure_threshold
+        self.depends_on = depends_on
+        self.critical = critical
+        self.failures = 0  # consecutive failed runs
         self.next_due = -math.inf
         self.run: _Run | None = None  # the run in flight, if any
 
 
+_REGISTER = "HealthRegistry.register_check"
+
+
 def _positive(field: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"HealthRegistry.register_check: {field} must be a positive number of seconds, got {value!r}")
+        raise ValueError(f"{_REGISTER}: {field} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
 class HealthRegistry:
     """Component health for the ``/health`` endpoints: set by hand or by periodic checks.
 
-    Thread-safe: every method may be called from any thread. Components are kept in a map that is replaced,
-    never mutated, under one lock; readers take it without the lock.
+    Thread-safe: every method may be called from any thread. Components and checks are kept in maps that are
+    replaced, never mutated, under one lock; readers take them without the lock.
 
     Args:
         clock: monotonic seconds, for scheduling checks and the uptime.
@@ -162,9 +162,11 @@ class HealthRegistry:
         self._components: dict[str, ComponentHealth] = {}
         self._checks: dict[str, _Check] = {}
         self._ready = True
+        self._readiness: tuple[str, ...] | None = None
         self._scheduler: threading.Thread | None = None
         self._stopping = False
         self._logged: dict[str, tuple[str, str]] = {}  # check name -> the failure last logged for it
+        self._unknown_logged: set[tuple[str, str]] = set()
         #: Check runs that raised, returned a bad result or timed out.
         self.check_failures = 0
 
@@ -177,16 +179,16 @@ class HealthRegistry:
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"HealthRegistry.set: name must be a non-empty string, got {name!r}")
-        component = ComponentHealth(name, _status(status), str(message), time.time())
+        component = ComponentHealth(name, parse_status(status), str(message), time.time())
         with self._lock:
             self._components = {**self._components, name: component}
         return component
 
     def remove(self, name: str) -> None:
-        """Forget a component (and its check, if any)."""
+        """Forget a component (and its check, if any). Components depending on it then show it as unknown."""
         with self._lock:
             self._components = {k: v for k, v in self._components.items() if k != name}
-            self._checks.pop(name, None)
+            self._checks = {k: v for k, v in self._checks.items() if k != name}
 
     # -- readiness ----------------------------------------------------------------------------------------------
     @property
@@ -198,15 +200,50 @@ class HealthRegistry:
         """Declare the server ready (or not) for traffic."""
         self._ready = bool(ready)
 
+    @property
+    def readiness_checks(self) -> tuple[str, ...] | None:
+        """The components readiness needs (:meth:`set_readiness_checks`), or None: every critical component."""
+        return self._readiness
+
+    def set_readiness_checks(self, names: Iterable[str] | None) -> None:
+        """Make ``/health/ready`` depend on the components ``names`` (checks or components set by hand): ready
+        only when each has reported and is not unhealthy (degraded is ready). None restores the default (every
+        critical component: the aggregate is not unhealthy); an empty iterable means the declaration alone.
+
+        Names need not exist yet (a component that has not reported counts as not ready).
+
+        Raises:
+            ValueError: when ``names`` is a string or holds anything but non-empty strings.
+        """
+        chosen = None if names is None else component_names("HealthRegistry.set_readiness_checks", "names", names)
+        self._readiness = chosen
+
+    def readiness_document(self) -> dict[str, object]:
+        """The ``/health/ready`` JSON body: ``{"ready": bool, "status": <aggregate, lowercase>, "declared_ready":
+        bool, "failing": [{"name", "status", "message"}]}``; ``status`` of a needed component that has not reported
+        is ``"missing"``."""
+        components = self._effective()
+        failing = readiness_failures(components, self._readiness)
+        return {
+            "ready": self._ready and not failing,
+            "status": aggregate(components.values()).value,
+            "declared_ready": self._ready,
+            "failing": failing,
+        }
+
     # -- reading ------------------------------------------------------------------------------------------------
+    def _effective(self) -> dict[str, ComponentHealth]:
+        return effective(self._components, self._checks.keys())
+
     def components(self) -> list[ComponentHealth]:
-        """Every component's latest health, sorted by name."""
-        components = self._components
+        """Every component's latest health, sorted by name, with its effective status (dependencies applied)."""
+        components = self._effective()
         return [components[name] for name in sorted(components)]
 
     def status(self) -> HealthStatus:
-        """The aggregate: the worst component status; healthy when there is none."""
-        return _aggregate(self._components.values())
+        """The aggregate: the worst effective status (a non-critical component weighs degraded at most);
+        healthy when there is no component."""
+        return aggregate(self._effective().values())
 
     @property
     def uptime_seconds(self) -> float:
@@ -221,26 +258,55 @@ class HealthRegistry:
         *,
         interval: float = 10.0,
         timeout: float = 2.0,
+        failure_threshold: int = 1,
+        depends_on: Iterable[str] = (),
+        critical: bool = True,
         error_details: bool = False,
     ) -> None:
         """Run ``fn`` every ``interval`` seconds (once started) and record its result as component ``name``.
 
         ``fn`` returns a :class:`HealthStatus` or ``(status, message)``; the message is shown as is. Raising makes
-        the component unhealthy with the message ``"raised <ExceptionType>"`` (the exception's text too only with
-        ``error_details=True``; it always goes to the log); an invalid result makes it unhealthy, "returned an
-        invalid result (<type>)"; running longer than ``timeout`` seconds makes it unhealthy, "timed out".
-        Registering a name again replaces its check.
+        the run fail with the message ``"raised <ExceptionType>"`` (the exception's text too only with
+        ``error_details=True``; it always goes to the log); an invalid result fails with "returned an invalid
+        result (<type>)"; running longer than ``timeout`` seconds fails with "timed out after <timeout> s".
+        A failed run (those, or an unhealthy result) turns the component unhealthy once ``failure_threshold``
+        runs in a row failed; before that it is degraded with "<n> of <threshold> failures: <message>".
+
+        ``depends_on`` names the components this one needs (see the module docs for what they change);
+        ``critical=False`` makes this component weigh at most degraded in the aggregate and on its dependents.
+        Registering a name again replaces its check (and resets its failure count). A dependency unknown at the
+        check's first run is reported (unhealthy, "unknown dependency 'x'") and logged once.
 
         Raises:
-            ValueError: on a bad name, a non-callable ``fn``, or a non-positive interval or timeout.
+            ValueError: on a bad name, a non-callable ``fn``, a non-positive interval or timeout, a
+                ``failure_threshold`` below 1, bad ``depends_on`` names, or a dependency cycle (named in order).
         """
         if not isinstance(name, str) or not name:
-            raise ValueError(f"HealthRegistry.register_check: name must be a non-empty string, got {name!r}")
+            raise ValueError(f"{_REGISTER}: name must be a non-empty string, got {name!r}")
         if not callable(fn):
-            raise ValueError(f"HealthRegistry.register_check: fn must be callable, got {fn!r}")
-        check = _Check(name, fn, _positive("interval", interval), _positive("timeout", timeout), bool(error_details))
+            raise ValueError(f"{_REGISTER}: fn must be callable, got {fn!r}")
+        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
+            raise ValueError(
+                f"{_REGISTER}: failure_threshold must be an integer of at least 1, got {failure_threshold!r}"
+            )
+        dependencies = component_names(_REGISTER, "depends_on", depends_on)
+        check = _Check(
+            name,
+            fn,
+            _positive("interval", interval),
+            _positive("timeout", timeout),
+            bool(error_details),
+            failure_threshold,
+            dependencies,
+            bool(critical),
+        )
         with self._wake:
-            self._checks[name] = check
+            graph = {n: c.depends_on for n, c in self._checks.items()}
+            graph[name] = dependencies
+            cycle = find_cycle(graph, name)
+            if cycle is not None:
+                raise ValueError(f"{_REGISTER}: depends_on of {name!r} makes a cycle: {' -> '.join(cycle)}")
+            self._checks = {**self._checks, name: check}
             self._wake.notify_all()
 
     def _launch(self, check: _Check, now: float) -> _Run:
@@ -249,7 +315,7 @@ class HealthRegistry:
         check.run = run
         check.next_due = now + check.interval
         thread = threading.Thread(
-            target=self._execute, args=(check, run), name=f"health-check-{check.name}", daemon=True
+            target=self._execute, args=(check, run), name=f"otel-telemetry-health-check-{check.name}", daemon=True
         )
         thread.start()
         return run
@@ -265,7 +331,7 @@ class HealthRegistry:
                 message = f"{message}: {exc}"
         else:
             try:
-                status, message = _result(result)
+                status, message = parse_result(result)
             except Exception as exc:  # the value the check returned is shown in the log only
                 status, message, failure = (
                     HealthStatus.UNHEALTHY,
@@ -282,14 +348,42 @@ class HealthRegistry:
                 self._logged.pop(check.name, None)  # recovered: its next failure is logged again
             if not run.timed_out and self._clock() > run.deadline:
                 self._time_out(check, run)  # finished late before anyone noticed: still a timeout
-            if not run.timed_out and self._checks.get(check.name) is check:
-                self._put(ComponentHealth(check.name, status, message, time.time()))
+            if not run.timed_out:
+                self._record(check, status, message)
             run.done.set()
             self._wake.notify_all()
+        self._log_unknown(check)
 
-    def _put(self, component: ComponentHealth) -> None:
-        """Store ``component``. Call with ``_lock`` held."""
+    def _record(self, check: _Check, status: HealthStatus, message: str) -> None:
+        """Store the result of one run of ``check`` through its failure threshold. Call with ``_lock`` held."""
+        if self._checks.get(check.name) is not check:
+            return  # replaced or removed meanwhile
+        if status is HealthStatus.UNHEALTHY:
+            check.failures += 1
+            if check.failures < check.failure_threshold:
+                status = HealthStatus.DEGRADED
+                count = f"{check.failures} of {check.failure_threshold} failures"
+                message = f"{count}: {message}" if message else count
+        else:
+            check.failures = 0
+        component = ComponentHealth(
+            check.name, status, message, time.time(), check.depends_on, check.failures, check.critical
+        )
         self._components = {**self._components, component.name: component}
+
+    def _log_unknown(self, check: _Check) -> None:
+        """Log, once per check and name, a dependency that is neither a component nor a check."""
+        component = self._components.get(check.name)
+        if component is None:
+            return
+        known = self._components.keys() | self._checks.keys()
+        for dependency in unknown_dependencies(component, known):
+            key = (check.name, dependency)
+            with self._lock:
+                first = key not in self._unknown_logged
+                self._unknown_logged.add(key)
+            if first:
+                _logger.warning("health check %r depends on unknown component %r (logged once)", check.name, dependency)
 
     def _count_failure(self, name: str, what: str, exc: BaseException | None = None) -> None:
         """Count a failed run; log it when it differs from the failure last logged for this check (its kind and
@@ -307,14 +401,12 @@ class HealthRegistry:
             )
 
     def _time_out(self, check: _Check, run: _Run) -> None:
-        """Report ``check`` unhealthy because ``run`` passed its deadline. Call with ``_lock`` held."""
+        """Report ``check``'s run failed because ``run`` passed its deadline. Call with ``_lock`` held."""
         if run.timed_out or run.done.is_set():
             return
         run.timed_out = True
         self._count_failure(check.name, "timed out")
-        if self._checks.get(check.name) is check:
-            message = f"timed out after {check.timeout:g} s"
-            self._put(ComponentHealth(check.name, HealthStatus.UNHEALTHY, message, time.time()))
+        self._record(check, HealthStatus.UNHEALTHY, f"timed out after {check.timeout:g} s")
 
     def run_checks(self) -> list[ComponentHealth]:
         """Run every registered check once now (in parallel) and wait for them, each up to its timeout.
@@ -339,7 +431,7 @@ class HealthRegistry:
             if self._scheduler is not None and self._scheduler.is_alive():
                 return
             self._stopping = False
-            self._scheduler = threading.Thread(target=self._schedule, name="health-scheduler", daemon=True)
+            self._scheduler = threading.Thread(target=self._schedule, name="otel-telemetry-health", daemon=True)
             self._scheduler.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
@@ -385,9 +477,10 @@ class HealthRegistry:
     # -- HTTP -------------------------------------------------------------------------------------------------
     def health_document(self) -> dict[str, object]:
         """The ``/health`` JSON body: ``{"status": "Healthy", "details": {"status": "Healthy", "uptime_seconds":
-        3600, "components": [{"name", "status", "message", "timestamp"}]}}`` (see the module docstring)."""
+        3600, "components": [{"name", "status", "message", "timestamp", "dependencies", "consecutive_failures",
+        "critical"}]}}`` (see the module docstring)."""
         components = self.components()
-        status = status_label(_aggregate(components))
+        status = status_label(aggregate(components))
         return {
             "status": status,
             "details": {
@@ -413,26 +506,10 @@ class HealthRegistry:
             if route == LIVE_PATH:
                 return 200, [_TEXT, _NO_STORE], b"ok\n"
             if route == READY_PATH:
-                status = self.status()
-                ready = self._ready and status is not HealthStatus.UNHEALTHY
-                body = json.dumps({"ready": ready, "status": status.value}).encode("utf-8")
-                return (200 if ready else 503), [_JSON, _NO_STORE], body
+                readiness = self.readiness_document()
+                code = 200 if readiness["ready"] else 503
+                return code, [_JSON, _NO_STORE], json.dumps(readiness).encode("utf-8")
             return None
         except Exception:
             _logger.exception("answering %r failed", path)
             return 500, [_TEXT, _NO_STORE], b"internal error\n"
-
-
-def _result(result: object) -> tuple[HealthStatus, str]:
-    """A check's result as ``(status, message)``. Raises ValueError (naming the value, for the log) when invalid."""
-    if isinstance(result, tuple) and len(result) == 2:
-        return _status(result[0]), str(result[1])
-    return _status(result), ""
-
-
-def _aggregate(components: Iterable[ComponentHealth]) -> HealthStatus:
-    worst = HealthStatus.HEALTHY
-    for component in components:
-        if _SEVERITY[component.status] > _SEVERITY[worst]:
-            worst = component.status
-    return worst

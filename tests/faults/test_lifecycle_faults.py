@@ -15,7 +15,7 @@ import pytest
 
 from otel_telemetry import TelemetryConfig, setup_telemetry
 
-_OURS = ("otel-telemetry", "OtelBatch", "OtelPeriodic", "health-scheduler")
+_OURS = ("otel-telemetry", "OtelBatch", "OtelPeriodic")
 
 
 def _our_threads() -> list[str]:
