@@ -24,6 +24,14 @@ distribution series as :class:`~otel_telemetry.accumulators.HistogramState` obje
 ``producer.add_source(facade.histograms)`` merges them into every reader's collection like the monitors'
 histograms.
 
+Declared names and gauge arithmetic
+-----------------------------------
+:meth:`MetricsFacade.declare` names a counter, gauge, timing or distribution before its first value, with the
+description that becomes its ``# HELP`` and, for timings and distributions, bucket boundaries of its own (charged
+to the series budget at their real cost); the registered instruments of
+:mod:`otel_telemetry.recording.instruments` are made of it. :meth:`MetricsFacade.gauge_add` changes a gauge by an
+amount in one read-modify-write under the gauge's lock (a statsd gauge delta).
+
 Local view and export
 ---------------------
 ``get_timing``/``get_distribution``/``get_counter``/``get_gauge``/``get_all_metrics``/``summary`` show what
@@ -51,7 +59,7 @@ share a name, the later one is exported with a suffix (``name.count`` for a coun
 logged once. Every exported name is claimed in the handle's
 :class:`~otel_telemetry.series.SeriesRegistry`: a name that would collide on ``/metrics`` with another family (a
 timing ``handler.duration`` beside the ``@traced`` handlers' ``handler_duration_seconds``, a counter named
-``telemetry_collections_total``, two names that translate alike) is kept in process only (the ``get_*`` methods
+``telemetry_collection_runs_total``, two names that translate alike) is kept in process only (the ``get_*`` methods
 still work), logged once and counted in the registry's ``refused_names``.
 
 Each new series (a name with a tag set) must fit the registry's series budget: a counter or gauge costs 1 series,
@@ -344,6 +352,25 @@ class _GaugeSeries:
             self.sum += value
             self.count += 1
 
+    def add(self, amount: float) -> bool:
+        """Add ``amount`` to the last value (0 when never set) in one step; False (nothing stored) when the
+        result is not finite."""
+        with self.lock:
+            value = (0.0 if self.last is None else self.last) + amount
+            if not -math.inf < value < math.inf:
+                return False
+            self.last = self.current = value
+            if self.count:
+                if value < self.min:
+                    self.min = value
+                elif value > self.max:
+                    self.max = value
+            else:
+                self.min = self.max = value
+            self.sum += value
+            self.count += 1
+            return True
+
     def stats(self) -> GaugeStats | None:
         with self.lock:
             if not self.count:
@@ -527,6 +554,9 @@ class MetricsFacade:
         self._timings: dict[str, dict[TagKey, _TimingSeries]] = {}
         self._distributions: dict[str, dict[TagKey, _TimingSeries]] = {}
         self._units: dict[str, str] = {}  # distribution name -> its unit (set by the call that created it)
+        # Set by declare(): (kind, name) -> description, and -> (layout, series cost) for timings and distributions.
+        self._descriptions: dict[tuple[str, str], str] = {}
+        self._declared_layouts: dict[tuple[str, str], tuple[HistogramLayout, int]] = {}
         self._exported: dict[tuple[str, str], str] = {}  # (kind, name) -> exported name ("" when not exported)
         self._specs: dict[str, MetricSpec] = {}
         self._overflowed = 0
@@ -735,6 +765,29 @@ class MetricsFacade:
         except Exception:
             self._reject("gauge", name)
 
+    def gauge_add(self, name: str, amount: float, tags: Mapping[str, str] | None = None) -> None:
+        """Add ``amount`` (a finite number; negative to subtract) to a gauge's last value, 0 when it was never
+        set, as one read-modify-write under the gauge's lock: concurrent calls never lose an update. A result
+        that is not finite is refused. Never raises; bad input is counted in ``rejected``."""
+        if not self._enabled:
+            return
+        try:
+            number = _as_number(amount)
+            if number is None:
+                self._reject("gauge_add", amount)
+                return
+            by_tags = self._gauges.get(name)
+            key = _tag_key(tags) if tags else _NO_TAGS
+            series = by_tags.get(key) if by_tags is not None else None
+            if series is None:
+                series = self._series(_GAUGE, "gauge_add", name, key, _GaugeSeries)
+                if series is None:
+                    return
+            if not series.add(float(number)):
+                self._reject("gauge_add", amount)
+        except Exception:
+            self._reject("gauge_add", name)
+
     def timer(
         self, name: str, tags: Mapping[str, str] | None = None
     ) -> BlockTimer[MetricsFacade, tuple[str, Mapping[str, str] | None]]:
@@ -744,6 +797,75 @@ class MetricsFacade:
         disabled measures nothing (``elapsed`` stays None). Each decorated call keeps its state in locals.
         """
         return BlockTimer(self._timer_gate, _record_timing, (name, tags))
+
+    # -- declared names (setup) ------------------------------------------------------------------------------
+    def declare(
+        self,
+        kind: str,
+        name: str,
+        *,
+        description: str,
+        boundaries: Sequence[float] | None = None,
+        unit: str = "",
+    ) -> str | None:
+        """Declare ``name`` of ``kind`` (``"counter"``, ``"gauge"``, ``"timing"`` or ``"distribution"``) before
+        its first value: its ``# HELP`` text and, for timings and distributions, its own bucket boundaries
+        (exported unit; default :data:`TIMING_BOUNDARIES` or :data:`DISTRIBUTION_BOUNDARIES`) and, for a
+        distribution, its unit (default ``""``, no suffix; its calls must pass the same ``unit``). The name is
+        claimed in the series registry now.
+
+        Returns the exported instrument name, or None when the registry refused it (it would collide on
+        ``/metrics``; logged and counted there, values stay in process). Declaring again with the same settings
+        returns the same answer. A setup call: it raises.
+
+        Raises:
+            ValueError: on an unknown kind, a name that is not a valid instrument name, a description that is
+                not a string, bad boundaries or unit, or a name already recorded or declared otherwise (any kind).
+
+        Thread-safety: may be called from any thread (a value of ``name`` recorded first makes it raise).
+        """
+        if kind not in _KINDS:
+            raise ValueError(f"MetricsFacade.declare.kind: must be one of {_KINDS}, got {kind!r}")
+        if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+            raise ValueError(f"MetricsFacade.declare.name: must match {_NAME.pattern}, got {describe(name)}")
+        if not isinstance(description, str):
+            raise ValueError(f"MetricsFacade.declare.description: must be a string, got {describe(description)}")
+        histogram = kind in (_TIMING, _DISTRIBUTION)
+        if boundaries is not None and not histogram:
+            raise ValueError(f"MetricsFacade.declare.boundaries: only for timings and distributions, not a {kind}")
+        if kind == _DISTRIBUTION and (not isinstance(unit, str) or _UNIT.fullmatch(unit) is None):
+            raise ValueError(f"MetricsFacade.declare.unit: must be printable ASCII (<= 63), got {describe(unit)}")
+        layout: HistogramLayout | None = None
+        if boundaries is not None:
+            try:
+                layout = HistogramLayout(tuple(boundaries))
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"MetricsFacade.declare.boundaries: {error} ({describe(boundaries)})") from None
+        unit_of = unit if kind == _DISTRIBUTION else TIMING_UNIT if kind == _TIMING else ""
+        key = (kind, name)
+        with self._lock:
+            known = self._descriptions.get(key)
+            if known is not None:
+                known_layout = self._declared_layouts.get(key)
+                same_bounds = (known_layout[0].boundaries if known_layout else None) == (
+                    layout.boundaries if layout else None
+                )
+                if known == description and same_bounds and self._units.get(name, unit_of) == unit_of:
+                    return self._exported.get(key) or None
+                raise ValueError(f"MetricsFacade.declare: {kind} {name!r} is already declared with other settings")
+            used = [other for other in _KINDS if (other, name) in self._exported]
+            if used:
+                raise ValueError(
+                    f"MetricsFacade.declare.name: {name!r} is already recorded as a {used[0]} (declare a name "
+                    "before its first value, and one kind per name)"
+                )
+            self._descriptions[key] = description
+            if layout is not None:
+                self._declared_layouts[key] = (layout, histogram_cost(len(layout.boundaries)))
+            if kind == _DISTRIBUTION:
+                self._units[name] = unit
+            self._export(kind, name, unit_of)
+            return self._exported.get(key) or None
 
     # -- series creation (slow path) -------------------------------------------------------------------------
     def _new_timing(self, attributes: Mapping[str, str]) -> _TimingSeries:
@@ -819,17 +941,22 @@ class MetricsFacade:
                     if found is not None:
                         return cast(_S, found)
                     overflow = True
-            cost = self._costs[kind]
+            declared = self._declared_layouts.get((kind, name))
+            cost = self._costs[kind] if declared is None else declared[1]
             if overflow:
                 self.series.reserve(cost, _OWNER)  # the one overflow series of this name: always admitted
             elif not self.series.admit(cost, _OWNER):
                 return None
             if by_tags is None:
-                if kind == _DISTRIBUTION:
-                    self._units[name] = unit
-                self._export(kind, name, unit)
+                if (kind, name) not in self._exported:  # else declared: unit and export already done
+                    if kind == _DISTRIBUTION:
+                        self._units[name] = unit
+                    self._export(kind, name, unit)
                 by_tags = {}
-            series = factory(dict(normal))
+            if declared is None:
+                series = factory(dict(normal))
+            else:  # a declared timing or distribution with boundaries of its own
+                series = cast(Any, _TimingSeries(declared[0], dict(normal), self._window))
             # The tag-set map is replaced, never mutated; the name's entry is one store: lookups need no lock.
             new_by_tags = dict(by_tags)
             new_by_tags[normal] = series
@@ -864,14 +991,14 @@ class MetricsFacade:
                     exported,
                     callbacks=[self._counter_callback(name)],
                     unit="",
-                    description=f"Facade counter {name}",
+                    description=self._descriptions.get((kind, name), f"Facade counter {name}"),
                 )
             else:
                 self._meter.create_observable_gauge(
                     exported,
                     callbacks=[self._gauge_callback(name)],
                     unit="",
-                    description=f"Facade gauge {name}",
+                    description=self._descriptions.get((kind, name), f"Facade gauge {name}"),
                 )
         except Exception:
             _logger.exception("MetricsFacade: could not create the instrument %r; it is kept local only", exported)
@@ -946,28 +1073,30 @@ class MetricsFacade:
                 exported = self._exported.get((kind, name), "")
                 if not exported:
                     continue
-                spec = self._histogram_spec(kind, exported, TIMING_UNIT if kind == _TIMING else self._units[name])
+                spec = self._histogram_spec(kind, name, exported, TIMING_UNIT if kind == _TIMING else self._units[name])
                 for series in list(by_tags.values()):
                     cumulative, window = series.cumulative(now)
                     key = SeriesKey(exported, tuple(sorted(series.attributes.items())))
                     states.append(HistogramState(spec, key, cumulative, window, series.started))
         return states
 
-    def _histogram_spec(self, kind: str, exported: str, unit: str) -> MetricSpec:
+    def _histogram_spec(self, kind: str, name: str, exported: str, unit: str) -> MetricSpec:
         spec = self._specs.get(exported)
         if spec is None:
             timing = kind == _TIMING
+            declared = self._declared_layouts.get((kind, name))
+            layout = declared[0] if declared else self._layout if timing else self._distribution_layout
             spec = MetricSpec(
                 id=f"facade.{exported}",
                 name=exported,
                 instrument=Instrument.HISTOGRAM,
                 unit=unit,
-                description=f"Facade {kind} {exported}",
+                description=self._descriptions.get((kind, name), f"Facade {kind} {exported}"),
                 section=Section.GAME,
                 group="Facade timings" if timing else "Facade distributions",
                 documented="",
                 prometheus_name=prometheus_family(exported, unit, "histogram"),
-                boundaries=(self._layout if timing else self._distribution_layout).boundaries,
+                boundaries=layout.boundaries,
             )
             self._specs = {**self._specs, exported: spec}
         return spec
