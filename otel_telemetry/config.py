@@ -290,6 +290,16 @@ _NUMBER = Parser("number", _parse_number, numeric=True)
 _BOOLEAN = Parser("boolean", _parse_bool)
 _TEXT = Parser("non-empty string", _parse_text)
 _PATH = Parser("non-empty path", _parse_text)
+
+
+def _parse_prom_path(field: str, value: object) -> str:
+    path = _parse_text(field, value)
+    if not path.endswith(".prom"):
+        raise _bad(field, value, "must end in .prom (the textfile collector reads only those)")
+    return path
+
+
+_PROM_PATH = Parser("non-empty path ending in `.prom`", _parse_prom_path)
 _TOKEN = Parser("non-empty string (never shown)", _parse_token)
 _URL = Parser("`http://` or `https://` URL with a host, no credentials, query or fragment", _parse_url)
 _OTEL_BOOLEAN = Parser("`true` or `false` (anything else is false, with a warning)", _parse_otel_bool)
@@ -615,6 +625,30 @@ SETTINGS: tuple[Setting, ...] = (
         "One JSON payload per line, or length-delimited OTLP protobuf",
     ),
     Setting(
+        "prometheus_textfile",
+        (env.PROMETHEUS_TEXTFILE,),
+        None,
+        _PROM_PATH,
+        "Write the Prometheus text exposition (the bytes `/metrics` serves) to this file every "
+        "`file_export_interval`, replaced atomically, for node_exporter's textfile collector; off while unset",
+    ),
+    Setting(
+        "json_export_file",
+        (env.JSON_EXPORT_FILE,),
+        None,
+        _PATH,
+        "Write every series of the frame as one JSON document to this file every `file_export_interval`, replaced "
+        "atomically; off while unset",
+    ),
+    Setting(
+        "file_export_interval",
+        (env.FILE_EXPORT_INTERVAL,),
+        30.0,
+        _SECONDS,
+        "Seconds between writes of `prometheus_textfile` and `json_export_file` (at most one per collection)",
+        bounds=_INTERVAL,
+    ),
+    Setting(
         "allow_insecure_token",
         (env.ALLOW_INSECURE_TOKEN,),
         False,
@@ -789,6 +823,9 @@ class TelemetryConfig:
     api_buffer_size: int
     snapshot_file: str | None
     snapshot_file_format: str
+    prometheus_textfile: str | None
+    json_export_file: str | None
+    file_export_interval: float
     allow_insecure_token: bool
     enable_alerts: bool
     alert_thresholds: Mapping[str, tuple[float, float]]
@@ -828,6 +865,9 @@ class TelemetryConfig:
         api_buffer_size: int | None = None,
         snapshot_file: str | None = None,
         snapshot_file_format: str | None = None,
+        prometheus_textfile: str | None = None,
+        json_export_file: str | None = None,
+        file_export_interval: float | timedelta | None = None,
         allow_insecure_token: bool | None = None,
         enable_alerts: bool | None = None,
         alert_thresholds: Mapping[str, tuple[float, float]] | str | None = None,

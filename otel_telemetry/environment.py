@@ -54,6 +54,12 @@ API_BUFFER_SIZE = PREFIX + "API_BUFFER_SIZE"
 SNAPSHOT_FILE = PREFIX + "SNAPSHOT_FILE"
 #: ``TelemetryConfig.snapshot_file_format``: ``jsonl`` (the JSON payload per line) or ``otlp`` (length-delimited).
 SNAPSHOT_FILE_FORMAT = PREFIX + "SNAPSHOT_FILE_FORMAT"
+#: ``TelemetryConfig.prometheus_textfile``: write the Prometheus text exposition to this ``.prom`` file; unset = off.
+PROMETHEUS_TEXTFILE = PREFIX + "PROMETHEUS_TEXTFILE"
+#: ``TelemetryConfig.json_export_file``: write the frame as one JSON document to this file; unset = off.
+JSON_EXPORT_FILE = PREFIX + "JSON_EXPORT_FILE"
+#: ``TelemetryConfig.file_export_interval``: seconds between writes of those two files (default 30).
+FILE_EXPORT_INTERVAL = PREFIX + "FILE_EXPORT_INTERVAL"
 
 #: ``TelemetryConfig.allow_insecure_token`` (true/false, default false): send the token over plain http to a
 #: host that is not loopback.
@@ -106,6 +112,9 @@ OWN_VARIABLES = (
     API_BUFFER_SIZE,
     SNAPSHOT_FILE,
     SNAPSHOT_FILE_FORMAT,
+    PROMETHEUS_TEXTFILE,
+    JSON_EXPORT_FILE,
+    FILE_EXPORT_INTERVAL,
     ALLOW_INSECURE_TOKEN,
     ENABLE_ALERTS,
     ALERT_THRESHOLDS,

@@ -14,7 +14,7 @@ both owners and counted in :attr:`SeriesRegistry.refused_names`: two ``# HELP`` 
 Prometheus drop the whole scrape) cannot happen. Every registry starts with the catalog's families and the SDK's
 own (:data:`SDK_FAMILIES`: ``handler.*``, ``timer.duration``, ``telemetry.*``, ``alerts``, ``target_info``), so a
 facade timing named ``handler.duration`` (``handler_duration_seconds``) or a facade counter named
-``telemetry_collections_total`` is refused whatever was created first. Instruments made on a meter of your own
+``telemetry_collection_runs_total`` is refused whatever was created first. Instruments made on a meter of your own
 (``telemetry.get_meter(...)``) are not checked: give them names outside the families listed by
 :meth:`SeriesRegistry.families` (a prefix of your own, such as ``game.``, is enough).
 
@@ -271,8 +271,10 @@ SDK_FAMILIES: tuple[tuple[str, str, Kind, str], ...] = (
     ("handler.requests", "{request}", "counter", "handlers"),
     ("handler.errors", "{request}", "counter", "handlers"),
     ("timer.duration", "s", "histogram", "handlers"),
-    ("telemetry.collections", "{collection}", "counter", "self-telemetry"),
+    ("telemetry.collection.runs", "{collection}", "counter", "self-telemetry"),
     ("telemetry.collection.duration", "s", "gauge", "self-telemetry"),
+    ("telemetry.metrics.count", "{metric}", "gauge", "self-telemetry"),
+    ("telemetry.events", "{event}", "counter", "self-telemetry"),
     ("telemetry.exporter.attempts", "{export}", "counter", "self-telemetry"),
     ("telemetry.exporter.failures", "{export}", "counter", "self-telemetry"),
     ("telemetry.dropped", "{value}", "counter", "self-telemetry"),

@@ -50,17 +50,20 @@ from otel_telemetry.alerts import (
 )
 from otel_telemetry.catalog import Instrument, Section, instruments
 from otel_telemetry.config import TelemetryConfig
+from otel_telemetry.export.files import JsonFileExporter, MultiExporter, PeriodicExporter, PrometheusTextFileExporter
 from otel_telemetry.export.http_server import MetricsHTTPServer
 from otel_telemetry.export.otlp import OtlpFrameExporter, frames_per_export, metric_exporter, trace_and_log_exporters
 from otel_telemetry.export.principal import PrincipalExporter
 from otel_telemetry.export.prometheus import PrometheusExposition
-from otel_telemetry.export.selftelemetry import register_self_telemetry
+from otel_telemetry.export.selftelemetry import ExportCounts, register_self_telemetry
 from otel_telemetry.pacing import LoopPacer
 from otel_telemetry.producer import HistogramProducer, ReaderMerge
 from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus
 from otel_telemetry.recording.hooks import Hook, HookRegistry
+from otel_telemetry.recording.instruments import Counter, Gauge, Histogram, InstrumentRegistry, RegisteredInstrument
+from otel_telemetry.recording.profiling import Profiler, ProfileSession
 from otel_telemetry.recording.tracing import HandlerTelemetry, claim_default
 from otel_telemetry.series import SeriesRegistry
 from otel_telemetry.snapshot.build import server_metrics
@@ -195,6 +198,8 @@ class Telemetry:
         self._otlp: OtlpFrameExporter | None = None
         self._principal: PrincipalExporter | None = None
         self._snapshot_file: SnapshotFileWriter | None = None
+        self._file_exporters: list[PrometheusTextFileExporter | JsonFileExporter] = []
+        self._file_export: PeriodicExporter | None = None
         self._handlers = HandlerTelemetry.disabled()
         self.traced = self._handlers.traced
         self.timer = self._handlers.timer
@@ -258,6 +263,8 @@ class Telemetry:
             None, tag_limit=config.attribute_limit, window=config.percentile_window, series=self.series
         )
         self.metrics.enabled = False
+        self.instruments = InstrumentRegistry(self.metrics)
+        self.profiler = Profiler(series=self.series)
         self.events = EventRecorder(None)
         self.events.on("*", self._event_hook)
         self.alerts = AlertManager([])
@@ -299,16 +306,25 @@ class Telemetry:
         )
         self._producer.add_source(self.metrics.histograms)
         self.metrics.enabled = config.enable_metrics
+        #: Seed-style registered instruments (:meth:`register_counter`...), recorded through :attr:`metrics`.
+        self.instruments = InstrumentRegistry(self.metrics)
+        #: Profiling sessions (:meth:`profile`), exported as the ``profile.duration`` histogram.
+        self.profiler = Profiler(series=self.series)
+        self._producer.add_source(self.profiler.histograms)
         self._register_uptime(self.meter_provider.get_meter("otel_telemetry.self", __version__))
         self._build_signals(config)
         self._build_alerts(config)
         self._build_outputs(config)
-        register_self_telemetry(
+        self._self_telemetry = register_self_telemetry(
             self.meter_provider.get_meter("otel_telemetry.self", __version__),
             self._collector,
             self._export_counts,
             [self._drops],
+            events=lambda: self.events.recorded,
         )
+        for counts in self._export_counts:
+            if isinstance(counts, ExportCounts):
+                counts.listener = self._export_hook
         self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
         self.health.start()
         self._collector.start()
@@ -356,6 +372,15 @@ class Telemetry:
                 format=config.snapshot_file_format,  # type: ignore[arg-type]
             )
             collector.add_listener("snapshot_file", self._write_snapshot_file)
+        if config.prometheus_textfile is not None:
+            self._file_exporters.append(PrometheusTextFileExporter(config.prometheus_textfile))
+        if config.json_export_file is not None:
+            self._file_exporters.append(JsonFileExporter(config.json_export_file, running=lambda: not self._shut_down))
+        if self._file_exporters:
+            files = MultiExporter(*self._file_exporters)
+            self._file_export = PeriodicExporter(files, self, interval=config.file_export_interval)
+            self._export_counts.extend(f.export_counts for f in self._file_exporters)
+            collector.add_listener("file_export", self._file_export.on_frame, paced=True)  # rendering holds the GIL
         if config.otlp_endpoint is not None:
             self._otlp = OtlpFrameExporter(
                 metric_exporter(config),
@@ -374,6 +399,7 @@ class Telemetry:
                 buffer_size=config.api_buffer_size,
                 server_id=config.server_id,
                 allow_insecure_token=config.allow_insecure_token,
+                on_attempt=self._export_hook,
             )
             principal = self._principal
             self._export_counts.append(
@@ -396,6 +422,9 @@ class Telemetry:
 
     def _event_hook(self, event: Event) -> None:
         self.hooks.fire("event", event)
+
+    def _export_hook(self, exporter: str, ok: bool) -> None:
+        self.hooks.fire("export", exporter, ok)
 
     def _principal_payload(self) -> tuple[int, Mapping[str, object]] | None:
         """The newest frame for the principal: (its sequence, the spec's JSON body); None before the first frame."""
@@ -471,12 +500,60 @@ class Telemetry:
         frame = self.latest_frame()
         return frame.metrics_data if frame is not None else None
 
-    def record_event(self, name: str, attributes: Mapping[str, object] | None = None, severity: str = "info") -> Event:
-        """Record a game event: an OpenTelemetry log record (and span event inside a span), kept in memory too.
+    def record_event(
+        self,
+        name: str,
+        value: Mapping[str, object] | float | None = None,
+        labels: Mapping[str, str] | str | None = None,
+        metadata: Mapping[str, object] | None = None,
+        *,
+        severity: str = "info",
+        category: str = "application",
+        attributes: Mapping[str, object] | None = None,
+    ) -> Event:
+        """Record an event: an OpenTelemetry log record (and span event inside a span), kept in memory too.
 
-        See :attr:`events` for querying recent events and hooking callbacks per event name.
+        ``value`` is the event's data when a mapping (``record_event("user_login", {"user_id": "1"})``) or its
+        number; ``labels`` are low-cardinality strings, ``metadata`` free-form details; ``severity`` one of
+        debug, info, warning (or warn), error, critical; ``category`` one of :attr:`events`' categories.
+
+        Raises:
+            ValueError: on a bad name, severity, category, value, labels or metadata (naming the field and value).
+
+        See :attr:`events` for queries (time range, name, category, severity, labels) and per-name hooks.
         """
-        return self.events.record_event(name, attributes, severity)
+        return self.events.record_event(
+            name, value, labels, metadata, severity=severity, category=category, attributes=attributes
+        )
+
+    # -- registered instruments and profiling -----------------------------------------------------------------------
+    def register_counter(self, name: str, description: str, labels: Sequence[str] = ()) -> Counter:
+        """A counter exported exactly as ``name`` (``requests_total``) with ``description`` as its HELP; recorded
+        on the statsd-style fast path. ``labels`` are the label names each value carries (``counter.labels(...)``).
+
+        Registering a name again with the same settings returns the same counter; other settings raise ValueError.
+        """
+        return self.instruments.register_counter(name, description, labels)
+
+    def register_gauge(self, name: str, description: str, labels: Sequence[str] = ()) -> Gauge:
+        """A gauge exported exactly as ``name``, with ``set``, ``increment`` and ``decrement``."""
+        return self.instruments.register_gauge(name, description, labels)
+
+    def register_histogram(
+        self, name: str, description: str, buckets: Sequence[float] | None = None, labels: Sequence[str] = ()
+    ) -> Histogram:
+        """A histogram exported as ``name`` with exactly ``buckets`` (prometheus_client's defaults when None)."""
+        return self.instruments.register_histogram(name, description, buckets, labels)
+
+    def get_metric(self, name: str) -> RegisteredInstrument | None:
+        """The instrument registered as ``name``, or None."""
+        return self.instruments.get_metric(name)
+
+    def profile(self, name: str, *, memory: bool = False) -> ProfileSession:
+        """A profiling session: ``with telemetry.profile("load_map") as session:`` and ``session.scope("parse")``
+        inside; statistics in ``session.report`` and :attr:`profiler` (``summary()``), durations exported as
+        ``profile_duration_seconds{session, scope}``. ``memory=True`` measures allocations with tracemalloc."""
+        return self.profiler.profile(name, memory=memory)
 
     def add_hook(self, kind: str, callback: Hook) -> None:
         """Call ``callback`` at every moment of ``kind``: ``"collection"`` (with each new frame, on the collecting
@@ -510,7 +587,14 @@ class Telemetry:
         found.append(("performance", "phase_overflow", self.performance.phases_overflowed))
         found += [("metrics", f"invalid:{call}", n) for call, n in self.metrics.rejected.items()]
         found.append(("metrics", "tag_overflow", self.metrics.overflowed))
-        found.append(("events", "buffer_full", self.events.dropped))
+        found += [("instruments", f"invalid:{reason}", n) for reason, n in self.instruments.dropped.items()]
+        profiler = self.profiler
+        found.append(("profiler", "retention", profiler.dropped_sessions))
+        found.append(("profiler", "unexported", profiler.unexported))
+        found.append(("profiler", "invalid", profiler.rejected))
+        found.append(("profiler", "failed", profiler.errors))
+        reasons = {"capacity": "buffer_full", "age": "expired"}
+        found += [("events", reasons.get(r, r), n) for r, n in self.events.dropped_by_reason.items()]
         found.append(("producer", "source_failure", self._producer.failures))
         collector = self._collector
         if collector is not None:
@@ -522,6 +606,7 @@ class Telemetry:
             found += [("principal", reason, n) for reason, n in self._principal.stats.dropped_by_reason.items()]
         if self._snapshot_file is not None:
             found.append(("snapshot_file", "io_error", self._snapshot_file.errors))
+        found += [(f.export_counts.name, "io_error", f.errors) for f in self._file_exporters]
         if self._prometheus is not None:
             found.append(("prometheus", "unrepresentable", self._prometheus.dropped_points))
         if self.hardware is not None:
@@ -621,6 +706,9 @@ class Telemetry:
         if collector is not None:
             done = collector.stop(left(0.5)) and done
             collector.collect()  # the last frame: what was recorded since the previous one reaches the outputs
+        last = self.latest_frame()
+        if self._file_export is not None and last is not None:
+            self._file_export.export_now(last)  # the files end with the last frame, whatever the interval
         if self._alert_evaluator is not None:
             done = self._alert_evaluator.close(left(0.25)) and done
         if self._otlp is not None:

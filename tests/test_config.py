@@ -30,6 +30,7 @@ def test_spec_defaults_when_nothing_is_set() -> None:
     assert config.target_tick_rate == 60.0
     assert config.enabled is True
     assert config.otlp_endpoint is None
+    assert (config.prometheus_textfile, config.json_export_file, config.file_export_interval) == (None, None, 30.0)
 
 
 def test_environment_overrides_default_and_keyword_overrides_environment() -> None:
@@ -101,6 +102,9 @@ def test_otlp_settings_come_from_the_standard_variables() -> None:
         ("target_tick_rate", 0),
         ("otlp_protocol", "carrier-pigeon"),
         ("enable_prometheus_endpoint", "maybe"),
+        ("prometheus_textfile", "metrics.txt"),
+        ("prometheus_textfile", ""),
+        ("json_export_file", "   "),
     ],
 )
 def test_invalid_keyword_values_name_the_field_and_the_value(field: str, value: object) -> None:
@@ -120,6 +124,8 @@ def test_invalid_keyword_values_name_the_field_and_the_value(field: str, value: 
         (env.HISTORICAL_RETENTION, "1.5", "historical_retention"),
         (env.API_SEND_INTERVAL, "-5", "api_send_interval"),
         (env.TARGET_TICK_RATE, "fast", "target_tick_rate"),
+        (env.PROMETHEUS_TEXTFILE, "/var/metrics/prometheus.txt", "prometheus_textfile"),
+        (env.FILE_EXPORT_INTERVAL, "0", "file_export_interval"),
     ],
 )
 def test_invalid_environment_values_name_field_value_and_variable(variable: str, value: str, field: str) -> None:
@@ -209,6 +215,9 @@ _SAMPLES: dict[str, tuple[str, object, object]] = {
     "api_buffer_size": ("10", 10, 500),
     "snapshot_file": ("env.jsonl", "env.jsonl", "keyword.jsonl"),
     "snapshot_file_format": ("otlp", "otlp", "jsonl"),
+    "prometheus_textfile": ("env.prom", "env.prom", "keyword.prom"),
+    "json_export_file": ("env.json", "env.json", "keyword.json"),
+    "file_export_interval": ("60", 60.0, 5.0),
     "allow_insecure_token": ("true", True, False),
     "enable_alerts": ("false", False, True),
     "alert_thresholds": ("cpu=70,90", {"cpu": (70.0, 90.0)}, {"memory": (50.0, 60.0)}),
@@ -230,6 +239,7 @@ _NUMERIC = {
     "api_buffer_size",
     "alert_for",
     "alert_cooldown",
+    "file_export_interval",
 }
 
 

@@ -22,6 +22,7 @@ import otel_telemetry
 from otel_telemetry import HealthStatus, Telemetry, traced
 from otel_telemetry.alerts import CallbackNotifier
 from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES
+from otel_telemetry.export.selftelemetry import SEED_FIXED_PROMETHEUS_NAMES
 
 
 def _samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -99,7 +100,8 @@ def test_traced_handlers_and_facade_reach_the_metrics_endpoint(make_telemetry: C
     assert samples[("logins_total", ())] == 2
     result = subprocess.run([_promtool(), "check", "metrics"], input=body.encode(), capture_output=True, timeout=60)
     problems = (result.stdout + result.stderr).decode().splitlines()
-    assert [p for p in problems if p.strip() and p.split()[0] not in SPEC_FIXED_PROMETHEUS_NAMES] == []
+    fixed = SPEC_FIXED_PROMETHEUS_NAMES | SEED_FIXED_PROMETHEUS_NAMES  # telemetry_metrics_count: seed 004's name
+    assert [p for p in problems if p.strip() and p.split()[0] not in fixed] == []
     stats = telemetry.metrics.get_timing("db.save", tags={"table": "players"})
     assert stats is not None and stats.count == 1
 
@@ -123,14 +125,19 @@ def test_health_is_served_next_to_metrics(make_telemetry: Callable[..., Telemetr
 
 
 def test_events_are_recorded_and_hooked(make_telemetry: Callable[..., Telemetry]) -> None:
-    """record_event keeps the event, calls hooks for its name, and never raises for a bad severity."""
+    """record_event keeps the event and calls hooks for its name; a bad severity is an error naming the value
+    (counted, nothing recorded), never silently recorded as another one."""
     telemetry = make_telemetry()
     seen: list[str] = []
     telemetry.events.on("boss_killed", lambda event: seen.append(event.name))
     telemetry.record_event("boss_killed", {"boss": "dragon", "players": 5}, "info")
-    telemetry.record_event("boss_killed", {"boss": "lich"}, "not-a-severity")
+    telemetry.record_event("boss_killed", {"boss": "lich"}, severity="warn")
+    with pytest.raises(ValueError, match="not-a-severity"):
+        telemetry.record_event("boss_killed", {"boss": "imp"}, severity="not-a-severity")
     assert seen == ["boss_killed", "boss_killed"]
     assert [e.attributes["boss"] for e in telemetry.events.events("boss_killed")] == ["dragon", "lich"]
+    assert [e.severity for e in telemetry.events.events("boss_killed")] == ["info", "warning"]
+    assert telemetry.events.rejected == 1
 
 
 def test_handlers_are_unbound_after_shutdown(make_telemetry: Callable[..., Telemetry]) -> None:
@@ -224,7 +231,7 @@ def test_self_telemetry_counts_collections_exports_and_drops(make_telemetry: Cal
     http_get(telemetry.prometheus_url)  # a scrape serves the frame above; the next frame counts it
     telemetry.collect()
     samples = _samples(http_get(telemetry.prometheus_url)[2].decode())
-    assert samples[("telemetry_collections_total", ())] >= 1
+    assert samples[("telemetry_collection_runs_total", ())] >= 1
     assert samples[("telemetry_exporter_attempts_total", (("exporter", "prometheus"),))] >= 1
     assert samples[("telemetry_dropped_total", (("reason", "invalid:packet_latency"), ("source", "network")))] == 1
     assert ("telemetry_collection_duration_seconds", ()) in samples

@@ -27,6 +27,7 @@ from instrumentations.performance import PerformanceMonitor
 from otel_telemetry import Telemetry
 from otel_telemetry._otel import prometheus_translator
 from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, Section
+from otel_telemetry.export.selftelemetry import SEED_FIXED_PROMETHEUS_NAMES
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.tracing import HandlerTelemetry
 from otel_telemetry.series import (
@@ -60,7 +61,8 @@ def _promtool_problems(body: str) -> list[str]:
     """What ``promtool check metrics`` says about ``body``, less the spec's own fixed names."""
     result = subprocess.run([_promtool(), "check", "metrics"], input=body.encode(), capture_output=True, timeout=60)
     lines = [line for line in (result.stdout + result.stderr).decode().splitlines() if line.strip()]
-    return [line for line in lines if line.split()[0] not in SPEC_FIXED_PROMETHEUS_NAMES]
+    fixed = SPEC_FIXED_PROMETHEUS_NAMES | SEED_FIXED_PROMETHEUS_NAMES  # telemetry_metrics_count: seed 004's name
+    return [line for line in lines if line.split()[0] not in fixed]
 
 
 def _families(body: str) -> dict[str, str]:
@@ -83,7 +85,7 @@ NAMES: list[tuple[str, str, Kind]] = [
     ("handler.duration", "s", "histogram"),
     ("handler.requests", "{request}", "counter"),
     ("matches.started", "", "counter"),
-    ("telemetry_collections_total", "", "counter"),
+    ("telemetry_collection_runs_total", "", "counter"),
     ("websocket.message.size", "By", "histogram"),
     ("queue.depth", "1", "gauge"),
     ("cache.hit_rate", "%", "gauge"),
@@ -131,8 +133,8 @@ def test_the_registry_refuses_colliding_families_once_each() -> None:
     registry = SeriesRegistry()
     assert registry.claim("handler.duration", "s", "histogram", "handlers") == "handler_duration_seconds"
     assert registry.claim("handler.duration", "s", "histogram", "metrics") is None
-    assert registry.claim("telemetry_collections_total", "", "counter", "metrics") is None
-    assert registry.claim("telemetry.collections", "", "gauge", "metrics") is None  # telemetry_collections
+    assert registry.claim("telemetry_collection_runs_total", "", "counter", "metrics") is None
+    assert registry.claim("telemetry.collection.runs", "", "gauge", "metrics") is None  # telemetry_collection_runs
     assert registry.claim("server_tick_duration_seconds_count", "", "gauge", "metrics") is None  # a histogram's
     assert registry.claim("matches.started", "", "counter", "metrics") == "matches_started"
     assert registry.claim("matches_started_total", "", "gauge", "metrics") is None
@@ -180,7 +182,7 @@ def test_facade_handler_duration_beside_a_traced_handler_passes_promtool(
     for _ in range(3):
         handle_login()
     telemetry.metrics.timing("handler.duration", 0.25)  # seed 001's name: refused for export, kept in process
-    telemetry.metrics.increment("telemetry_collections_total")  # meets telemetry.collections
+    telemetry.metrics.increment("telemetry_collection_runs_total")  # meets telemetry.collection.runs
     telemetry.metrics.gauge("telemetry.dropped", 1.0)  # meets telemetry_dropped_total's family
     telemetry.metrics.increment("matches.started", 2)
     telemetry.metrics.decrement("matches.started")
@@ -206,7 +208,7 @@ def test_facade_handler_duration_beside_a_traced_handler_passes_promtool(
     assert telemetry.network.tracked_pings() == {"1": 50.0}
     stats = telemetry.metrics.get_timing("handler.duration")
     assert stats is not None and stats.count == 1
-    assert telemetry.metrics.series.refused_names == 3  # handler.duration, telemetry_collections_total, .dropped
+    assert telemetry.metrics.series.refused_names == 3  # handler.duration, telemetry_collection_runs_total, .dropped
     assert telemetry.metrics.get_counter("matches.started") == 1
 
 

@@ -191,6 +191,8 @@ class PrincipalExporter:
         meter: when given, the exporter reports its own counters (``telemetry.exporter.*``) through it.
         server_id: names the server in the idempotency key; None takes the body's ``"server_id"``.
         allow_insecure_token: send ``token`` over plain ``http://`` to a host that is not loopback.
+        on_attempt: called with ``("principal", delivered)`` after each delivery attempt, on the sender thread
+            (the handle's ``export`` hooks); it must not raise.
         clock, sleep, rng: injectable time source (seconds), wait and jitter source, for tests. ``sleep`` serves the
             sender's backoff waits only; by default they use a ``threading.Event`` so ``shutdown`` interrupts them,
             an injected ``sleep`` cannot be interrupted, so keep it short.
@@ -214,6 +216,7 @@ class PrincipalExporter:
         meter: Meter | None = None,
         server_id: str | None = None,
         allow_insecure_token: bool = False,
+        on_attempt: Callable[[str, bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
@@ -243,6 +246,7 @@ class PrincipalExporter:
         self._run_id = secrets.token_hex(8)
         self._clock = clock
         self._sleep = sleep
+        self._on_attempt = on_attempt
         self._rng = rng if rng is not None else random.Random()
         self._http = Endpoint(
             "PrincipalExporter",
@@ -549,6 +553,8 @@ class PrincipalExporter:
             self._attempts += 1
         timeout = min(self._timeout, drain_left) if closing else self._timeout
         outcome = self._http.post(entry.body, timeout, headers={IDEMPOTENCY_HEADER: entry.key}, cancel=self._cancel)
+        if self._on_attempt is not None:
+            self._on_attempt("principal", outcome.delivered)
         if outcome.delivered:
             self._delivered()
         elif outcome.retryable:

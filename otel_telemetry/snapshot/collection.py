@@ -173,7 +173,7 @@ class FrameCollector:
         """
         with self._collecting:
             with self._lock:
-                self.runs += 1  # the frame counts itself: its telemetry_collections_total includes it
+                self.runs += 1  # the frame counts itself: its telemetry_collection_runs_total includes it
             taken: list[tuple[Frame | None, float]] = []
 
             def take() -> None:
