@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -61,6 +61,7 @@ from otel_telemetry.producer import HistogramProducer, ReaderMerge
 from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus
+from otel_telemetry.recording.health_metrics import register_health_metrics
 from otel_telemetry.recording.hooks import Hook, HookRegistry
 from otel_telemetry.recording.instruments import Counter, Gauge, Histogram, InstrumentRegistry, RegisteredInstrument
 from otel_telemetry.recording.profiling import Profiler, ProfileSession
@@ -68,6 +69,7 @@ from otel_telemetry.recording.tracing import HandlerTelemetry, claim_default
 from otel_telemetry.series import SeriesRegistry
 from otel_telemetry.snapshot.build import server_metrics
 from otel_telemetry.snapshot.collection import FrameCollector, FrameReader
+from otel_telemetry.snapshot.dashboard import Dashboard, DashboardBuilder, DashboardRoute, SystemOverview
 from otel_telemetry.snapshot.files import SnapshotFileWriter
 from otel_telemetry.snapshot.frame import Frame
 from otel_telemetry.snapshot.model import History, ServerMetrics
@@ -208,6 +210,8 @@ class Telemetry:
         self._failures_seen: dict[str, int] = {}
         self._export_counts: list[Any] = []
         self._pacer = LoopPacer()  # background work waits for the game loop's idle time (fed by tick())
+        #: Builds :meth:`dashboard` from frames (``dashboard_builder.add_widget(...)`` for widgets of your own).
+        self.dashboard_builder = DashboardBuilder()
         self.logger_provider: Any = None
         # One namespace and series budget for every family and series this handle exports.
         self.series = SeriesRegistry(config.series_budget)
@@ -326,6 +330,9 @@ class Telemetry:
             if isinstance(counts, ExportCounts):
                 counts.listener = self._export_hook
         self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
+        register_health_metrics(
+            self.meter_provider.get_meter("otel_telemetry.health", __version__), self.health, self.series
+        )
         self.health.start()
         self._collector.start()
         _exit_hooks.add(self)
@@ -364,6 +371,7 @@ class Telemetry:
         collector = self._collector
         assert collector is not None
         collector.add_listener("history", lambda frame: self._history.append(frame.server_metrics))
+        collector.add_listener("dashboard", self.dashboard_builder.on_frame)
         if config.enable_alerts:
             collector.add_stage("alerts", self._evaluate_alerts)
         if config.snapshot_file is not None:
@@ -417,6 +425,7 @@ class Telemetry:
                 [self.health.handle],
                 metrics_app=self._prometheus.wsgi_app,
             )
+            self._http.add_route(DashboardRoute(self.dashboard))
 
         collector.add_listener("hooks", lambda frame: self.hooks.fire("collection", frame))
 
@@ -569,6 +578,15 @@ class Telemetry:
     def remove_hook(self, kind: str, callback: Hook) -> bool:
         """Remove one registration of ``callback`` for ``kind``; False when it was not registered."""
         return self.hooks.remove(kind, callback)
+
+    def dashboard(self) -> Dashboard:
+        """The runtime dashboard of the newest frame: system, tick loop, network, database, cache, handlers with
+        percentiles, active alerts and widgets (``dashboard().to_json()``; also served at ``GET /dashboard``, which
+        ``otel-telemetry top`` renders). Rates and percentiles cover the interval since the frame before."""
+        frame = self._frame_now()
+        if frame is None:  # the SDK is disabled: nothing is collected
+            return Dashboard(system=SystemOverview(self.config.server_id, datetime.now(UTC)))
+        return self.dashboard_builder.build(frame, [alert.to_dict() for alert in self.alerts.active()])
 
     def _drops(self) -> list[tuple[str, str, int]]:
         """Everything dropped so far, as ``(source, reason, count)``."""
