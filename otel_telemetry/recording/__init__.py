@@ -1,5 +1,6 @@
 """What game code calls besides the monitors: the statsd-style facade and its registered instruments, ``@traced``
-handlers and ``timer``, profiling sessions, events, component health and JSON logs. Everything here writes cheap
+handlers and ``timer``, a stopwatch, profiling sessions, events, component health and its checks, hooks and JSON
+logs. Everything here writes cheap
 in-process state; OpenTelemetry reads it at collection time.
 """
 
@@ -7,8 +8,10 @@ from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.exporters import MetricsExporter
 from otel_telemetry.recording.facade import CounterValue, GaugeStats, MetricsFacade, TimingStats
 from otel_telemetry.recording.health import ComponentHealth, HealthRegistry, HealthStatus
+from otel_telemetry.recording.health_checks import memory_check, tcp_check, threshold_check
+from otel_telemetry.recording.hooks import HookRegistry
 from otel_telemetry.recording.instruments import Counter, Gauge, Histogram, InstrumentRegistry
-from otel_telemetry.recording.logs import JsonLogHandler
+from otel_telemetry.recording.logs import JsonLogFormatter, JsonLogHandler
 from otel_telemetry.recording.profiling import (
     MemoryUsage,
     Profiler,
@@ -17,6 +20,7 @@ from otel_telemetry.recording.profiling import (
     ScopeStats,
     SessionReport,
 )
+from otel_telemetry.recording.stopwatch import Stopwatch, format_duration, logged_timing
 from otel_telemetry.recording.tracing import timer, traced
 
 __all__ = [
@@ -30,7 +34,9 @@ __all__ = [
     "HealthRegistry",
     "HealthStatus",
     "Histogram",
+    "HookRegistry",
     "InstrumentRegistry",
+    "JsonLogFormatter",
     "JsonLogHandler",
     "MemoryUsage",
     "MetricsExporter",
@@ -40,7 +46,13 @@ __all__ = [
     "Profiler",
     "ScopeStats",
     "SessionReport",
+    "Stopwatch",
     "TimingStats",
+    "format_duration",
+    "logged_timing",
+    "memory_check",
+    "tcp_check",
+    "threshold_check",
     "timer",
     "traced",
 ]

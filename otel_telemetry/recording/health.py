@@ -169,6 +169,7 @@ class HealthRegistry:
         self._unknown_logged: set[tuple[str, str]] = set()
         #: Check runs that raised, returned a bad result or timed out.
         self.check_failures = 0
+        self._runs: dict[str, tuple[int, float]] = {}  # check name -> (runs finished, seconds the last one took)
 
     # -- manual status ----------------------------------------------------------------------------------------
     def set(self, name: str, status: HealthStatus | str, message: str = "") -> ComponentHealth:
@@ -234,6 +235,15 @@ class HealthRegistry:
     # -- reading ------------------------------------------------------------------------------------------------
     def _effective(self) -> dict[str, ComponentHealth]:
         return effective(self._components, self._checks.keys())
+
+    @property
+    def check_names(self) -> tuple[str, ...]:
+        """The names of the registered checks, sorted."""
+        return tuple(sorted(self._checks))
+
+    def check_runs(self) -> dict[str, tuple[int, float]]:
+        """Per check: ``(runs finished, seconds the last run took)``; a run that hangs counts when it returns."""
+        return dict(self._runs)
 
     def components(self) -> list[ComponentHealth]:
         """Every component's latest health, sorted by name, with its effective status (dependencies applied)."""
@@ -323,6 +333,7 @@ class HealthRegistry:
     def _execute(self, check: _Check, run: _Run) -> None:
         failure: BaseException | None = None
         what = "raised"
+        started = time.perf_counter()
         try:
             result = check.fn()
         except BaseException as exc:  # even SystemExit: the run must still complete below
@@ -339,7 +350,10 @@ class HealthRegistry:
                     exc,
                 )
                 what = "returned an invalid result"
+        took = time.perf_counter() - started
         with self._wake:
+            runs = self._runs.get(check.name, (0, 0.0))[0] + 1
+            self._runs = {**self._runs, check.name: (runs, took)}
             if check.run is run:
                 check.run = None
             if failure is not None:
