@@ -1,13 +1,19 @@
 """Alerts evaluated in process on every frame: rules, their lifecycle, notifiers, PromQL and the ``ALERTS`` gauge.
 
-* :mod:`~otel_telemetry.alerts.model`: :class:`Severity`, :class:`AlertState`, :class:`AlertRule`, :class:`Alert`;
+* :mod:`~otel_telemetry.alerts.model`: :class:`Severity`, :class:`AlertState`, :class:`AlertRule`, :class:`Alert`
+  (with :mod:`~otel_telemetry.alerts.paths`, :mod:`~otel_telemetry.alerts.names`, the ``ServerMetrics`` paths and
+  the metric names a rule may watch, and :mod:`~otel_telemetry.alerts.templates`);
 * :mod:`~otel_telemetry.alerts.rules`: :func:`default_rules`, the spec's ten (thresholds from the configuration);
-* :mod:`~otel_telemetry.alerts.manager`: :class:`AlertManager`, the pending/firing/resolved lifecycle;
+* :mod:`~otel_telemetry.alerts.manager`: :class:`AlertManager`, the pending/firing/resolved lifecycle, manual
+  resolution and ``check_metric``; :mod:`~otel_telemetry.alerts.stats`: :class:`AlertStats`;
+* :mod:`~otel_telemetry.alerts.sources` and :mod:`~otel_telemetry.alerts.samples`: a metric-name rule's statistic,
+  read from the frame's metrics and histograms, over its window;
 * :mod:`~otel_telemetry.alerts.notifiers`: :class:`Notifier`, :class:`CallbackNotifier`, :class:`LogNotifier`,
   :class:`WebhookNotifier`;
 * :mod:`~otel_telemetry.alerts.evaluator`: :class:`AlertEvaluator` (the frame listener), and the ``alerts`` gauge
   (:func:`alert_metrics` for a frame, :func:`register_alert_metric` for a meter);
-* :mod:`~otel_telemetry.alerts.promql`: :func:`promql_expression`, derived from the catalog.
+* :mod:`~otel_telemetry.alerts.promql`: :func:`promql_expression` and :func:`rule_promql`, derived from the catalog
+  and the exported names.
 
 The Prometheus rules file is a tool, not runtime: :func:`prometheus_rules_yaml` and :func:`write_rules_file` live in
 :mod:`otel_telemetry.tools.rules` (``otel-telemetry rules``). They stay importable from here for compatibility,
@@ -23,8 +29,9 @@ from otel_telemetry.alerts.evaluator import AlertEvaluator, alert_metrics, regis
 from otel_telemetry.alerts.manager import AlertManager
 from otel_telemetry.alerts.model import Alert, AlertRule, AlertState, Severity
 from otel_telemetry.alerts.notifiers import CallbackNotifier, LogNotifier, Notifier, WebhookNotifier
-from otel_telemetry.alerts.promql import promql_expression
+from otel_telemetry.alerts.promql import promql_expression, rule_promql
 from otel_telemetry.alerts.rules import DEFAULT_THRESHOLDS, default_rules, parse_thresholds
+from otel_telemetry.alerts.stats import AlertCounts, AlertStats, DurationStats
 
 if TYPE_CHECKING:
     from otel_telemetry.tools.rules import prometheus_rules_yaml, write_rules_file
@@ -32,11 +39,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "Alert",
+    "AlertCounts",
     "AlertEvaluator",
     "AlertManager",
     "AlertRule",
     "AlertState",
+    "AlertStats",
     "CallbackNotifier",
+    "DurationStats",
     "LogNotifier",
     "Notifier",
     "Severity",
@@ -47,6 +57,7 @@ __all__ = [
     "prometheus_rules_yaml",
     "promql_expression",
     "register_alert_metric",
+    "rule_promql",
     "write_rules_file",
 ]
 

@@ -1,10 +1,11 @@
 """Alerts on every frame: :class:`AlertEvaluator`, the frame listener of alerts, and the ``alerts`` gauge.
 
 The handle takes one frame per collection interval and hands it to every output in turn, on the collecting thread.
-:meth:`AlertEvaluator.on_frame` is the alerts' turn: it runs the rules on the frame's ``ServerMetrics`` (and on the
-history, for the rules that compare with the past) and returns. It collects nothing and starts no collection of its
-own, never raises, and never waits on a notifier: notifications go to one worker thread, in order, so a slow
-callback, log handler or receiver can delay other notifications but never a frame.
+:meth:`AlertEvaluator.on_frame` is the alerts' turn: it runs the rules on the frame (``ServerMetrics`` rules on its
+snapshot and on the history, for those that compare with the past; metric-name rules on its metrics and histograms)
+and returns. It collects nothing and starts no collection of its own, never raises, and never waits on a notifier:
+notifications go to one worker thread, in order, so a slow callback, log handler or receiver can delay other
+notifications but never a frame.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class AlertEvaluator:
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ValueError(f"AlertEvaluator.queue_size: expected an integer >= 1, got {queue_size!r}")
         self._manager = manager
+        manager.hand_off_to(self._enqueue)  # check_metric and resolve notify through the worker too
         self._history = history
         self._close_notifiers = close_notifiers
         # Batches for the worker; None wakes it up to stop.
@@ -102,7 +104,8 @@ class AlertEvaluator:
 
     # -- the collecting thread ----------------------------------------------------------------------------------------
     def on_frame(self, frame: Frame) -> None:
-        """Evaluate the rules on ``frame.server_metrics``; queue the notifications. Never raises, never blocks.
+        """Evaluate the rules on ``frame`` (:meth:`AlertManager.evaluate_frame`); queue the notifications. Never
+        raises, never blocks.
 
         A frame already seen (same or older ``sequence``) is ignored; after :meth:`close` every frame is. When the
         history cannot be read, the rules that compare with the past have no data for this frame; the others run.
@@ -114,7 +117,6 @@ class AlertEvaluator:
             if self._last_sequence is not None and sequence <= self._last_sequence:
                 return
             self._last_sequence = sequence
-            metrics = frame.server_metrics
         except Exception:
             self._failed("frame", "reading a frame for alert evaluation failed (logged once; counted in failures)")
             return
@@ -124,7 +126,7 @@ class AlertEvaluator:
                 history = self._history()
             except Exception:
                 self._failed("history", "reading the history for alert evaluation failed (logged once; counted)")
-        self._manager.evaluate(metrics, history, notify=self._enqueue)  # never raises
+        self._manager.evaluate_frame(frame, history, notify=self._enqueue)  # never raises
         self.evaluations += 1
 
     def _failed(self, key: str, message: str) -> None:
@@ -221,6 +223,7 @@ class AlertEvaluator:
         blocks (the daemon worker is then left to finish its batch).
         """
         deadline = time.monotonic() + max(0.0, timeout)
+        self._manager.hand_off_to(None)  # from now on the manager notifies on the calling thread again
         with self._lock:
             if not self._closing.is_set():
                 self._deadline = deadline

@@ -1,40 +1,67 @@
-"""The rule model: severities, alert states, rule kinds, :class:`AlertRule` and :class:`Alert`, with their checks.
+"""The rule model: severities, alert states, rule kinds and statistics, :class:`AlertRule` and :class:`Alert`.
 
-An :class:`AlertRule` watches one numeric ``ServerMetrics`` field (``"performance.tick_rate_fps"``,
-``"network.player_ping_percentiles.p95"``...) and is validated when it is built: a bad path, kind, threshold,
-duration, label or annotation template raises ``ValueError`` naming the field and the value. An :class:`Alert` is
-an immutable view of one alert at one moment, what :class:`~otel_telemetry.alerts.AlertManager` returns and
-notifiers receive. Both are immutable and safe to share between threads.
+An :class:`AlertRule` watches either one numeric ``ServerMetrics`` field (``"performance.tick_rate_fps"``,
+``"network.player_ping_percentiles.p95"``...) or any metric of the frame by its OpenTelemetry or Prometheus name
+(``"api.latency"``, ``"handler_errors_total"``), read with a ``statistic`` (value, rate, ratio, quantiles...). It
+is validated when it is built: a bad path, name, statistic, kind, threshold, duration, label or annotation template
+raises ``ValueError`` naming the rule, the field and the value. An :class:`Alert` is an immutable view of one alert at
+one moment, what :class:`~otel_telemetry.alerts.AlertManager` returns and notifiers receive. Both are immutable and
+safe to share between threads.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 import re
-import string
-import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import Enum
-from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
+from otel_telemetry.alerts.names import is_metric_name
+from otel_telemetry.alerts.paths import SNAPSHOT_ROOTS, _check_path, _read, is_snapshot_path
+from otel_telemetry.alerts.templates import _Fill as _Fill
+from otel_telemetry.alerts.templates import _parse_template as _parse_template
+from otel_telemetry.alerts.templates import _render
+from otel_telemetry.alerts.values import _duration as _duration
+from otel_telemetry.alerts.values import _fmt as _fmt
+from otel_telemetry.alerts.values import _iso
+from otel_telemetry.alerts.values import _threshold as _threshold
 from otel_telemetry.snapshot.model import ServerMetrics
 
-__all__ = ["RULE_KINDS", "Alert", "AlertRule", "AlertState", "Kind", "Severity"]
+__all__ = ["RULE_KINDS", "STATISTICS", "Alert", "AlertRule", "AlertState", "Kind", "Severity", "Statistic"]
+
+#: seed (low/medium/high/critical) -> ours, one to one.
+_SEVERITY_ALIASES: Mapping[str, str] = MappingProxyType(
+    {"low": "info", "medium": "warning", "high": "error", "critical": "critical"}
+)
 
 
 class Severity(str, Enum):
-    """How bad an alert is. The spec's thresholds use ``WARNING`` and ``CRITICAL``."""
+    """How bad an alert is. The spec's thresholds use ``WARNING`` and ``CRITICAL``.
+
+    Both vocabularies are accepted, in any case, and mapped one to one: ``low`` -> ``INFO``, ``medium`` ->
+    ``WARNING``, ``high`` -> ``ERROR``, ``critical`` -> ``CRITICAL`` (``Severity("High") is Severity.ERROR``). The
+    value (the ``severity`` label) is always ours. Anything else raises ``ValueError`` listing both vocabularies.
+    """
 
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
     CRITICAL = "critical"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Severity:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            text = _SEVERITY_ALIASES.get(text, text)
+            for member in cls:
+                if member.value == text:
+                    return member
+        ours = ", ".join(s.value for s in cls)
+        raise ValueError(f"severity must be one of {ours} (or {', '.join(_SEVERITY_ALIASES)}), any case; got {value!r}")
 
 
 class AlertState(str, Enum):
@@ -52,178 +79,47 @@ _SINGLE_THRESHOLD = frozenset({"above", "below", "percent_change", "rate_of_chan
 _RANGE = frozenset({"between", "outside"})
 _WINDOWED = frozenset({"percent_change", "rate_of_change"})
 
+#: What a metric-name rule reads from its metric.
+Statistic = Literal["value", "rate", "ratio", "p50", "p90", "p95", "p99", "mean", "count", "min", "max"]
+STATISTICS: tuple[str, ...] = typing.get_args(Statistic)
+#: Statistic -> quantile, for the quantile statistics.
+QUANTILES: Mapping[str, float] = MappingProxyType({"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99})
+#: The statistics of a histogram.
+HISTOGRAM_STATISTICS = frozenset({*QUANTILES, "mean", "count", "min", "max"})
+#: The statistics of a counter's increase.
+COUNTER_STATISTICS = frozenset({"rate", "ratio"})
+
 #: Valid alert names and label names (Prometheus' metric/label name syntax, without ``:``).
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Labels every alert carries, set from the rule itself.
 _RESERVED_LABELS = frozenset({"alertname", "alertstate", "severity"})
-#: Placeholders annotation templates may use.
-_PLACEHOLDERS = frozenset({"value", "threshold", "low", "high", "metric", "name", "severity"})
 
 
-def _number(value: object) -> float | None:
-    """``value`` as a finite float, or None (bools, NaN, infinities and non-numbers are "no data")."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    result = float(value)
-    return result if math.isfinite(result) else None
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _fmt(value: float) -> str:
-    """A threshold as people write it: ``80`` rather than ``80.0``, ``0.5`` as ``0.5``."""
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-# ======================================================================================================================
-# ServerMetrics paths
-# ======================================================================================================================
-def _strip_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _is_mapping(tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    return origin is not None and isinstance(origin, type) and issubclass(origin, Mapping)
-
-
-def _type_name(tp: Any) -> str:
-    return tp.__name__ if isinstance(tp, type) else str(tp)
-
-
-def _check_path(path: object) -> None:
-    """Raise ``ValueError`` unless ``path`` names a numeric field of :class:`ServerMetrics`.
-
-    Mapping fields (``performance.phase_time_ms``, ``game.players_per_map``...) take any key as the next segment.
-    """
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"expected a dotted ServerMetrics path such as 'performance.tick_rate_fps', got {path!r}")
-    _check_str_path(path)
-
-
-@lru_cache(maxsize=512)
-def _check_str_path(path: str) -> None:
-    tp: Any = ServerMetrics
-    walked: list[str] = []
-    for part in path.split("."):
-        tp = _strip_optional(tp)
-        where = ".".join(walked) or "ServerMetrics"
-        if not part:
-            raise ValueError(f"{path!r} is not a ServerMetrics field: empty segment after {where!r}")
-        if is_dataclass(tp) and isinstance(tp, type):
-            hints = typing.get_type_hints(tp)
-            names = [f.name for f in fields(tp)]
-            if part not in names:
-                close = difflib.get_close_matches(part, names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; {where} has: {', '.join(names)}"
-                raise ValueError(f"{path!r} is not a ServerMetrics field: {where} has no field {part!r}{hint}")
-            tp = hints[part]
-        elif _is_mapping(tp):
-            tp = typing.get_args(tp)[1]
-        else:
-            raise ValueError(f"{path!r} is not a ServerMetrics field: {where} is a {_type_name(tp)}, not a record")
-        walked.append(part)
-    tp = _strip_optional(tp)
-    if tp not in (int, float):
-        raise ValueError(f"{path!r} is not a numeric ServerMetrics field (it is a {_type_name(tp)})")
-
-
-def _read(metrics: ServerMetrics, path: str) -> float | None:
-    """The number at ``path`` in ``metrics``; None when absent (an unknown mapping key) or not a finite number."""
-    try:
-        value = metrics.field_value(path)
-    except KeyError:
-        return None
-    return _number(value)
-
-
-# ======================================================================================================================
-# Annotation templates
-# ======================================================================================================================
-class _Fill:
-    """A template value that formats with the template's spec when it can, and as text otherwise."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: object) -> None:
-        self._value = value
-
-    def __format__(self, spec: str) -> str:
-        value = self._value
-        if value is None:
-            return "n/a"
-        try:
-            return format(value, spec)
-        except (TypeError, ValueError):
-            return str(value)
-
-
-def _parse_template(template: str) -> list[tuple[str, str | None, str]]:
-    """``(literal, field or None, spec)`` triples; ``ValueError`` for bad syntax or unknown placeholders."""
-    parsed: list[tuple[str, str | None, str]] = []
-    for literal, name, spec, conversion in string.Formatter().parse(template):
-        if name is not None:
-            if name not in _PLACEHOLDERS:
-                raise ValueError(
-                    f"unknown placeholder {{{name}}} (use {', '.join('{' + p + '}' for p in sorted(_PLACEHOLDERS))}; "
-                    "double braces for a literal brace)"
-                )
-            if conversion is not None:
-                raise ValueError(f"placeholder {{{name}!{conversion}}}: conversions are not supported")
-            if spec and "{" in spec:
-                raise ValueError(f"placeholder {{{name}:{spec}}}: nested fields are not supported")
-        parsed.append((literal, name, spec or ""))
-    return parsed
-
-
-def _render(template: str, values: Mapping[str, object]) -> str:
-    out: list[str] = []
-    for literal, name, spec in _parse_template(template):
-        out.append(literal)
-        if name is not None:
-            out.append(format(_Fill(values.get(name)), spec))
-    return "".join(out)
-
-
-# ======================================================================================================================
-# Rules
-# ======================================================================================================================
-def _duration(owner: str, name: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    number = _number(value)
-    if number is None or number < 0 or (positive and number == 0):
-        need = "a positive" if positive else "a non-negative"
-        raise ValueError(f"{owner}.{name}: must be {need}, finite number of seconds, got {value!r}")
-    return number
-
-
-def _threshold(owner: str, name: str, value: object) -> float:
-    number = _number(value)
-    if number is None:
-        raise ValueError(f"{owner}.{name}: expected a finite number, got {value!r}")
-    return number
+def _matchers(owner: str, name: str, value: object) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{owner}.{name}: expected a mapping of attribute names to values, got {value!r}")
+    for key, text in value.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"{owner}.{name}: attribute name {key!r} must be a non-empty string")
+        if not isinstance(text, str):
+            raise ValueError(f"{owner}.{name}: value of {key!r} must be a string, got {text!r}")
+    return MappingProxyType(dict(value))
 
 
 @dataclass(frozen=True, slots=True)
 class AlertRule:
-    """One alerting rule over a numeric :class:`ServerMetrics` field. Immutable; validated on construction.
+    """One alerting rule over a ``ServerMetrics`` field or any metric of the frame. Immutable; validated on
+    construction.
 
     Attributes:
         name: the alert's name (Prometheus ``alert:``; letters, digits and ``_``); unique within a manager.
-        metric: dotted ``ServerMetrics`` path of the watched value, e.g. ``"performance.tick_rate_fps"`` or
-            ``"network.player_ping_percentiles.p95"`` (milliseconds, as in the snapshot). Mapping fields take a key:
-            ``"performance.phase_time_ms.network.p95"``. A missing value is "no data" and never fires.
+        metric: what the rule watches. A dotted ``ServerMetrics`` path when its first segment is a top-level field
+            (``"performance.tick_rate_fps"``, ``"network.player_ping_percentiles.p95"``, in the snapshot's units;
+            mapping fields take a key: ``"performance.phase_time_ms.network.p95"``); otherwise the name of a metric
+            of the frame, by its OpenTelemetry name (``"api.latency"``, ``"handler.errors"``) or its name on
+            ``/metrics`` (``"api_latency_seconds"``, ``"handler_errors_total"``), read in its exported unit, or a
+            name the application feeds with :meth:`AlertManager.check_metric`. A missing value is "no data" and
+            never fires.
         kind: ``"above"`` (value > threshold), ``"below"`` (value < threshold), ``"between"``
             (low <= value <= high), ``"outside"`` (value < low or value > high), ``"percent_change"`` (change over
             ``window`` seconds, in percent of the earlier value) or ``"rate_of_change"`` (change per second over
@@ -231,8 +127,11 @@ class AlertRule:
             fall below it (``-20``: dropped by more than 20 %).
         threshold: the limit for ``above``/``below``/the windowed kinds.
         low, high: the range for ``between``/``outside`` (``low <= high``).
-        window: seconds looked back by the windowed kinds (from the snapshot history, which must span it).
-        severity: the alert's severity (its ``severity`` label).
+        window: seconds looked back: by the windowed kinds (a path rule reads them from the snapshot history,
+            which must span it), and by a metric-name rule's ``rate``, ``ratio`` and histogram statistics (without
+            a window: since the previous frame, or the produced histogram's own sliding window).
+        severity: the alert's severity (its ``severity`` label); ``low``/``medium``/``high`` are accepted too (see
+            :class:`Severity`).
         for_: seconds the condition must hold before a pending alert fires (Prometheus ``for``).
         keep_firing_for: seconds a firing alert keeps firing after its condition stopped holding
             (Prometheus ``keep_firing_for``).
@@ -240,8 +139,16 @@ class AlertRule:
         labels: extra labels of the alert (not ``alertname``, ``alertstate`` or ``severity``).
         annotations: templates filled on each evaluation; placeholders ``{value}``, ``{threshold}``, ``{low}``,
             ``{high}``, ``{metric}``, ``{name}``, ``{severity}``, with format specs (``{value:.1f}``).
+        match: metric-name rules only: attribute equality matchers; the points whose attributes contain all of
+            them are summed (histograms: merged). Empty: every point.
+        statistic: metric-name rules only: ``"value"`` (a gauge's or counter's value), ``"rate"`` (a counter's
+            increase per second), ``"ratio"`` (increase of ``metric`` over increase of ``denominator``; no data
+            while the denominator does not increase), or of a histogram ``"p50"``, ``"p90"``, ``"p95"``,
+            ``"p99"``, ``"mean"``, ``"count"``, ``"min"``, ``"max"``.
+        denominator: the counter under a ``ratio`` (a metric name, like ``metric``).
+        denominator_match: the matchers of ``denominator``'s points.
 
-    Invalid values raise :class:`ValueError` naming the field and the value.
+    Invalid values raise :class:`ValueError` naming the rule, the field and the value.
     """
 
     name: str
@@ -257,6 +164,10 @@ class AlertRule:
     cooldown: float = 0.0
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    match: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    statistic: Statistic = "value"
+    denominator: str | None = None
+    denominator_match: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -266,12 +177,16 @@ class AlertRule:
                 f"(a Prometheus alert name), got {self.name!r}"
             )
         owner = f"AlertRule {self.name!r}"
-        try:
-            _check_path(self.metric)
-        except ValueError as error:
-            raise ValueError(f"{owner}: metric {error}") from None
         if self.kind not in RULE_KINDS:
             raise ValueError(f"{owner}: kind must be one of {', '.join(RULE_KINDS)}, got {self.kind!r}")
+        if isinstance(self.metric, str) and self.metric and not is_snapshot_path(self.metric):
+            self._check_metric_name(owner)
+        else:
+            try:
+                _check_path(self.metric)
+            except ValueError as error:
+                raise ValueError(f"{owner}: metric {error}") from None
+            self._check_snapshot_rule(owner)
         if self.kind in _SINGLE_THRESHOLD:
             if self.threshold is None:
                 raise ValueError(f"{owner}: kind {self.kind!r} needs a threshold")
@@ -289,17 +204,11 @@ class AlertRule:
                 raise ValueError(f"{owner}: inverted range: low ({self.low!r}) is above high ({self.high!r})")
             set_(self, "low", low)
             set_(self, "high", high)
-        if self.kind in _WINDOWED:
-            if self.window is None:
-                raise ValueError(f"{owner}: kind {self.kind!r} needs a window in seconds")
-            set_(self, "window", _duration(owner, "window", self.window, positive=True))
-        elif self.window is not None:
-            raise ValueError(f"{owner}: window applies to 'percent_change' and 'rate_of_change' only")
+        self._check_window(owner)
         try:
             set_(self, "severity", Severity(self.severity))
-        except ValueError:
-            allowed = ", ".join(s.value for s in Severity)
-            raise ValueError(f"{owner}: severity must be one of {allowed}, got {self.severity!r}") from None
+        except ValueError as error:
+            raise ValueError(f"{owner}: {error}") from None
         for name in ("for_", "keep_firing_for", "cooldown"):
             set_(self, name, _duration(owner, name, getattr(self, name)))
         labels = dict(self.labels)
@@ -323,6 +232,67 @@ class AlertRule:
                 raise ValueError(f"{owner}: annotation {key!r}: {error}") from None
         set_(self, "annotations", MappingProxyType(annotations))
 
+    def _check_metric_name(self, owner: str) -> None:
+        set_ = object.__setattr__
+        if not is_metric_name(self.metric):
+            raise ValueError(
+                f"{owner}: metric must be a ServerMetrics path (starting with one of "
+                f"{', '.join(sorted(SNAPSHOT_ROOTS))}) or a metric name (letters, digits and '_', '.', '-', '/', "
+                f"':'), got {self.metric!r}"
+            )
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"{owner}: statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r}")
+        set_(self, "match", _matchers(owner, "match", self.match))
+        set_(self, "denominator_match", _matchers(owner, "denominator_match", self.denominator_match))
+        if self.statistic == "ratio":
+            denominator = self.denominator
+            if denominator is None:
+                raise ValueError(f"{owner}: statistic 'ratio' needs a denominator (a counter's name), got None")
+            if not isinstance(denominator, str) or not is_metric_name(denominator) or is_snapshot_path(denominator):
+                raise ValueError(f"{owner}: denominator must be a counter's metric name, got {denominator!r}")
+            return
+        if self.denominator is not None:
+            raise ValueError(
+                f"{owner}: denominator applies to statistic 'ratio' only, not {self.statistic!r}; "
+                f"got denominator={self.denominator!r}"
+            )
+        if self.denominator_match:
+            raise ValueError(
+                f"{owner}: denominator_match applies to statistic 'ratio' only, not {self.statistic!r}; "
+                f"got denominator_match={dict(self.denominator_match)!r}"
+            )
+
+    def _check_snapshot_rule(self, owner: str) -> None:
+        where = f"the ServerMetrics path {self.metric!r}"
+        if self.statistic != "value":
+            raise ValueError(
+                f"{owner}: statistic applies to metric names only; {where} is already one value (percentiles are "
+                f"fields: '...percentiles.p95'), got statistic={self.statistic!r}"
+            )
+        for name in ("match", "denominator_match"):
+            given = getattr(self, name)
+            if not isinstance(given, Mapping) or given:
+                raise ValueError(f"{owner}: {name} applies to metric names only, not to {where}; got {name}={given!r}")
+            object.__setattr__(self, name, MappingProxyType({}))
+        if self.denominator is not None:
+            raise ValueError(
+                f"{owner}: denominator applies to metric names only, not to {where}; got {self.denominator!r}"
+            )
+
+    def _check_window(self, owner: str) -> None:
+        looks_back = not self.reads_snapshot and self.statistic != "value"
+        if self.kind in _WINDOWED:
+            if self.window is None:
+                raise ValueError(f"{owner}: kind {self.kind!r} needs a window in seconds")
+        elif self.window is not None and not looks_back:
+            extra = "" if self.reads_snapshot else ", and to the statistics rate, ratio and those of histograms"
+            raise ValueError(
+                f"{owner}: window applies to 'percent_change' and 'rate_of_change' only{extra}; "
+                f"got window={self.window!r} with kind {self.kind!r}"
+            )
+        if self.window is not None:
+            object.__setattr__(self, "window", _duration(owner, "window", self.window, positive=True))
+
     def __hash__(self) -> int:
         return hash(
             (
@@ -339,8 +309,17 @@ class AlertRule:
                 self.cooldown,
                 tuple(sorted(self.labels.items())),
                 tuple(sorted(self.annotations.items())),
+                tuple(sorted(self.match.items())),
+                self.statistic,
+                self.denominator,
+                tuple(sorted(self.denominator_match.items())),
             )
         )
+
+    @property
+    def reads_snapshot(self) -> bool:
+        """True when :attr:`metric` is a ``ServerMetrics`` path; False for a metric name."""
+        return is_snapshot_path(self.metric)
 
     @property
     def threshold_text(self) -> str:
@@ -383,9 +362,13 @@ class AlertRule:
     def measure(self, metrics: ServerMetrics, history: Sequence[ServerMetrics] = ()) -> float | None:
         """The value this rule compares: the field, or its change over ``window`` for the windowed kinds.
 
-        ``history`` is oldest first (``Telemetry.get_history()``); the earlier value is that of the newest snapshot
-        taken at least ``window`` seconds before ``metrics``. None means no data.
+        For a ``ServerMetrics`` path only (a metric-name rule is measured by the manager, on frames and
+        :meth:`AlertManager.check_metric` values, and gets None here). ``history`` is oldest first
+        (``Telemetry.get_history()``); the earlier value is that of the newest snapshot taken at least ``window``
+        seconds before ``metrics``. None means no data.
         """
+        if not self.reads_snapshot:
+            return None
         current = _read(metrics, self.metric)
         if self.kind not in _WINDOWED or current is None:
             return current
@@ -419,7 +402,7 @@ class Alert:
         severity: the rule's severity.
         state: pending, firing or resolved.
         value: the last value that met the condition (the change, for the windowed kinds).
-        metric: the rule's ``ServerMetrics`` path.
+        metric: the rule's ``metric`` (a ``ServerMetrics`` path or a metric name).
         active_since: when the condition started holding (UTC).
         fired_at: when it started firing; None while pending.
         resolved_at: when it resolved; None unless resolved.
@@ -427,6 +410,9 @@ class Alert:
         labels: ``alertname``, ``severity`` and the rule's labels (as on Prometheus alerts).
         annotations: the rule's annotations, filled in with the value.
         server_id: the ``server_id`` of the snapshot that last met the condition.
+        resolution: how a resolved alert was resolved: ``"automatic"`` (its condition stopped holding, or its rule
+            was removed) or ``"manual"`` (:meth:`AlertManager.resolve`); None unless resolved.
+        resolved_by: who resolved it manually (the ``by`` given to :meth:`AlertManager.resolve`).
     """
 
     name: str
@@ -443,6 +429,8 @@ class Alert:
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     server_id: str | None = None
+    resolution: Literal["automatic", "manual"] | None = None
+    resolved_by: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready mapping (times as ISO-8601 UTC); what the webhook posts."""
@@ -461,4 +449,6 @@ class Alert:
             "acknowledged": self.acknowledged,
             "acknowledged_by": self.acknowledged_by,
             "acknowledged_at": _iso(self.acknowledged_at),
+            "resolution": self.resolution,
+            "resolved_by": self.resolved_by,
         }

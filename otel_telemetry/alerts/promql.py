@@ -15,6 +15,13 @@ names this SDK exports:
   rate of ``_sum`` over the rate of ``_count``, its count the increase of ``_count``, summed by the labels that
   tell servers apart;
 * the minimum and maximum of a histogram's window have no PromQL equivalent: buckets do not carry them.
+
+Rules on any metric by name (:func:`rule_promql`) read the names ``/metrics`` shows: the catalog's, the ``@traced``
+handlers', those of a frame given, and names already in Prometheus form. ``value`` is ``sum(x{match})``, ``rate``
+``sum(rate(x_total{match}[window]))`` (``irate`` over the range without a window: since the previous sample, as the
+SDK compares since the previous frame), ``ratio`` the ratio of two such sums (no result while the denominator does
+not increase), quantiles ``histogram_quantile`` over the buckets' rate, ``mean`` and ``count`` as above; every sum
+``by`` the labels that tell servers apart.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Literal
 
-from otel_telemetry.alerts.model import _RANGE, _WINDOWED, AlertRule, _fmt
+from otel_telemetry.alerts.model import _RANGE, _WINDOWED, HISTOGRAM_STATISTICS, QUANTILES, AlertRule, _fmt
+from otel_telemetry.alerts.names import KNOWN_METRICS, ExportedName, PrometheusKind, is_prometheus_name
 from otel_telemetry.catalog import Instrument, MetricSpec, SnapshotField, lookup, snapshot_fields
 from otel_telemetry.snapshot.model import Distribution, Percentiles
 
@@ -36,6 +44,7 @@ __all__ = [
     "prometheus_duration",
     "promql_expression",
     "rule_expression",
+    "rule_promql",
 ]
 
 
@@ -231,12 +240,37 @@ def promql_expression(
     return _render_source(source, matchers, by, quantile_range, offset).text
 
 
-def rule_expression(rule: AlertRule, quantile_range: str = "5m", by: Sequence[str] = DEFAULT_BY) -> str | None:
+def rule_expression(
+    rule: AlertRule,
+    quantile_range: str = "5m",
+    by: Sequence[str] = DEFAULT_BY,
+    *,
+    metrics: Mapping[str, ExportedName] | None = None,
+) -> str | None:
     """The PromQL condition of ``rule`` (``server_cpu_usage_percent > 80``), the same test the SDK runs in process;
-    None when its metric has no PromQL equivalent (see :data:`NO_PROMQL_REASON`)."""
+    None when it has no PromQL equivalent (:func:`rule_promql` says why)."""
+    return rule_promql(rule, quantile_range, by, metrics=metrics)[0]
+
+
+def rule_promql(
+    rule: AlertRule,
+    quantile_range: str = "5m",
+    by: Sequence[str] = DEFAULT_BY,
+    *,
+    metrics: Mapping[str, ExportedName] | None = None,
+) -> tuple[str | None, str]:
+    """``(expression, "")`` for a rule PromQL can express, ``(None, why not)`` otherwise.
+
+    A metric-name rule's metric is looked up in ``metrics`` (a frame's names: ``FrameView(frame).exported()``),
+    then among the metrics every handle exports (:data:`~otel_telemetry.alerts.names.KNOWN_METRICS`); without
+    ``metrics``, a name in Prometheus form is taken as it is (``_total`` added for ``rate``/``ratio``). With
+    ``metrics``, a name in neither is not on ``/metrics`` (a :meth:`AlertManager.check_metric` name) and is skipped.
+    """
+    if not rule.reads_snapshot:
+        return _name_rule(rule, quantile_range, by, metrics)
     found = _source(rule.metric)
     if found is None:
-        return None
+        return None, f"{rule.metric} has no PromQL equivalent ({NO_PROMQL_REASON})"
     source, matchers = found
     expr = _render_source(source, matchers, by, quantile_range, "")
     kind = rule.kind
@@ -250,11 +284,97 @@ def rule_expression(rule: AlertRule, quantile_range: str = "5m", by: Sequence[st
         else:
             value = f"{change} / {_fmt(rule.window)}"
         op = ">" if rule.threshold >= 0 else "<"
-        return f"{value} {op} {_fmt(rule.threshold)}"
+        return f"{value} {op} {_fmt(rule.threshold)}", ""
+    return _condition(rule, expr.text), ""
+
+
+def _condition(rule: AlertRule, expr: str) -> str:
+    kind = rule.kind
     if kind in _RANGE:
         assert rule.low is not None and rule.high is not None
         if kind == "between":
-            return f"({expr.text} >= {_fmt(rule.low)}) <= {_fmt(rule.high)}"
-        return f"{expr.text} < {_fmt(rule.low)} or {expr.text} > {_fmt(rule.high)}"
+            return f"({expr} >= {_fmt(rule.low)}) <= {_fmt(rule.high)}"
+        return f"{expr} < {_fmt(rule.low)} or {expr} > {_fmt(rule.high)}"
     assert rule.threshold is not None
-    return f"{expr.text} {'>' if kind == 'above' else '<'} {_fmt(rule.threshold)}"
+    return f"{expr} {'>' if kind == 'above' else '<'} {_fmt(rule.threshold)}"
+
+
+_LABEL_CHARACTERS = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _label_name(attribute: str) -> str:
+    """An attribute name as the exporter writes it as a label (``error.type`` -> ``error_type``)."""
+    name = _LABEL_CHARACTERS.sub("_", attribute)
+    return f"key_{name}" if name[:1].isdigit() else name
+
+
+def _selector(name: str, match: Mapping[str, str]) -> str:
+    if not match:
+        return name
+    return name + "{" + ", ".join(f"{_label_name(k)}={_label_value(v)}" for k, v in match.items()) + "}"
+
+
+def _resolve(name: str, statistic: str, metrics: Mapping[str, ExportedName] | None) -> tuple[str, PrometheusKind] | str:
+    """``(Prometheus name, kind)`` of metric ``name``, or why it cannot be written in PromQL."""
+    found = (metrics or {}).get(name) or KNOWN_METRICS.get(name)
+    if found is not None:
+        return found.prometheus, found.kind
+    if metrics is not None:
+        return f"{name} is not on /metrics of the frame given (a check_metric name?); in-process only"
+    if not is_prometheus_name(name):
+        return (
+            f"no Prometheus name known for {name!r} (not in the catalog): name the metric as /metrics shows it "
+            "(e.g. 'api_latency_seconds'), or generate with the frame"
+        )
+    if statistic in ("rate", "ratio"):
+        return (name if name.endswith("_total") else name + "_total"), "counter"
+    return name, "histogram" if statistic in HISTOGRAM_STATISTICS else "gauge"
+
+
+def _name_rule(
+    rule: AlertRule, quantile_range: str, by: Sequence[str], metrics: Mapping[str, ExportedName] | None
+) -> tuple[str | None, str]:
+    statistic = rule.statistic
+    if rule.kind in _WINDOWED:
+        return None, f"{rule.kind} of a metric-name rule is evaluated in process only"
+    if statistic in ("min", "max"):
+        return None, f"{statistic} of {rule.metric}: {NO_PROMQL_REASON}"
+    resolved = _resolve(rule.metric, statistic, metrics)
+    if isinstance(resolved, str):
+        return None, resolved
+    name, kind = resolved
+    wanted: PrometheusKind = (
+        "counter" if statistic in ("rate", "ratio") else "histogram" if statistic in HISTOGRAM_STATISTICS else kind
+    )
+    if kind != wanted or (statistic == "value" and kind == "histogram"):
+        return None, f"statistic {statistic!r} does not apply to {rule.metric}, a {kind}"
+    range_ = prometheus_duration(rule.window) if rule.window is not None else quantile_range
+    function = "rate" if rule.window is not None else "irate"
+
+    def summed(inner: str, extra: tuple[str, ...] = ()) -> str:
+        labels = ", ".join((*extra, *by))
+        return f"sum by ({labels}) ({inner})" if labels else f"sum({inner})"
+
+    selector = _selector(name, rule.match)
+    if statistic == "value":
+        expr = summed(selector)
+    elif statistic == "rate":
+        expr = summed(f"{function}({selector}[{range_}])")
+    elif statistic == "ratio":
+        assert rule.denominator is not None
+        other = _resolve(rule.denominator, "ratio", metrics)
+        if isinstance(other, str):
+            return None, f"denominator: {other}"
+        if other[1] != "counter":
+            return None, f"denominator {rule.denominator} is a {other[1]}, not a counter"
+        whole = _selector(other[0], rule.denominator_match)
+        expr = f"{summed(f'{function}({selector}[{range_}])')} / ({summed(f'{function}({whole}[{range_}])')} > 0)"
+    elif statistic in QUANTILES:
+        buckets = _selector(name + "_bucket", rule.match)
+        expr = f"histogram_quantile({_fmt(QUANTILES[statistic])}, {summed(f'rate({buckets}[{range_}])', ('le',))})"
+    elif statistic == "mean":
+        total, count = _selector(name + "_sum", rule.match), _selector(name + "_count", rule.match)
+        expr = f"{summed(f'rate({total}[{range_}])')} / {summed(f'rate({count}[{range_}])')}"
+    else:
+        expr = summed(f"increase({_selector(name + '_count', rule.match)}[{range_}])")
+    return _condition(rule, expr), ""

@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("rest", nargs=argparse.REMAINDER)
     top.set_defaults(handler=_top)
 
-    rules = commands.add_parser("rules", help="print the default alert rules as Prometheus alerting rules (YAML)")
+    rules = commands.add_parser(
+        "rules", help="print the default alert rules, and yours (--rules module:NAME), as Prometheus alerting rules"
+    )
     rules.add_argument("rest", nargs=argparse.REMAINDER)
     rules.set_defaults(handler=_rules)
 

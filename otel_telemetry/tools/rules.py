@@ -8,38 +8,49 @@ configuration, ``for`` included (``alert_for``, 10 s). ``collector-config/alert-
 :func:`promtool_tests_yaml`: a ``promtool test rules`` file whose expected alerts are what the SDK's
 :class:`~otel_telemetry.alerts.AlertManager` decides on a recorded scenario, so that Prometheus and the SDK are
 checked to agree. Tests fail when either file is stale.
+
+Rules of your own join them: :func:`prometheus_rules_yaml` takes any rules (metric-name rules included), and
+``otel-telemetry rules --rules mymodule:RULES`` adds the rules an importable module holds (:func:`load_rules`) to
+the default ones. A rule PromQL cannot express is left out with a comment line saying why.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_telemetry.alerts.manager import AlertManager
-from otel_telemetry.alerts.model import _NAME, AlertRule, _Fill, _parse_template
+from otel_telemetry.alerts.model import _NAME, AlertRule
 from otel_telemetry.alerts.promql import (
     DEFAULT_BY,
-    NO_PROMQL_REASON,
     is_prometheus_duration,
     prometheus_duration,
     promql_expression,
-    rule_expression,
+    rule_promql,
 )
 from otel_telemetry.alerts.rules import DEFAULT_THRESHOLDS, default_rules, parse_thresholds
+from otel_telemetry.alerts.sources import FrameView
+from otel_telemetry.alerts.templates import _Fill, _parse_template
 from otel_telemetry.config import TelemetryConfig
 from otel_telemetry.snapshot.model import PerformanceMetrics, ServerMetrics
 from otel_telemetry.tools.yaml_text import ConfigPath, Yaml, render_yaml
+
+if TYPE_CHECKING:
+    from otel_telemetry.snapshot.frame import Frame
 
 __all__ = [
     "RULES_TEST_FILE",
     "TICK_RATE_SCENARIO",
     "config_rules",
+    "load_rules",
     "prometheus_rules_yaml",
     "promtool_tests_yaml",
     "rules_command",
@@ -95,8 +106,14 @@ def prometheus_rules_yaml(
     quantile_range: str = "5m",
     by: Sequence[str] = DEFAULT_BY,
     interval: str | None = None,
+    frame: Frame | None = None,
 ) -> str:
     """A Prometheus alerting-rules file expressing ``rules`` in PromQL over this SDK's exported names.
+
+    ``rules`` may mix ``ServerMetrics`` rules and metric-name rules (``AlertRule("SlowApi", "api_latency_seconds",
+    statistic="p95", threshold=0.5)``; see :func:`~otel_telemetry.alerts.promql.rule_promql`). ``frame`` (a
+    handle's ``latest_frame()``) names the metrics the application exports: OpenTelemetry names resolve to their
+    Prometheus names through it, and names absent from it (fed by ``check_metric`` only) are skipped.
 
     Thresholds keep the snapshot's units: a ping p95 in milliseconds reads
     ``histogram_quantile(0.95, sum by (le, ...) (rate(server_network_player_ping_seconds_bucket[5m]))) * 1000``.
@@ -116,10 +133,11 @@ def prometheus_rules_yaml(
             raise ValueError(f"prometheus_rules_yaml: by: {label!r} is not a label name to group by")
     emitted: list[Yaml] = []
     skipped: dict[int, list[str]] = {}
+    metrics = FrameView(frame).exported() if frame is not None else None
     for rule in rules:
-        expr = rule_expression(rule, quantile_range, by)
+        expr, why = rule_promql(rule, quantile_range, by, metrics=metrics)
         if expr is None:
-            reason = f"skipped {rule.name}: {rule.metric} has no PromQL equivalent ({NO_PROMQL_REASON})"
+            reason = f"skipped {rule.name}: {why}"
             skipped.setdefault(len(emitted), []).append(reason.replace("\n", "?"))  # one comment line per rule
             continue
         emitted.append(_rule(rule, expr))
@@ -228,13 +246,53 @@ def write_rules_file(path: str | Path, rules: Iterable[AlertRule], **options: An
     return target
 
 
+def load_rules(reference: str) -> list[AlertRule]:
+    """The rules named by ``reference``, ``"module:NAME"``: an importable module's attribute holding alert rules
+    (a list or tuple of :class:`AlertRule`, or a function without arguments returning one). The current directory
+    is searched too, as ``python -m`` would. ``ValueError`` naming the reference when it cannot be loaded."""
+    module_name, sep, attribute = reference.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"--rules: expected 'module:NAME' (e.g. 'myrules:RULES'), got {reference!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"--rules {reference!r}: cannot import {module_name!r}: {error}") from None
+    found: object = module
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise ValueError(f"--rules {reference!r}: {module_name!r} has no attribute {attribute!r}")
+        found = getattr(found, part)
+    if callable(found) and not isinstance(found, AlertRule):
+        found = found()
+    if isinstance(found, AlertRule):
+        found = [found]
+    if isinstance(found, (str, bytes)) or not isinstance(found, Iterable):
+        raise ValueError(f"--rules {reference!r}: expected a list of AlertRule, got {found!r}")
+    rules = list(found)
+    for rule in rules:
+        if not isinstance(rule, AlertRule):
+            raise ValueError(f"--rules {reference!r}: expected AlertRule items, got {rule!r}")
+    return rules
+
+
 def rules_command(argv: Sequence[str] | None = None) -> int:
-    """``otel-telemetry rules``: print the Prometheus rules of :func:`default_rules` (or write them with ``-o``)."""
+    """``otel-telemetry rules``: print the Prometheus rules of :func:`default_rules`, plus those of ``--rules``
+    (or write them with ``-o``)."""
     parser = argparse.ArgumentParser(
         prog="otel-telemetry rules",
-        description="Print the spec's alerting rules as a Prometheus rules file.",
+        description="Print the spec's alerting rules, and rules of your own, as a Prometheus rules file.",
     )
     parser.add_argument("-o", "--output", help="write to this file instead of standard output")
+    parser.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="add the AlertRule list MODULE.NAME holds (importable; the current directory is searched); repeatable",
+    )
+    parser.add_argument("--no-defaults", action="store_true", help="leave the spec's ten default rules out")
     parser.add_argument(
         "--thresholds",
         default="",
@@ -257,7 +315,17 @@ def rules_command(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help (0) or a usage error (2): report it as the return code
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
-        rules = default_rules(parse_thresholds(args.thresholds), args.for_, keep_firing_for=args.keep_firing_for)
+        rules = (
+            []
+            if args.no_defaults
+            else default_rules(parse_thresholds(args.thresholds), args.for_, keep_firing_for=args.keep_firing_for)
+        )
+        for reference in args.rules:
+            rules.extend(load_rules(reference))
+        names = [rule.name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"two rules are named {', '.join(duplicates)}")
         text = prometheus_rules_yaml(rules, quantile_range=args.quantile_range)
     except ValueError as error:
         sys.stderr.write(f"otel-telemetry rules: {error}\n")
