@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
@@ -177,3 +178,25 @@ def test_coming_from_pages_run_every_block_and_cover_their_calls() -> None:
                  '"/health/ready"', '"/health/live"', "JsonLogHandler(", "process_uptime_seconds",
                  "process_start_time_seconds", "handler_requests_total", "handler_duration_seconds_sum"):  # fmt: skip
         assert call in health, call
+
+
+def test_neighbour_pages_cover_every_feature_and_call() -> None:
+    """The two pages for the neighbouring systems name each of their features in the table and exercise each of
+    their calls, in the neighbour's argument forms, in a block that runs (tests/data/neighbour_features.json)."""
+    facts = json.loads((ROOT / "tests" / "data" / "neighbour_features.json").read_text(encoding="utf-8"))
+    for name, wanted in facts.items():
+        if name.startswith("_"):
+            continue
+        path = DOCS / name
+        blocks = _blocks(path)
+        assert len(blocks) >= 4 and all(runs for _line, _code, runs in blocks), name
+        text = path.read_text(encoding="utf-8")
+        table = _table(text, "## Every feature and call")
+        first_column = "\n".join(row[0] for row in table)
+        missing = [f for f in wanted["features"] if f.lower() not in first_column.lower()]
+        assert missing == [], f"{name}: features not in the table: {missing}"
+        code = "".join(code for _line, code, runs in blocks if runs)
+        absent = [call for call in wanted["calls"] if call not in code]
+        assert absent == [], f"{name}: calls no example makes: {absent}"
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            assert (path.parent / target).exists(), f"{name}: broken link {target}"
