@@ -427,17 +427,7 @@ class AlertManager:
                 resolved_now.append(alert)
             self._prune(now)
             result = self._active() + resolved_now
-        if notify is None:
-            notify = self._hand_off
-        if notify is None:
-            self.dispatch(notices)
-        elif notices:
-            try:
-                notify(notices)
-            except Exception:
-                with self._lock:
-                    self.notification_failures += 1
-                self._log_once("notify", "handing alert notifications over failed (logged once; counted)")
+        self._deliver(notices, notify)
         return result
 
     def _maybe_repeat(self, entry: _Entry, now: float, notices: list[Alert]) -> None:
@@ -473,10 +463,11 @@ class AlertManager:
         ``check_metric`` never waits on a notifier."""
         self._hand_off = notify
 
-    def _deliver(self, notices: list[Alert]) -> None:
+    def _deliver(self, notices: list[Alert], notify: Callable[[list[Alert]], None] | None = None) -> None:
+        """Hand ``notices`` to ``notify``, else to :meth:`hand_off_to`'s target, else to the notifiers now."""
         if not notices:
             return
-        hand_off = self._hand_off
+        hand_off = notify if notify is not None else self._hand_off
         if hand_off is None:
             self.dispatch(notices)
             return
