@@ -85,6 +85,8 @@ class Monitor:
         self._last_refresh: float | None = None
         self._attached = False
         self._meters: list[Meter] = []
+        # Set by attach_produced: the scalar instruments and their observers, read by scalar_points.
+        self._produced: list[tuple[MetricSpec, Callable[[], Points]]] | None = None
         self._series: dict[SeriesKey, tuple[MetricSpec, HistogramSeries, float]] = {}
         self._series_lock = threading.Lock()
         self._previous: dict[SeriesKey, HistogramSnapshot] = {}
@@ -213,13 +215,7 @@ class Monitor:
             self._attached = True
             return
         self._meters.append(meter)
-        observers = self._observers()
-        seen: set[str] = set(self.produced_gauge_names)
-        for spec in self.specs():
-            if spec.instrument is Instrument.HISTOGRAM or spec.name in seen:
-                continue
-            seen.add(spec.name)
-            observe = observers[spec.name]
+        for spec, observe in self._scalar_specs():
             callback = self._callback(spec.name, observe)
             kwargs = {"callbacks": [callback], "unit": spec.unit, "description": spec.description}
             if spec.instrument is Instrument.OBSERVABLE_GAUGE:
@@ -229,6 +225,61 @@ class Monitor:
             else:
                 meter.create_observable_up_down_counter(spec.name, **kwargs)  # type: ignore[arg-type]
         self._attached = True
+
+    def _scalar_specs(self) -> list[tuple[MetricSpec, Callable[[], Points]]]:
+        """The observable (non-histogram) instruments of this section, each with its observer, once per name."""
+        observers = self._observers()
+        seen: set[str] = set(self.produced_gauge_names)
+        found = []
+        for spec in self.specs():
+            if spec.instrument is Instrument.HISTOGRAM or spec.name in seen:
+                continue
+            seen.add(spec.name)
+            found.append((spec, observers[spec.name]))
+        return found
+
+    def attach_produced(self) -> None:
+        """Report the observable instruments through :meth:`scalar_points` (a producer builds their metrics
+        directly) instead of OpenTelemetry SDK instruments: the same names, units, descriptions, kinds and
+        values, at a fraction of the SDK's cost per collection. For one handle's own pipeline; the entry-point
+        instrumentors use :meth:`attach`."""
+        if self._produced is None:
+            self._produced = self._scalar_specs()
+        self._attached = True
+
+    def scalar_points(self) -> list[tuple[MetricSpec, list[tuple[float, Mapping[str, str]]]]]:
+        """Every observable instrument's current points, after a refresh (see :meth:`attach_produced`): what the
+        SDK's callbacks would observe. An observer that fails is logged once and counted in
+        :attr:`callback_errors`; the others still report. Nothing before :meth:`attach_produced` or after
+        :meth:`detach`."""
+        produced = self._produced
+        if produced is None or not self._attached:
+            return []
+        found: list[tuple[MetricSpec, list[tuple[float, Mapping[str, str]]]]] = []
+        try:
+            self.refresh()
+        except Exception:
+            self._observer_failed("refresh")
+            return found
+        for spec, observe in produced:
+            try:
+                points = [
+                    (value, attributes)
+                    for value, attributes in observe()
+                    if value is not None and not (isinstance(value, float) and math.isnan(value))
+                ]
+            except Exception:
+                self._observer_failed(spec.name)
+                continue
+            found.append((spec, points))
+        return found
+
+    def _observer_failed(self, name: str) -> None:
+        with self._counts_lock:
+            self._callback_errors += 1
+            first = self._first_time("callback:" + name)
+        if first:
+            _logger.exception("callback for %s failed (logged once; counted in callback_errors)", name)
 
     def detach(self) -> None:
         """Stop reporting: callbacks yield nothing from now on (OpenTelemetry cannot remove instruments)."""
@@ -251,11 +302,7 @@ class Monitor:
                     if value is not None and not (isinstance(value, float) and math.isnan(value))
                 ]
             except Exception:
-                with self._counts_lock:
-                    self._callback_errors += 1
-                    first = self._first_time("callback:" + name)
-                if first:
-                    _logger.exception("callback for %s failed (logged once; counted in callback_errors)", name)
+                self._observer_failed(name)
                 return iter(())
             return iter(points)
 

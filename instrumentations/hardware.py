@@ -118,6 +118,13 @@ class HardwareMonitor(Monitor):
             self._stopped = False
         self._start_sampling()
 
+    def attach_produced(self) -> None:
+        """Report through :meth:`scalar_points` (see :meth:`Monitor.attach_produced`) and start sampling."""
+        super().attach_produced()
+        with self._sampling_lock:
+            self._stopped = False
+        self._start_sampling()
+
     def detach(self) -> None:
         """Stop reporting and sampling (the threads end within about a second; use :meth:`close` to wait)."""
         super().detach()

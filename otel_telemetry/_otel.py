@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 #: Every private access this module makes, for the tests that pin them (one test per entry).
 ACCESSES: tuple[str, ...] = (
     "histogram_temporality",
+    "instrument_temporality",
     "exporter_preferences",
     "provider_readers",
     "hook_reader",
@@ -40,6 +41,22 @@ def histogram_temporality(reader: MetricReader) -> AggregationTemporality:
     from opentelemetry.sdk.metrics._internal.instrument import _Histogram
 
     temporality: AggregationTemporality = reader._instrument_class_temporality[_Histogram]
+    return temporality
+
+
+def instrument_temporality(reader: MetricReader, instrument: str) -> AggregationTemporality:
+    """The temporality ``reader`` prefers for an instrument kind: ``"histogram"``, ``"observable_counter"``,
+    ``"observable_up_down_counter"`` or ``"observable_gauge"`` (the catalog's ``Instrument`` values), from
+    ``MetricReader._instrument_class_temporality`` keyed by the SDK's private instrument classes."""
+    from opentelemetry.sdk.metrics._internal import instrument as sdk
+
+    classes: dict[str, type[Any]] = {
+        "histogram": sdk._Histogram,
+        "observable_counter": sdk._ObservableCounter,
+        "observable_up_down_counter": sdk._ObservableUpDownCounter,
+        "observable_gauge": sdk._ObservableGauge,
+    }
+    temporality: AggregationTemporality = reader._instrument_class_temporality[classes[instrument]]
     return temporality
 
 

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from opentelemetry.sdk.metrics.export import (
@@ -27,13 +27,14 @@ from opentelemetry.sdk.metrics.export import (
     NumberDataPoint,
     ResourceMetrics,
     ScopeMetrics,
+    Sum,
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_telemetry._otel import histogram_temporality
+from otel_telemetry._otel import histogram_temporality, instrument_temporality
 from otel_telemetry.accumulators import HistogramSnapshot, HistogramState, SeriesKey, difference
-from otel_telemetry.catalog import MetricSpec
+from otel_telemetry.catalog import Instrument, MetricSpec
 
 _logger = logging.getLogger(__name__)
 
@@ -41,6 +42,28 @@ _logger = logging.getLogger(__name__)
 HistogramSource = Callable[[], Iterable[HistogramState]]
 #: A source of high-cardinality gauges (per-player series): ``(spec, [(value, attributes), ...])`` pairs.
 GaugeSource = Callable[[], Iterable[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]]
+#: A source of scalar series (a monitor's observable gauges and counters, produced without SDK instruments):
+#: ``(spec, [(value, attributes), ...])`` per instrument; the spec's ``instrument`` says gauge, counter or
+#: up-down counter.
+ScalarSource = Callable[[], Iterable[tuple[MetricSpec, Iterable[tuple[float, Mapping[str, str]]]]]]
+_CUMULATIVE = AggregationTemporality.CUMULATIVE
+_DELTA = AggregationTemporality.DELTA
+
+
+class ScalarView:
+    """How one reader receives the produced scalar series: its temporality per instrument kind and, for delta
+    counters, each series' previous total (so a delta reader gets what changed since its own previous collection,
+    as the SDK's observable counters give it). Guarded by the caller (one collection of a reader at a time)."""
+
+    def __init__(self, temporalities: Mapping[Instrument, AggregationTemporality] | None = None) -> None:
+        self.temporalities = dict(temporalities or {})
+        self.previous: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, int]] = {}
+
+    @classmethod
+    def of(cls, reader: MetricReader) -> ScalarView:
+        """The view of ``reader``'s own preferences."""
+        kinds = (Instrument.OBSERVABLE_COUNTER, Instrument.OBSERVABLE_UP_DOWN_COUNTER)
+        return cls({kind: instrument_temporality(reader, kind.value) for kind in kinds})
 
 
 def _min_max(snapshot: HistogramSnapshot, scale: float) -> tuple[float, float]:
@@ -63,6 +86,7 @@ class HistogramProducer:
         self._scope = scope
         self._sources: list[HistogramSource] = []
         self._gauge_sources: list[GaugeSource] = []
+        self._scalar_sources: list[tuple[ScalarSource, int]] = []
         self._lock = threading.Lock()
         self._failures = 0
 
@@ -85,6 +109,51 @@ class HistogramProducer:
         """Register a source of per-entity gauges, produced only for readers that export them."""
         with self._lock:
             self._gauge_sources.append(source)
+
+    def add_scalar_source(self, source: ScalarSource, start_time_unix_nano: int) -> None:
+        """Register a source of scalar series (observable gauges and counters produced directly, at a fraction of
+        what SDK instruments cost per collection); cumulative counters start at ``start_time_unix_nano``."""
+        with self._lock:
+            self._scalar_sources.append((source, start_time_unix_nano))
+
+    def _scalars(self, now: int, view: ScalarView | None) -> list[Metric]:
+        with self._lock:
+            sources = list(self._scalar_sources)
+        metrics: list[Metric] = []
+        for source, start in sources:
+            try:
+                for spec, points in source():
+                    metrics.append(self._scalar(spec, points, start, now, view))
+            except Exception:
+                self.count_failure()
+                _logger.exception("a scalar source failed; its series are left out of this collection")
+        return metrics
+
+    @staticmethod
+    def _scalar(
+        spec: MetricSpec,
+        points: Iterable[tuple[float, Mapping[str, str]]],
+        start: int,
+        now: int,
+        view: ScalarView | None,
+    ) -> Metric:
+        kind = spec.instrument
+        if kind is Instrument.OBSERVABLE_GAUGE:
+            gauge_points = [NumberDataPoint(dict(attributes), now, now, value) for value, attributes in points]
+            return Metric(spec.name, spec.description, spec.unit, Gauge(gauge_points))
+        temporality = view.temporalities.get(kind, _CUMULATIVE) if view is not None else _CUMULATIVE
+        data_points = []
+        for value, attributes in points:
+            point_start = start
+            if temporality is _DELTA and view is not None:
+                key = (spec.name, tuple(sorted(attributes.items())))
+                before = view.previous.get(key)
+                view.previous[key] = (value, now)
+                if before is not None:
+                    value, point_start = value - before[0], before[1]
+            data_points.append(NumberDataPoint(dict(attributes), point_start, now, value))
+        monotonic = kind is Instrument.OBSERVABLE_COUNTER
+        return Metric(spec.name, spec.description, spec.unit, Sum(data_points, temporality, monotonic))
 
     def _gauges(self, now: int) -> list[Metric]:
         with self._lock:
@@ -121,13 +190,19 @@ class HistogramProducer:
         previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None = None,
         include_gauges: bool = True,
         states: Iterable[HistogramState] | None = None,
+        *,
+        scalars: ScalarView | None = None,
+        include_scalars: bool = True,
     ) -> list[Metric]:
-        """The histograms (and, if asked, the per-entity gauges) as metrics.
+        """The scalar series (unless ``include_scalars`` is False), the histograms (and, if asked, the per-entity
+        gauges) as metrics.
 
         For DELTA, ``previous`` is the reader's own state and is updated. ``states`` are the series to
-        produce (a frame's); by default the sources are read now.
+        produce (a frame's); by default the sources are read now. ``scalars`` is the reader's view of the scalar
+        series (None: cumulative).
         """
         now = time.time_ns()
+        scalar_metrics = self._scalars(now, scalars) if include_scalars else []
         by_name: dict[str, tuple[HistogramState, list[HistogramDataPoint]]] = {}
         for state in self.states() if states is None else states:
             spec, cumulative = state.spec, state.cumulative
@@ -163,6 +238,7 @@ class HistogramProducer:
             )
             for state, points in by_name.values()
         ]
+        metrics[:0] = scalar_metrics
         if include_gauges:
             metrics.extend(self._gauges(now))
         return metrics
@@ -175,9 +251,11 @@ class HistogramProducer:
         previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None = None,
         include_gauges: bool = True,
         states: Iterable[HistogramState] | None = None,
+        *,
+        scalars: ScalarView | None = None,
     ) -> MetricsData:
         """``metrics_data`` with our metrics added as one more scope (the SDK's own data untouched)."""
-        produced = self.produce(temporality, previous, include_gauges, states)
+        produced = self.produce(temporality, previous, include_gauges, states, scalars=scalars)
         scope_metrics = ScopeMetrics(scope=self._scope, metrics=produced, schema_url="")
         if metrics_data is None or not metrics_data.resource_metrics:
             return MetricsData(
@@ -216,6 +294,7 @@ class ReaderMerge:
         self._resource = resource
         self._lock = threading.Lock()
         self._previous: dict[HistogramProducer, dict[SeriesKey, tuple[HistogramSnapshot, int]]] = {}
+        self._scalars: dict[HistogramProducer, ScalarView] = {}
 
     def __call__(self, metrics_data: MetricsData, reader: MetricReader) -> MetricsData:
         producers = self._producers()
@@ -229,20 +308,12 @@ class ReaderMerge:
         with self._lock:
             for producer in producers:
                 previous = self._previous.setdefault(producer, {})
+                view = self._scalars.get(producer)
+                if view is None:
+                    view = self._scalars[producer] = ScalarView.of(reader)
                 try:
-                    metrics_data = producer.merge(metrics_data, resource, temporality, previous)
+                    metrics_data = producer.merge(metrics_data, resource, temporality, previous, scalars=view)
                 except Exception:
                     producer.count_failure()
                     _logger.exception("merging produced histograms failed; exporting the SDK's metrics without them")
-            return metrics_data
-        assert isinstance(self, MetricReader)
-        temporality = histogram_temporality(self)
-        try:
-            with self._produced_lock:
-                return self._producer.merge(
-                    metrics_data, self._producer_resource, temporality, self._produced_previous, self._produce_gauges
-                )
-        except Exception:
-            self._producer.count_failure()
-            _logger.exception("merging produced histograms failed; exporting the SDK's metrics alone")
             return metrics_data

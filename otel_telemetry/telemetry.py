@@ -297,9 +297,12 @@ class Telemetry:
             export_per_entity=config.export_player_series,
             pacer=self._pacer,
         )
-        meter = self.meter_provider.get_meter(SCOPE_NAME, _instrumentations_version)
+        started = time.time_ns()
         for monitor in self.monitors():
-            monitor.attach(meter)
+            # The observable instruments are produced directly (the same metrics, without the SDK's per-collection
+            # cost); the entry-point instrumentors attach SDK instruments instead.
+            monitor.attach_produced()
+            self._producer.add_scalar_source(monitor.scalar_points, started)
             self._producer.add_source(monitor.histograms)
             self._collector.add_entity_source(monitor.produced_gauges)
         self.metrics = MetricsFacade(

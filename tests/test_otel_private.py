@@ -166,6 +166,32 @@ def test_histogram_temporality_defaults_to_cumulative_and_follows_an_exporter() 
         reader.shutdown()
 
 
+# -- instrument_temporality: MetricReader._instrument_class_temporality[<SDK instrument class>] -----------------------
+
+
+@pytest.mark.parametrize("temporality", [DELTA, CUMULATIVE])
+def test_instrument_temporality_is_the_one_the_reader_collects_observables_with(
+    temporality: AggregationTemporality,
+) -> None:
+    """For each observable kind, what the function reports is what the SDK puts on the reader's points (gauges
+    have no temporality of their own; the reader's preference is still reported)."""
+    from opentelemetry.metrics import Observation
+    from opentelemetry.sdk.metrics import ObservableCounter, ObservableGauge, ObservableUpDownCounter
+
+    preferences = {ObservableCounter: temporality, ObservableUpDownCounter: temporality, ObservableGauge: temporality}
+    reader = InMemoryMetricReader(preferred_temporality=preferences)  # type: ignore[arg-type]
+    with _provider(reader) as provider:
+        meter = provider.get_meter("test")
+        meter.create_observable_counter("packets", [lambda _o: [Observation(3)]])
+        meter.create_observable_up_down_counter("players", [lambda _o: [Observation(2)]])
+        for kind in ("observable_counter", "observable_up_down_counter", "observable_gauge", "histogram"):
+            expected = temporality if kind != "histogram" else CUMULATIVE
+            assert _otel.instrument_temporality(reader, kind) is expected, kind
+        metrics = {m.name: m for m in _metrics(reader.get_metrics_data())}
+        assert metrics["packets"].data.aggregation_temporality is temporality
+        assert metrics["players"].data.aggregation_temporality is temporality
+
+
 # -- exporter_preferences: MetricExporter._preferred_temporality / _preferred_aggregation --------------------------
 
 

@@ -114,7 +114,11 @@ class _DeltaConverter:
         produced = {
             m.name: m
             for m in self._producer.produce(
-                AggregationTemporality.DELTA, self._histograms, include_gauges=False, states=frame.histograms.values()
+                AggregationTemporality.DELTA,
+                self._histograms,
+                include_gauges=False,
+                states=frame.histograms.values(),
+                include_scalars=False,  # the frame's own sums are converted below
             )
         }
         resource_metrics = []
