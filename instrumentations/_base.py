@@ -201,9 +201,17 @@ class Monitor:
     #: Instrument names served by :meth:`produced_gauges` instead of an observable instrument.
     produced_gauge_names: frozenset[str] = frozenset()
 
-    def produced_gauges(self) -> list[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]:
-        """High-cardinality gauges (one series per player) produced directly for exporting readers."""
+    def entity_values(self) -> list[tuple[MetricSpec, str, Mapping[str, float]]]:
+        """High-cardinality gauges (one series per player) as ``(spec, attribute key, {entity: value})``, values in
+        the spec's unit: what a handle's collection reads (cheap: no attribute set per entity unless exported)."""
         return []
+
+    def produced_gauges(self) -> list[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]:
+        """:meth:`entity_values` as ``(spec, [(value, attributes), ...])``, produced directly for exporting readers."""
+        return [
+            (spec, [(value, {key: entity}) for entity, value in values.items()])
+            for spec, key, values in self.entity_values()
+        ]
 
     def attach(self, meter: Meter) -> None:
         """Create this section's observable instruments on ``meter`` (histograms go through the producer).

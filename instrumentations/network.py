@@ -266,12 +266,11 @@ class NetworkMonitor(Monitor):
 
     produced_gauge_names = frozenset({"server.network.player_ping.last"})
 
-    def produced_gauges(self) -> list[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]:
-        """The last ping of every tracked player, in seconds, one series per player."""
+    def entity_values(self) -> list[tuple[MetricSpec, str, Mapping[str, float]]]:
+        """The last ping of every tracked player, in seconds, by ``player_id``."""
         if not self._attached:
             return []
-        values = [(ms * 0.001, {"player_id": pid}) for pid, ms in self.tracked_pings().items()]
-        return [(_PER_PLAYER, values)]
+        return [(_PER_PLAYER, "player_id", {pid: ms * 0.001 for pid, ms in self.tracked_pings().items()})]
 
     def _observers(self) -> Mapping[str, Callable[[], Points]]:
         def rate(name: str) -> Callable[[], Points]:

@@ -304,7 +304,7 @@ class Telemetry:
             monitor.attach_produced()
             self._producer.add_scalar_source(monitor.scalar_points, started)
             self._producer.add_source(monitor.histograms)
-            self._collector.add_entity_source(monitor.produced_gauges)
+            self._collector.add_entity_source(monitor.entity_values)
         self.metrics = MetricsFacade(
             self.meter_provider.get_meter("otel_telemetry.metrics", __version__),
             tag_limit=config.attribute_limit,

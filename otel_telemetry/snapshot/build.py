@@ -115,11 +115,11 @@ def server_metrics(
     timestamp: datetime,
     metrics_data: MetricsData | None,
     histograms: Iterable[HistogramState] = (),
-    entities: Mapping[str, list[tuple[float, dict[str, str]]]] | None = None,
+    entities: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
 ) -> ServerMetrics:
     """The ``ServerMetrics`` of one collection: ``metrics_data`` plus its histogram series' window statistics and
-    the per-entity values (``entities``, by metric name: one value per player, kept out of ``metrics_data`` unless
-    exported)."""
+    the per-entity values (``entities``, by metric name: ``(attribute key, {entity: value})``, one value per player,
+    kept out of ``metrics_data`` unless exported)."""
     points = _points_by_name(metrics_data)
     by_name: dict[str, list[HistogramState]] = {}
     for state in histograms:
@@ -139,9 +139,10 @@ def server_metrics(
                 values[item.section][item.name] = _stat(item, _scaled_distribution(states[0], item.scale))
             continue
         if entities is not None and spec.per_entity:
-            raw = entities.get(spec.name, ())
-            key, scale = item.key, item.scale
-            _set(values, item, _keyed(item, ((str(a[key]), v * scale) for v, a in raw if key in a)))
+            key, by_entity = entities.get(spec.name, ("", {}))
+            if key == item.key:
+                scale = item.scale
+                _set(values, item, _keyed(item, ((entity, v * scale) for entity, v in by_entity.items())))
             continue
         chosen = [p for p in points.get(spec.name, ()) if _matches(p.attributes or {}, item.where)]
         if item.key is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +39,8 @@ _logger = logging.getLogger(__name__)
 
 #: A frame listener: called with each new frame on the collecting thread.
 FrameListener = Callable[[Frame], None]
-#: A source of per-entity values: ``(spec, [(value, attributes), ...])`` pairs (a monitor's ``produced_gauges``).
-EntitySource = Callable[[], Iterable[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]]
+#: A source of per-entity values: ``(spec, attribute key, {entity: value})`` (a monitor's ``entity_values``).
+EntitySource = Callable[[], Iterable[tuple[MetricSpec, str, Mapping[str, float]]]]
 #: Scope of the per-entity gauges, when exported.
 _ENTITY_SCOPE = "otel_telemetry.entities"
 #: A stage: evaluates a frame before it is published and returns metrics that belong to the same frame (the
@@ -133,22 +133,22 @@ class FrameCollector:
                 self._listener_phases[name] = Phase(self._pacer, timeout=min(0.5, self._interval / 2))
 
     def add_entity_source(self, source: EntitySource) -> None:
-        """Register a source of per-entity values (a monitor's ``produced_gauges``): they fill ``ServerMetrics``
+        """Register a source of per-entity values (a monitor's ``entity_values``): they fill ``ServerMetrics``
         and, with ``export_per_entity``, become gauges of the frame."""
         with self._lock:
             self._entity_sources.append(source)
 
-    def _entities(self, now: int) -> tuple[dict[str, list[tuple[float, dict[str, str]]]], list[Metric]]:
+    def _entities(self, now: int) -> tuple[dict[str, tuple[str, Mapping[str, float]]], list[Metric]]:
         with self._lock:
             sources = list(self._entity_sources)
-        values: dict[str, list[tuple[float, dict[str, str]]]] = {}
+        values: dict[str, tuple[str, Mapping[str, float]]] = {}
         metrics: list[Metric] = []
         for source in sources:
             try:
-                for spec, pairs in source():
-                    values.setdefault(spec.name, []).extend(pairs)
+                for spec, key, by_entity in source():
+                    values[spec.name] = (key, by_entity)
                     if self._export_per_entity:
-                        points = [NumberDataPoint(attributes, now, now, value) for value, attributes in pairs]
+                        points = [NumberDataPoint({key: entity}, now, now, v) for entity, v in by_entity.items()]
                         metrics.append(Metric(spec.name, spec.description, spec.unit, Gauge(points)))
             except Exception:
                 with self._lock:
