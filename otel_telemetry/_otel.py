@@ -122,9 +122,24 @@ def prometheus_translator(*, target_info: bool = True, scope_labels: bool = Fals
 def prometheus_naming() -> tuple[Callable[[str], str], Callable[[str], str], Callable[[str], str]]:
     """The Prometheus exporter's ``sanitize_full_name``, ``sanitize_attribute`` and ``map_unit``
     (``opentelemetry.exporter.prometheus._mapping``), so that our renderer names series exactly as it does."""
-    from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
+    import importlib.util
+    import os
+    import sys
 
-    return sanitize_full_name, sanitize_attribute, map_unit
+    mapping = sys.modules.get("opentelemetry.exporter.prometheus._mapping")
+    if mapping is None:
+        # The module alone (it imports only ``re``): its package's __init__ would bring prometheus_client and the
+        # exporter with it. Loaded under a name of ours, so the exporter, when imported later, loads its own copy.
+        package = importlib.util.find_spec("opentelemetry.exporter.prometheus")
+        if package is None or not package.submodule_search_locations:
+            raise ModuleNotFoundError("opentelemetry-exporter-prometheus is not installed")
+        path = os.path.join(next(iter(package.submodule_search_locations)), "_mapping.py")
+        spec = importlib.util.spec_from_file_location("otel_telemetry._otel_prometheus_mapping", path)
+        if spec is None or spec.loader is None:
+            raise ModuleNotFoundError(f"cannot load {path}")
+        mapping = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mapping)
+    return mapping.sanitize_full_name, mapping.sanitize_attribute, mapping.map_unit
 
 
 def logs_sdk() -> tuple[type, type]:

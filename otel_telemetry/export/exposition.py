@@ -6,21 +6,36 @@ series, once per scrape. This module produces the same bytes directly from ``Met
 (its own sanitising and unit mapping, reached through ``_otel.prometheus_naming``), family grouping, label
 backfilling and ``target_info``, and prometheus_client's line format and number formatting. ``tests/test_exposition.py``
 checks the output byte for byte against the exporter plus ``prometheus_client.generate_latest`` for real frames.
+
+The exporter's naming module is loaded on the first rendering, not on import: the OpenTelemetry Prometheus exporter
+package brings prometheus_client (and ``http.server`` under it) with it, and setting up a handle renders nothing.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Histogram, MetricsData, Sum
 
 from otel_telemetry._otel import prometheus_naming
 
-_sanitize_name, _sanitize_label, _map_unit = prometheus_naming()
 _INF = math.inf
+
+#: The exporter's ``(sanitize_full_name, sanitize_attribute, map_unit)``, once the first rendering loaded them.
+_Naming = tuple[Callable[[str], str], Callable[[str], str], Callable[[str], str]]
+_naming: _Naming | None = None
+
+
+def _exporter_naming() -> _Naming:
+    """The exporter's naming functions, loaded on first use (two threads racing here load the same functions)."""
+    global _naming
+    naming = _naming
+    if naming is None:
+        naming = _naming = prometheus_naming()
+    return naming
 
 
 def go_float(value: float) -> str:
@@ -71,6 +86,7 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 def render_text(metrics_data: MetricsData, names: Mapping[str, str], *, target_info: bool = True) -> bytes:
     """The text exposition of ``metrics_data``; ``names`` maps OpenTelemetry names to final Prometheus names
     (the catalog's, exposed without a unit suffix)."""
+    naming = _exporter_naming()
     families: dict[str, _Family] = {}
     out: list[str] = []
     resources = metrics_data.resource_metrics
@@ -78,23 +94,24 @@ def render_text(metrics_data: MetricsData, names: Mapping[str, str], *, target_i
         attributes: dict[str, Any] = {}
         for rm in resources:
             attributes.update(rm.resource.attributes)
-        labels = _labels((_sanitize_label(k), _label_value(v)) for k, v in attributes.items())
+        labels = _labels((naming[1](k), _label_value(v)) for k, v in attributes.items())
         out.append(f"# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{labels} 1.0\n")
     for rm in resources:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                _add_metric(families, metric, names)
+                _add_metric(families, metric, names, naming)
     for family in families.values():
         out.append(f"# HELP {family.name} {_help(family.help)}\n# TYPE {family.name} {family.kind}\n")
         out.extend(family.lines)
     return "".join(out).encode("utf-8")
 
 
-def _add_metric(families: dict[str, _Family], metric: Any, names: Mapping[str, str]) -> None:
+def _add_metric(families: dict[str, _Family], metric: Any, names: Mapping[str, str], naming: _Naming) -> None:
+    sanitize_name, sanitize_label, map_unit = naming
     data = metric.data
     fixed = names.get(metric.name)
-    name = fixed if fixed is not None else _sanitize_name(metric.name)
-    unit = "" if fixed is not None else _map_unit(metric.unit or "")
+    name = fixed if fixed is not None else sanitize_name(metric.name)
+    unit = "" if fixed is not None else map_unit(metric.unit or "")
     description = metric.description or ""
     cumulative = getattr(data, "aggregation_temporality", None) == AggregationTemporality.CUMULATIVE
     if isinstance(data, Sum) and (data.is_monotonic or not cumulative):
@@ -118,7 +135,7 @@ def _add_metric(families: dict[str, _Family], metric: Any, names: Mapping[str, s
     rows: list[dict[str, str]] = []
     keys: set[str] = set()
     for point in points:
-        row = {_sanitize_label(k): _label_value(v) for k, v in point.attributes.items()}
+        row = {sanitize_label(k): _label_value(v) for k, v in point.attributes.items()}
         keys.update(row)
         rows.append(row)
     ordered = sorted(keys)

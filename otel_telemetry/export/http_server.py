@@ -1,9 +1,11 @@
 """One small HTTP/1.1 server per telemetry handle: ``/metrics`` (Prometheus) plus extra routes (health).
 
 ``/metrics`` is prometheus_client's own WSGI app over the handle's registry, so content negotiation (OpenMetrics,
-gzip, ``name[]`` filters) is exactly prometheus_client's. Other routes are plain functions
-``path -> (status, headers, body) | None``. Every path answers ``GET`` and ``HEAD`` (headers only, the
-``Content-Length`` of the ``GET``) and ``OPTIONS``; other methods get 405 with an ``Allow`` header.
+gzip, ``name[]`` filters) is exactly prometheus_client's, unless a ``metrics_app`` of its own is given (the
+exposition's pre-rendered frames); prometheus_client is imported only when its app is made (:func:`client_app`).
+Other routes are plain functions ``path -> (status, headers, body) | None``. Every path answers ``GET`` and
+``HEAD`` (headers only, the ``Content-Length`` of the ``GET``) and ``OPTIONS``; other methods get 405 with an
+``Allow`` header.
 
 Connections are handled so that no client can hold the endpoint, nor make it spin:
 
@@ -38,9 +40,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import email.utils
 import errno
-import http
 import io
 import logging
 import selectors
@@ -49,12 +49,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 
 __all__ = ["MetricsHTTPServer", "Route"]
 
@@ -185,11 +186,16 @@ class _WorkQueue:
 
 
 def client_app(registry: Collector) -> Callable[..., Iterable[bytes]]:
-    """prometheus_client's WSGI app over ``registry`` with a ``name[]`` filter that works on any registry."""
+    """prometheus_client's WSGI app over ``registry`` with a ``name[]`` filter that works on any registry.
+
+    Imports prometheus_client (with ``http.server`` under it) on the first call.
+    """
+    from prometheus_client import make_wsgi_app
+
     return make_wsgi_app(_NameFilterable(registry))
 
 
-class _NameFilterable(Collector):
+class _NameFilterable:
     """The registry as prometheus_client's app sees it, with a ``name[]`` filter that works on any registry.
 
     prometheus_client's ``restricted_registry`` finds collectors by the names they declared at registration; a
@@ -208,12 +214,14 @@ class _NameFilterable(Collector):
         return _Restricted(self._registry, frozenset(names))
 
 
-class _Restricted(Collector):
+class _Restricted:
     def __init__(self, registry: Collector, names: frozenset[str]) -> None:
         self._registry = registry
         self._names = names
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import Metric
+
         for family in self._registry.collect():
             samples = [sample for sample in family.samples if sample.name in self._names]
             if samples:
@@ -289,15 +297,31 @@ def _parse(buffer: bytearray, end: int, separator: int) -> _Request:
 
 
 def _reason(status: int) -> str:
+    import http  # on the first response: its status enum is not needed to set a server up
+
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return "Status"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _http_date(timestamp: float | None = None) -> str:
+    """An IMF-fixdate (RFC 9110 §5.6.7), ``Sun, 06 Nov 1994 08:49:37 GMT``: what ``email.utils.formatdate(timestamp,
+    usegmt=True)`` writes, without importing the ``email`` package. English names whatever the locale."""
+    t = time.gmtime(timestamp)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
 def _render(status: int, headers: Iterable[tuple[str, str]], body: bytes, *, head_only: bool, close: bool) -> bytes:
     """The response bytes: ``Content-Length`` of ``body`` always, the body unless ``head_only``."""
-    lines = [f"HTTP/1.1 {status} {_reason(status)}", f"Date: {email.utils.formatdate(usegmt=True)}"]
+    lines = [f"HTTP/1.1 {status} {_reason(status)}", f"Date: {_http_date()}"]
     lines += [f"{name}: {value}" for name, value in headers if name.lower() not in _HOP_BY_HOP]
     lines.append(f"Content-Length: {len(body)}")
     if close:
@@ -313,13 +337,16 @@ def _busy() -> bytes:
 class MetricsHTTPServer:
     """Serves ``/metrics`` from ``registry`` and any ``routes`` on ``host:port`` (port 0 picks a free one).
 
+    ``metrics_app``, when given, serves ``/metrics`` instead of prometheus_client's app over ``registry``; then
+    ``registry`` may be None (and prometheus_client is not imported).
+
     Thread-safety: ``add_route`` and ``shutdown`` may be called from any thread. The limits (module docstring)
     can be changed with the keyword arguments; :attr:`stats` counts what the limits refused.
     """
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: CollectorRegistry | None,
         host: str,
         port: int,
         routes: Iterable[Route] = (),
@@ -334,7 +361,11 @@ class MetricsHTTPServer:
         metrics_app: Callable[..., Iterable[bytes]] | None = None,
     ) -> None:
         # ``metrics_app``: a WSGI app of its own for /metrics (the exposition's pre-rendered frames).
-        self._metrics_app = metrics_app if metrics_app is not None else client_app(registry)
+        if metrics_app is None:
+            if registry is None:
+                raise ValueError("MetricsHTTPServer.registry: None needs a metrics_app to serve /metrics")
+            metrics_app = client_app(registry)
+        self._metrics_app = metrics_app
         self._routes = list(routes)
         self._max_workers = max(1, workers)
         self._max_connections = max(1, max_connections)

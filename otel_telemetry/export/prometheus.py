@@ -8,22 +8,22 @@ OpenMetrics and ``name[]`` filters go through prometheus_client over the exporte
 frame). Data points that the format cannot represent (exponential histograms, non-numeric values) are dropped and
 counted in :attr:`PrometheusExposition.dropped_points`; a rendering that fails is logged once and counted, and the
 scrape answers with what it has, never with a 500.
+
+prometheus_client is imported only when it is needed: on the first OpenMetrics or ``name[]`` scrape, or the first
+read of :attr:`PrometheusExposition.registry` (never on the game loop: scrapes run on the HTTP server's workers).
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsData, Sum
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
-from prometheus_client.registry import Collector
 
 from otel_telemetry._otel import prometheus_translator
 from otel_telemetry.catalog import CATALOG
@@ -32,7 +32,14 @@ from otel_telemetry.export.http_server import client_app
 from otel_telemetry.export.selftelemetry import ExportCounts
 from otel_telemetry.snapshot.frame import Frame
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
 _logger = logging.getLogger(__name__)
+
+#: The ``Content-Type`` of the text exposition: prometheus_client's ``CONTENT_TYPE_LATEST``, which this module
+#: does not import for a constant (``tests/test_import_cost.py`` checks that the two agree).
+_CONTENT_TYPE = "text/plain; version=1.0.0; charset=utf-8"
 
 #: OpenTelemetry name -> Prometheus name for every catalog instrument.
 _PROMETHEUS_NAMES: Mapping[str, str] = {spec.name: spec.prometheus_name for spec in CATALOG}
@@ -45,9 +52,10 @@ def _numeric(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class PrometheusExposition(Collector):
+class PrometheusExposition:
     """Serves the latest frame: :meth:`wsgi_app` for ``/metrics``; also a prometheus_client collector over the
-    frame, registered in its own :attr:`registry` (used for OpenMetrics and ``name[]`` filters).
+    frame (prometheus_client's ``Collector`` is a protocol: :meth:`collect`), registered in its own
+    :attr:`registry` (used for OpenMetrics and ``name[]`` filters). Thread-safe.
 
     Args:
         frames: returns the frame to serve (the newest one; the caller may take the first on demand).
@@ -70,9 +78,33 @@ class PrometheusExposition(Collector):
         self.dropped_points = 0
         self.scrape_failures = 0
         self.export_counts = ExportCounts("prometheus")
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
-        self._client_app = client_app(self.registry)
+        self._registry: CollectorRegistry | None = None
+        self._client_app: Callable[..., Iterable[bytes]] | None = None
+        self._client_lock = threading.Lock()  # creates the registry and the app once; never held while serving
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """prometheus_client's registry holding this collector (made, and prometheus_client imported, on first
+        read)."""
+        with self._client_lock:
+            if self._registry is None:
+                from prometheus_client import CollectorRegistry
+
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(self)
+                self._registry = registry
+            return self._registry
+
+    def _openmetrics_app(self) -> Callable[..., Iterable[bytes]]:
+        """prometheus_client's WSGI app over :attr:`registry` (made on the first OpenMetrics or ``name[]`` scrape)."""
+        app = self._client_app
+        if app is None:
+            registry = self.registry
+            with self._client_lock:
+                if self._client_app is None:
+                    self._client_app = client_app(registry)
+                app = self._client_app
+        return app
 
     # -- serving ----------------------------------------------------------------------------------------------------
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -80,11 +112,11 @@ class PrometheusExposition(Collector):
         through prometheus_client's own app."""
         accept = environ.get("HTTP_ACCEPT", "")
         if "application/openmetrics-text" in accept or "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
-            return self._client_app(environ, start_response)
+            return self._openmetrics_app()(environ, start_response)
         frame = self._frames()
         self._last_scrape = time.monotonic()
         body = self.text(frame) if frame is not None else b""
-        headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+        headers = [("Content-Type", _CONTENT_TYPE)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "") and frame is not None:
             body = self._gzip(frame.sequence, body)
             headers.append(("Content-Encoding", "gzip"))
@@ -121,6 +153,8 @@ class PrometheusExposition(Collector):
             cached = self._gzipped
             if cached is not None and cached[0] == sequence:
                 return cached[1]
+            import gzip  # on the first gzip scrape
+
             packed = gzip.compress(body, compresslevel=1)
             self._gzipped = (sequence, packed)
             return packed

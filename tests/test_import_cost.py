@@ -1,0 +1,175 @@
+"""What a Prometheus-only handle loads: modules it never uses stay unloaded, each import deferred to its first use.
+
+The cost of ``import otel_telemetry`` plus ``setup_telemetry()`` is measured by hand (``python -X importtime``); what
+the tests pin is structural and so not noisy: which modules a fresh interpreter holds after a real Prometheus-only
+handle served a text scrape, and that the shortcuts taken to avoid imports (a constant, a date format) agree with the
+modules they avoid.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import prometheus_client
+import pytest
+
+import otel_telemetry.alerts
+import otel_telemetry.recording
+from otel_telemetry.export import http_server, prometheus
+from otel_telemetry.export.http_server import MetricsHTTPServer
+
+SOURCE_ROOT = Path(otel_telemetry.__file__).resolve().parent.parent
+CHILD_TIMEOUT = 60.0
+
+#: Modules a Prometheus-only handle has no use for: loaded on first use, never while setting up or scraping text.
+UNUSED_BY_PROMETHEUS_ONLY = (
+    "otel_telemetry.alerts.promql",  # PromQL of a rule: the tools and rule_promql()
+    "otel_telemetry.alerts.stats",  # AlertManager.stats()
+    "otel_telemetry.recording.exporters",  # Telemetry.get_metrics() and get_metrics_summary()
+    "otel_telemetry.recording.health_checks",  # memory_check, tcp_check, threshold_check
+    "otel_telemetry.recording.logs",  # JsonLogHandler
+    "otel_telemetry.recording.stopwatch",  # Stopwatch, logged_timing
+    "difflib",  # the "did you mean" of a bad ServerMetrics path
+    "prometheus_client",  # OpenMetrics and name[] scrapes only: the text exposition is our own renderer
+    "opentelemetry.exporter.prometheus",  # its naming module is loaded on its own (_otel.prometheus_naming)
+    "otel_telemetry.export.files",  # prometheus_textfile / json_export_file
+    "otel_telemetry.export.principal",  # api_endpoint
+    "otel_telemetry.delivery",  # the principal and webhooks
+    "email",
+    "ssl",
+    "gzip",  # the first gzip scrape
+    "otel_telemetry.snapshot.dashboard",  # telemetry.dashboard() and GET /dashboard
+    "otel_telemetry.snapshot.dashboard_model",
+)
+
+#: Loaded by the export modules only for OpenMetrics, ``name[]`` filters or a ``registry`` read.
+PROMETHEUS_CLIENT = ("prometheus_client", "opentelemetry.exporter.prometheus")
+
+_PROMETHEUS_ONLY_RUN = """
+import json, socket, sys
+from otel_telemetry import TelemetryConfig, setup_telemetry
+
+config = TelemetryConfig(
+    environ={}, server_id="import-cost", enable_prometheus_endpoint=True, prometheus_port=0,
+    prometheus_host="127.0.0.1",
+)
+telemetry = setup_telemetry(config)
+with telemetry.performance.tick():
+    telemetry.network.packet_received(512)
+telemetry.collect()
+# A raw-socket scrape: urllib would load http.client and email, hiding what the server itself loads.
+with socket.create_connection(("127.0.0.1", telemetry.prometheus_port), timeout=10) as sock:
+    sock.sendall(b"GET /metrics HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n")
+    chunks = []
+    for _ in range(100_000):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+response = b"".join(chunks)
+stopped = telemetry.shutdown(timeout=5.0)
+print(json.dumps({"status": response.split(b"\\r\\n", 1)[0].decode(), "body": b"server_tick_rate_fps" in response,
+                  "stopped": stopped, "modules": sorted(sys.modules)}))
+"""
+
+
+def _run_child(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter that imports the packages from the same place as this process."""
+    environ = dict(os.environ)
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(SOURCE_ROOT), environ.get("PYTHONPATH"))))
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        cwd=SOURCE_ROOT,
+        env=environ,
+        check=False,
+    )
+
+
+def _loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == name or m.startswith(name + ".") for name in names)]
+
+
+def test_a_prometheus_only_handle_loads_none_of_the_modules_it_does_not_use() -> None:
+    """Set up, one frame, one text scrape and shutdown, in a fresh interpreter: the unused modules stay unloaded."""
+    result = _run_child(_PROMETHEUS_ONLY_RUN)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout.strip().splitlines()[-1])
+    assert run["status"] == "HTTP/1.1 200 OK"
+    assert run["body"] and run["stopped"]
+    assert _loaded(run["modules"], UNUSED_BY_PROMETHEUS_ONLY) == []
+
+
+@pytest.mark.parametrize("name", ["otel_telemetry.export.prometheus", "otel_telemetry.export.http_server"])
+def test_the_prometheus_endpoint_modules_import_without_prometheus_client(name: str) -> None:
+    """The exposition and the HTTP server load prometheus_client (and the OpenTelemetry exporter) only when used."""
+    result = _run_child(f"import json, sys, {name}; print(json.dumps(sorted(sys.modules)))")
+    assert result.returncode == 0, result.stderr
+    modules = json.loads(result.stdout.strip().splitlines()[-1])
+    assert _loaded(modules, PROMETHEUS_CLIENT) == []
+
+
+def test_the_text_content_type_is_prometheus_clients_latest() -> None:
+    """The exposition's Content-Type constant is prometheus_client's CONTENT_TYPE_LATEST, without importing it."""
+    assert prometheus._CONTENT_TYPE == prometheus_client.CONTENT_TYPE_LATEST
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [0.0, 784111777.0, 951782400.5, 1709164799.999, 4102444800.0, 1_700_000_000.25],
+)
+def test_the_http_date_is_what_email_utils_writes(timestamp: float) -> None:
+    """The server's Date header equals email.utils.formatdate(usegmt=True) (epoch, RFC example, leap days, 2100)."""
+    assert http_server._http_date(timestamp) == email.utils.formatdate(timestamp, usegmt=True)
+
+
+def test_the_exposition_registry_is_made_once_on_first_read() -> None:
+    """``PrometheusExposition.registry`` is one prometheus_client registry holding the exposition, made on demand."""
+    exposition = prometheus.PrometheusExposition(lambda: None)
+    registry = exposition.registry
+    assert isinstance(registry, prometheus_client.CollectorRegistry)
+    assert exposition.registry is registry
+    assert prometheus_client.generate_latest(registry) == b""
+
+
+def test_a_server_without_registry_needs_an_app_of_its_own() -> None:
+    """``MetricsHTTPServer(None, ...)`` is refused without a ``metrics_app``, naming the field and the value."""
+    with pytest.raises(ValueError, match=r"MetricsHTTPServer\.registry: None needs a metrics_app"):
+        MetricsHTTPServer(None, "127.0.0.1", 0)
+
+
+def test_a_server_without_registry_serves_its_app() -> None:
+    """With a ``metrics_app`` and no registry, ``/metrics`` is the app's answer over real HTTP on 127.0.0.1."""
+    from conftest import http_get
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])  # type: ignore[operator]
+        return [b"up 1.0\n"]
+
+    server = MetricsHTTPServer(None, "127.0.0.1", 0, metrics_app=app)
+    try:
+        status, _, body = http_get(f"{server.url}/metrics")
+    finally:
+        assert server.shutdown(timeout=2.0)
+    assert (status, body) == (200, b"up 1.0\n")
+
+
+@pytest.mark.parametrize("package", [otel_telemetry.recording, otel_telemetry.alerts])
+def test_every_lazy_name_resolves_to_the_object_its_module_defines(package: object) -> None:
+    """Each name in ``__all__`` of the lazily loading packages is found, and is the defining module's own object."""
+    names = package.__all__  # type: ignore[attr-defined]
+    lazy = {**getattr(package, "_PUBLIC", {}), **getattr(package, "_LAZY", {})}
+    for name in names:
+        value = getattr(package, name)
+        if name in lazy:
+            assert value is getattr(sys.modules[lazy[name]], name), name
+    assert set(names) <= set(dir(package))
+    with pytest.raises(AttributeError, match="no attribute 'missing_name'"):
+        _ = package.missing_name  # type: ignore[attr-defined]
