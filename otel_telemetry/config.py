@@ -21,7 +21,6 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from otel_telemetry import environment as env
-from otel_telemetry.delivery import check_http_url, shown_url
 
 _logger = logging.getLogger(__name__)
 
@@ -175,6 +174,8 @@ def _parse_token(field: str, value: object) -> str:
 
 
 def _parse_url(field: str, value: object) -> str:
+    from otel_telemetry.delivery import check_http_url  # HTTP delivery only for settings that name a URL
+
     return check_http_url("TelemetryConfig", field, value)[0]
 
 
@@ -191,6 +192,8 @@ def _otlp_endpoint_parser(*, base: bool) -> Callable[[str, object], str]:
     them; a signal's own endpoint is kept exactly as given."""
 
     def parse(field: str, value: object) -> str:
+        from otel_telemetry.delivery import check_http_url, shown_url
+
         if isinstance(value, str) and "://" not in value:
             target = _GRPC_TARGET.fullmatch(value.strip())
             if target is None:

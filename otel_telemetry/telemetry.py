@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import Meter, MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
@@ -50,10 +50,8 @@ from otel_telemetry.alerts import (
 )
 from otel_telemetry.catalog import Instrument, Section, instruments
 from otel_telemetry.config import TelemetryConfig
-from otel_telemetry.export.files import JsonFileExporter, MultiExporter, PeriodicExporter, PrometheusTextFileExporter
 from otel_telemetry.export.http_server import MetricsHTTPServer
 from otel_telemetry.export.otlp import OtlpFrameExporter, frames_per_export, metric_exporter, trace_and_log_exporters
-from otel_telemetry.export.principal import PrincipalExporter
 from otel_telemetry.export.prometheus import PrometheusExposition
 from otel_telemetry.export.selftelemetry import ExportCounts, register_self_telemetry
 from otel_telemetry.pacing import LoopPacer
@@ -69,11 +67,15 @@ from otel_telemetry.recording.tracing import HandlerTelemetry, claim_default
 from otel_telemetry.series import SeriesRegistry
 from otel_telemetry.snapshot.build import server_metrics
 from otel_telemetry.snapshot.collection import FrameCollector, FrameReader
-from otel_telemetry.snapshot.dashboard import Dashboard, DashboardBuilder, DashboardRoute, SystemOverview
-from otel_telemetry.snapshot.files import SnapshotFileWriter
 from otel_telemetry.snapshot.frame import Frame
 from otel_telemetry.snapshot.model import History, ServerMetrics
 from otel_telemetry.snapshot.otlp import encode_otlp_metrics
+
+if TYPE_CHECKING:  # loaded when configured (see _build_outputs): a Prometheus-only handle needs none of them
+    from otel_telemetry.export.files import JsonFileExporter, PeriodicExporter, PrometheusTextFileExporter
+    from otel_telemetry.export.principal import PrincipalExporter
+    from otel_telemetry.snapshot.dashboard import Dashboard, DashboardBuilder, DashboardRoute
+    from otel_telemetry.snapshot.files import SnapshotFileWriter
 
 _logger = logging.getLogger("otel_telemetry")
 
@@ -210,8 +212,12 @@ class Telemetry:
         self._failures_seen: dict[str, int] = {}
         self._export_counts: list[Any] = []
         self._pacer = LoopPacer()  # background work waits for the game loop's idle time (fed by tick())
-        #: Builds :meth:`dashboard` from frames (``dashboard_builder.add_widget(...)`` for widgets of your own).
-        self.dashboard_builder = DashboardBuilder()
+        # The dashboard is built on first use (its modules cost a tenth of the import); until then the last two
+        # frames are kept for it, so that its first rates already cover one interval.
+        self._dashboard_builder: DashboardBuilder | None = None
+        self._dashboard_route: DashboardRoute | None = None
+        self._dashboard_frames: list[Frame] = []
+        self._dashboard_lock = threading.Lock()
         self.logger_provider: Any = None
         # One namespace and series budget for every family and series this handle exports.
         self.series = SeriesRegistry(config.series_budget)
@@ -374,15 +380,25 @@ class Telemetry:
         collector = self._collector
         assert collector is not None
         collector.add_listener("history", lambda frame: self._history.append(frame.server_metrics))
-        collector.add_listener("dashboard", self.dashboard_builder.on_frame)
+        collector.add_listener("dashboard", self._dashboard_frame)
         if config.enable_alerts:
             collector.add_stage("alerts", self._evaluate_alerts)
         if config.snapshot_file is not None:
+            from otel_telemetry.snapshot.files import SnapshotFileWriter
+
             self._snapshot_file = SnapshotFileWriter(
                 config.snapshot_file,
                 format=config.snapshot_file_format,  # type: ignore[arg-type]
             )
             collector.add_listener("snapshot_file", self._write_snapshot_file)
+        if config.prometheus_textfile is not None or config.json_export_file is not None:
+            # prometheus_client's parser comes with these (the JSON file lists the parsed series)
+            from otel_telemetry.export.files import (
+                JsonFileExporter,
+                MultiExporter,
+                PeriodicExporter,
+                PrometheusTextFileExporter,
+            )
         if config.prometheus_textfile is not None:
             self._file_exporters.append(PrometheusTextFileExporter(config.prometheus_textfile))
         if config.json_export_file is not None:
@@ -402,6 +418,8 @@ class Telemetry:
             self._export_counts.append(self._otlp.counts)
             collector.add_listener("otlp", self._otlp.on_frame)
         if config.api_endpoint is not None:
+            from otel_telemetry.export.principal import PrincipalExporter
+
             self._principal = PrincipalExporter(
                 endpoint=config.api_endpoint,
                 token=config.server_token,
@@ -422,13 +440,13 @@ class Telemetry:
             self._export_counts.append(self._prometheus.export_counts)
             collector.add_listener("prometheus", self._prometheus.on_frame, paced=True)
             self._http = MetricsHTTPServer(
-                self._prometheus.registry,
+                None,  # /metrics is the exposition's own app: prometheus_client loads on the first OpenMetrics scrape
                 config.prometheus_host,
                 config.prometheus_port,
                 [self.health.handle],
                 metrics_app=self._prometheus.wsgi_app,
             )
-            self._http.add_route(DashboardRoute(self.dashboard))
+            self._http.add_route(self._dashboard_http)
 
         collector.add_listener("hooks", lambda frame: self.hooks.fire("collection", frame))
 
@@ -582,10 +600,51 @@ class Telemetry:
         """Remove one registration of ``callback`` for ``kind``; False when it was not registered."""
         return self.hooks.remove(kind, callback)
 
+    @property
+    def dashboard_builder(self) -> DashboardBuilder:
+        """What builds :meth:`dashboard` from frames (``dashboard_builder.add_widget(Widget(...))`` for widgets of
+        your own; ``DashboardBuilder(sources=...)`` semantics). Made on first use."""
+        with self._dashboard_lock:
+            builder = self._dashboard_builder
+            if builder is None:
+                from otel_telemetry.snapshot.dashboard import DashboardBuilder
+
+                builder = self._dashboard_builder = DashboardBuilder()
+                for frame in self._dashboard_frames:
+                    builder.on_frame(frame)
+                self._dashboard_frames = []
+            return builder
+
+    def _dashboard_frame(self, frame: Frame) -> None:
+        """Frame listener: the builder's, once it exists; until then the last two frames are kept for it."""
+        builder = self._dashboard_builder
+        if builder is not None:
+            builder.on_frame(frame)
+            return
+        with self._dashboard_lock:
+            if self._dashboard_builder is None:
+                self._dashboard_frames = [*self._dashboard_frames[-1:], frame]
+                return
+        self._dashboard_builder.on_frame(frame)
+
+    def _dashboard_http(self, path: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """``GET /dashboard``: :meth:`dashboard` as JSON (the route and its modules are loaded by the first
+        request)."""
+        if not path.startswith("/dashboard"):
+            return None
+        route = self._dashboard_route
+        if route is None:
+            from otel_telemetry.snapshot.dashboard import DashboardRoute
+
+            route = self._dashboard_route = DashboardRoute(self.dashboard)
+        return route(path)
+
     def dashboard(self) -> Dashboard:
         """The runtime dashboard of the newest frame: system, tick loop, network, database, cache, handlers with
         percentiles, active alerts and widgets (``dashboard().to_json()``; also served at ``GET /dashboard``, which
         ``otel-telemetry top`` renders). Rates and percentiles cover the interval since the frame before."""
+        from otel_telemetry.snapshot.dashboard import Dashboard, SystemOverview
+
         frame = self._frame_now()
         if frame is None:  # the SDK is disabled: nothing is collected
             return Dashboard(system=SystemOverview(self.config.server_id, datetime.now(UTC)))

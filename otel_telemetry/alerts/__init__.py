@@ -13,7 +13,7 @@
 * :mod:`~otel_telemetry.alerts.evaluator`: :class:`AlertEvaluator` (the frame listener), and the ``alerts`` gauge
   (:func:`alert_metrics` for a frame, :func:`register_alert_metric` for a meter);
 * :mod:`~otel_telemetry.alerts.promql`: :func:`promql_expression` and :func:`rule_promql`, derived from the catalog
-  and the exported names.
+  and the exported names. Evaluating rules needs no PromQL: the module loads on the first use of either name.
 
 The Prometheus rules file is a tool, not runtime: :func:`prometheus_rules_yaml` and :func:`write_rules_file` live in
 :mod:`otel_telemetry.tools.rules` (``otel-telemetry rules``). They stay importable from here for compatibility,
@@ -29,11 +29,11 @@ from otel_telemetry.alerts.evaluator import AlertEvaluator, alert_metrics, regis
 from otel_telemetry.alerts.manager import AlertManager
 from otel_telemetry.alerts.model import Alert, AlertRule, AlertState, Severity
 from otel_telemetry.alerts.notifiers import CallbackNotifier, LogNotifier, Notifier, WebhookNotifier
-from otel_telemetry.alerts.promql import promql_expression, rule_promql
 from otel_telemetry.alerts.rules import DEFAULT_THRESHOLDS, default_rules, parse_thresholds
-from otel_telemetry.alerts.stats import AlertCounts, AlertStats, DurationStats
 
 if TYPE_CHECKING:
+    from otel_telemetry.alerts.promql import promql_expression, rule_promql
+    from otel_telemetry.alerts.stats import AlertCounts, AlertStats, DurationStats
     from otel_telemetry.tools.rules import prometheus_rules_yaml, write_rules_file
 
 __all__ = [
@@ -61,14 +61,23 @@ __all__ = [
     "write_rules_file",
 ]
 
-#: Names defined by the tools layer, loaded only when asked for (no module of alerts/ imports otel_telemetry.tools).
-_TOOLS: dict[str, str] = dict.fromkeys(("prometheus_rules_yaml", "write_rules_file"), "otel_telemetry.tools.rules")
+#: Names loaded only when asked for: the PromQL derivation and the statistics' types (neither is needed to evaluate
+#: rules), and the names the tools layer defines (no module of alerts/ imports otel_telemetry.tools).
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("promql_expression", "rule_promql"), "otel_telemetry.alerts.promql"),
+    **dict.fromkeys(("AlertCounts", "AlertStats", "DurationStats"), "otel_telemetry.alerts.stats"),
+    **dict.fromkeys(("prometheus_rules_yaml", "write_rules_file"), "otel_telemetry.tools.rules"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    module = _TOOLS.get(name)
+    module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip this function
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -36,11 +36,12 @@ from otel_telemetry.alerts.model import _WINDOWED, Alert, AlertRule, AlertState
 from otel_telemetry.alerts.notifiers import Notifier
 from otel_telemetry.alerts.samples import RuleInput, checked_rules
 from otel_telemetry.alerts.sources import FrameView
-from otel_telemetry.alerts.stats import AlertStats, _StatsBook
+from otel_telemetry.alerts.stats_book import _StatsBook
 from otel_telemetry.alerts.values import _duration
 from otel_telemetry.snapshot.model import ServerMetrics
 
 if TYPE_CHECKING:
+    from otel_telemetry.alerts.stats import AlertStats
     from otel_telemetry.snapshot.frame import Frame
 
 __all__ = ["AlertManager"]

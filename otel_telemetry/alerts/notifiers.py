@@ -17,10 +17,13 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from otel_telemetry.alerts.model import Alert, AlertState, Severity, _duration
-from otel_telemetry.delivery import Endpoint, Outcome, backoff_delay
+
+if TYPE_CHECKING:
+    from otel_telemetry.delivery import Outcome
 
 __all__ = ["CallbackNotifier", "LogNotifier", "Notifier", "WebhookNotifier"]
 
@@ -149,6 +152,9 @@ class WebhookNotifier(Notifier):
         queue_size: int = 256,
         backoff: float = 0.5,
     ) -> None:
+        # HTTP delivery is loaded by the first webhook, not by every handle's log notifier.
+        from otel_telemetry.delivery import Endpoint
+
         self._endpoint = Endpoint(
             "WebhookNotifier", "url", url, token=token, base=False, headers={"User-Agent": "otel-telemetry-alerts"}
         )
@@ -246,6 +252,8 @@ class WebhookNotifier(Notifier):
             dropped += body is not None
 
     def _deliver(self, body: bytes) -> None:
+        from otel_telemetry.delivery import backoff_delay
+
         delay = 0.0
         for attempt in range(self._retries + 1):
             if attempt:

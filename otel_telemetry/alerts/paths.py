@@ -7,7 +7,6 @@ frame. Pure functions (one bounded cache of checked paths); thread-safe.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from collections.abc import Mapping
@@ -54,6 +53,12 @@ def _check_path(path: object) -> None:
     _check_str_path(path)
 
 
+@lru_cache(maxsize=64)
+def _hints(tp: type) -> dict[str, Any]:
+    """``typing.get_type_hints(tp)`` once per record type (it evaluates every annotation string each time)."""
+    return typing.get_type_hints(tp)
+
+
 @lru_cache(maxsize=512)
 def _check_str_path(path: str) -> None:
     tp: Any = ServerMetrics
@@ -64,9 +69,11 @@ def _check_str_path(path: str) -> None:
         if not part:
             raise ValueError(f"{path!r} is not a ServerMetrics field: empty segment after {where!r}")
         if is_dataclass(tp) and isinstance(tp, type):
-            hints = typing.get_type_hints(tp)
+            hints = _hints(tp)
             names = [f.name for f in fields(tp)]
             if part not in names:
+                import difflib  # for the error message only
+
                 close = difflib.get_close_matches(part, names, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; {where} has: {', '.join(names)}"
                 raise ValueError(f"{path!r} is not a ServerMetrics field: {where} has no field {part!r}{hint}")
