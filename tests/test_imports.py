@@ -36,6 +36,7 @@ LIGHT_MODULES = ("otel_telemetry.catalog", "otel_telemetry.accumulators", "otel_
 LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "otel_telemetry._version",
+        "otel_telemetry._lazy",
         "otel_telemetry._otel",
         "otel_telemetry.catalog",
         "otel_telemetry.accumulators",

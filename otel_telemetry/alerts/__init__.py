@@ -22,9 +22,9 @@ loaded from there on first use only: importing this package never loads the tool
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from otel_telemetry._lazy import lazy_names
 from otel_telemetry.alerts.evaluator import AlertEvaluator, alert_metrics, register_alert_metric
 from otel_telemetry.alerts.manager import AlertManager
 from otel_telemetry.alerts.model import Alert, AlertRule, AlertState, Severity
@@ -69,15 +69,4 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("prometheus_rules_yaml", "write_rules_file"), "otel_telemetry.tools.rules"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY, __all__)

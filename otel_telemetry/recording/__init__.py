@@ -10,8 +10,9 @@ health checks and the exporters of the statsd-style series are not needed to set
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from otel_telemetry._lazy import lazy_names
 
 if TYPE_CHECKING:
     from otel_telemetry.recording.events import Event, EventRecorder
@@ -52,19 +53,6 @@ _PUBLIC: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
-
 __all__ = [
     "ComponentHealth",
     "Counter",
@@ -98,3 +86,5 @@ __all__ = [
     "timer",
     "traced",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, globals(), _PUBLIC, __all__)
