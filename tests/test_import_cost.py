@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import email.utils
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import prometheus_client
 import pytest
+from test_imports import run_child
 
 import otel_telemetry.alerts
 import otel_telemetry.recording
 from otel_telemetry.export import http_server, prometheus
 from otel_telemetry.export.http_server import MetricsHTTPServer
-
-SOURCE_ROOT = Path(otel_telemetry.__file__).resolve().parent.parent
-CHILD_TIMEOUT = 60.0
 
 #: Modules a Prometheus-only handle has no use for: loaded on first use, never while setting up or scraping text.
 UNUSED_BY_PROMETHEUS_ONLY = (
@@ -78,28 +73,13 @@ print(json.dumps({"status": response.split(b"\\r\\n", 1)[0].decode(), "body": b"
 """
 
 
-def _run_child(code: str) -> subprocess.CompletedProcess[str]:
-    """``code`` in a fresh interpreter that imports the packages from the same place as this process."""
-    environ = dict(os.environ)
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(SOURCE_ROOT), environ.get("PYTHONPATH"))))
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT,
-        cwd=SOURCE_ROOT,
-        env=environ,
-        check=False,
-    )
-
-
 def _loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
     return [m for m in modules if any(m == name or m.startswith(name + ".") for name in names)]
 
 
 def test_a_prometheus_only_handle_loads_none_of_the_modules_it_does_not_use() -> None:
     """Set up, one frame, one text scrape and shutdown, in a fresh interpreter: the unused modules stay unloaded."""
-    result = _run_child(_PROMETHEUS_ONLY_RUN)
+    result = run_child(_PROMETHEUS_ONLY_RUN)
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout.strip().splitlines()[-1])
     assert run["status"] == "HTTP/1.1 200 OK"
@@ -110,7 +90,7 @@ def test_a_prometheus_only_handle_loads_none_of_the_modules_it_does_not_use() ->
 @pytest.mark.parametrize("name", ["otel_telemetry.export.prometheus", "otel_telemetry.export.http_server"])
 def test_the_prometheus_endpoint_modules_import_without_prometheus_client(name: str) -> None:
     """The exposition and the HTTP server load prometheus_client (and the OpenTelemetry exporter) only when used."""
-    result = _run_child(f"import json, sys, {name}; print(json.dumps(sorted(sys.modules)))")
+    result = run_child(f"import json, sys, {name}; print(json.dumps(sorted(sys.modules)))")
     assert result.returncode == 0, result.stderr
     modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert _loaded(modules, PROMETHEUS_CLIENT) == []

@@ -99,7 +99,7 @@ def modules() -> tuple[Module, ...]:
     return tuple(sorted(found, key=lambda module: module.name))
 
 
-def _run_child(code: str) -> subprocess.CompletedProcess[str]:
+def run_child(code: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter that imports the packages from the same place as this process."""
     environ = dict(os.environ)
     environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(SOURCE_ROOT), environ.get("PYTHONPATH"))))
@@ -117,7 +117,7 @@ def _run_child(code: str) -> subprocess.CompletedProcess[str]:
 def _import_alone(name: str) -> str | None:
     """``None`` when ``import name`` succeeds in a fresh interpreter, else what went wrong."""
     try:
-        result = _run_child(f"import {name}")
+        result = run_child(f"import {name}")
     except subprocess.TimeoutExpired:
         return f"{name}: import took more than {IMPORT_TIMEOUT:.0f} s"
     if result.returncode != 0:
@@ -163,7 +163,7 @@ print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h +
 @pytest.mark.parametrize("name", LIGHT_MODULES)
 def test_importing_a_light_module_loads_no_exporter_nor_sdk(name: str) -> None:
     """A fresh ``import X`` loads none of the OpenTelemetry SDK, its exporters or prometheus_client."""
-    result = _run_child(_LOADED.format(name=name, heavy=HEAVY))
+    result = run_child(_LOADED.format(name=name, heavy=HEAVY))
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded == [], f"import {name} loaded {len(loaded)} heavy modules: {loaded}"
