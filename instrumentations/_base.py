@@ -271,15 +271,9 @@ class Monitor:
             return found
         for spec, observe in produced:
             try:
-                points = [
-                    (value, attributes)
-                    for value, attributes in observe()
-                    if value is not None and not (isinstance(value, float) and math.isnan(value))
-                ]
+                found.append((spec, _reported(observe())))
             except Exception:
                 self._observer_failed(spec.name)
-                continue
-            found.append((spec, points))
         return found
 
     def _observer_failed(self, name: str) -> None:
@@ -304,17 +298,22 @@ class Monitor:
                 return iter(())
             try:
                 self.refresh()
-                points = [
-                    Observation(value, dict(attributes))
-                    for value, attributes in observe()
-                    if value is not None and not (isinstance(value, float) and math.isnan(value))
-                ]
+                points = [Observation(value, dict(attributes)) for value, attributes in _reported(observe())]
             except Exception:
                 self._observer_failed(name)
                 return iter(())
             return iter(points)
 
         return callback
+
+
+def _reported(points: Points) -> list[tuple[float, Mapping[str, str]]]:
+    """The points an observer yields that are values: None and NaN are "no data" and left out."""
+    return [
+        (value, attributes)
+        for value, attributes in points
+        if value is not None and not (isinstance(value, float) and math.isnan(value))
+    ]
 
 
 def single(value: float | None) -> Points:
