@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -50,6 +51,23 @@ _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _DELTA = AggregationTemporality.DELTA
 
 
+#: The previous total of each sum series, for delta readers: ``(name, sorted attributes) -> (value, time ns)``.
+SumTotals = dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[float, int]]
+
+
+def sum_delta(
+    previous: SumTotals, name: str, attributes: Mapping[str, Any], value: float, now: int, start: int
+) -> tuple[float, int]:
+    """``(delta, start)`` of a cumulative sum point for a delta reader: the change since the reader's previous
+    total of that series (started then), or the total and ``start`` the first time; ``previous`` is updated."""
+    key = (name, tuple(sorted(attributes.items())))
+    before = previous.get(key)
+    previous[key] = (value, now)
+    if before is None:
+        return value, start
+    return value - before[0], before[1]
+
+
 class ScalarView:
     """How one reader receives the produced scalar series: its temporality per instrument kind and, for delta
     counters, each series' previous total (so a delta reader gets what changed since its own previous collection,
@@ -57,7 +75,7 @@ class ScalarView:
 
     def __init__(self, temporalities: Mapping[Instrument, AggregationTemporality] | None = None) -> None:
         self.temporalities = dict(temporalities or {})
-        self.previous: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, int]] = {}
+        self.previous: SumTotals = {}
 
     @classmethod
     def of(cls, reader: MetricReader) -> ScalarView:
@@ -146,11 +164,7 @@ class HistogramProducer:
         for value, attributes in points:
             point_start = start
             if temporality is _DELTA and view is not None:
-                key = (spec.name, tuple(sorted(attributes.items())))
-                before = view.previous.get(key)
-                view.previous[key] = (value, now)
-                if before is not None:
-                    value, point_start = value - before[0], before[1]
+                value, point_start = sum_delta(view.previous, spec.name, attributes, value, now, start)
             data_points.append(NumberDataPoint(dict(attributes), point_start, now, value))
         monotonic = kind is Instrument.OBSERVABLE_COUNTER
         return Metric(spec.name, spec.description, spec.unit, Sum(data_points, temporality, monotonic))

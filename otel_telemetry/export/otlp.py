@@ -35,7 +35,7 @@ from otel_telemetry.accumulators import HistogramSnapshot, SeriesKey
 from otel_telemetry.config import OtlpDestination, Signal, TelemetryConfig, otlp_destination
 from otel_telemetry.export.selftelemetry import ExportCounts
 from otel_telemetry.pacing import LoopPacer, Phase
-from otel_telemetry.producer import HistogramProducer
+from otel_telemetry.producer import HistogramProducer, SumTotals, sum_delta
 from otel_telemetry.snapshot.frame import Frame
 
 _logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class _DeltaConverter:
 
     def __init__(self, producer: HistogramProducer) -> None:
         self._producer = producer
-        self._sums: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[float, int]] = {}
+        self._sums: SumTotals = {}
         self._histograms: dict[SeriesKey, tuple[HistogramSnapshot, int]] = {}
 
     def convert(self, frame: Frame) -> MetricsData:
@@ -137,11 +137,14 @@ class _DeltaConverter:
             return metric
         points = []
         for point in data.data_points:
-            key = (metric.name, tuple(sorted((point.attributes or {}).items())))
-            before = self._sums.get(key)
-            start = before[1] if before else point.start_time_unix_nano
-            delta = point.value - before[0] if before else point.value
-            self._sums[key] = (point.value, point.time_unix_nano)
+            delta, start = sum_delta(
+                self._sums,
+                metric.name,
+                point.attributes or {},
+                point.value,
+                point.time_unix_nano,
+                point.start_time_unix_nano,
+            )
             points.append(replace(point, value=delta, start_time_unix_nano=start))
         return replace(
             metric, data=replace(data, data_points=points, aggregation_temporality=AggregationTemporality.DELTA)
