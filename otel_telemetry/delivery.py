@@ -451,6 +451,13 @@ class Endpoint:
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if self._token is not None:
             self._headers["Authorization"] = f"Bearer {self._token}"
+        # Imported by the constructor, not at module level: the configuration imports this module and must not pay
+        # for OpenTelemetry's instrumentation utilities; not at the first post either, where the import would hold
+        # the GIL for milliseconds on a background thread while the game loop runs.
+        from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
+
+        self._suppress = (suppress_instrumentation, suppress_http_instrumentation)
+        _opener()  # and http.client, for the same reason
 
     @property
     def url(self) -> str:
@@ -489,11 +496,9 @@ class Endpoint:
         abandons the attempt within 50 ms (a ``"retry"`` outcome, ``TimeoutError``); name resolution
         (``getaddrinfo``) is the one step neither the deadline nor ``cancel`` can interrupt.
         """
-        # Imported here: the configuration imports this module, and must not pay for OpenTelemetry's API.
-        import http.client
+        import http.client  # loaded by the constructor (through _opener): a dictionary look-up here
 
-        from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
-
+        quiet, quiet_http = self._suppress
         try:
             deadline = _Deadline(time.monotonic() + timeout, cancel)
             connection = _opener()(self._host, self._port, deadline, self._context)
@@ -501,7 +506,7 @@ class Endpoint:
             return Outcome("retry", reason=self._error(error))
         try:
             # Our own requests must not be traced or measured by HTTP instrumentations.
-            with suppress_instrumentation(), suppress_http_instrumentation():
+            with quiet(), quiet_http():
                 sent = self._headers if not headers else {**headers, **self._headers}
                 connection.request("POST", self._target, body=body, headers=sent)
                 response = connection.getresponse()

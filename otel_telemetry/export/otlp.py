@@ -168,6 +168,11 @@ class OtlpFrameExporter:
         timeout: float = 10.0,
         pacer: LoopPacer | None = None,
     ) -> None:
+        # Loaded here, at setup: imported at the first export, it would hold the GIL for milliseconds on this
+        # thread while the game loop runs (wrapt and asyncio come with it).
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+        self._suppress = suppress_instrumentation
         self._exporter = exporter
         self._phase = Phase(pacer, initial=0.005, timeout=0.5)
         self._every = max(1, every)
@@ -211,11 +216,9 @@ class OtlpFrameExporter:
             self._phase.run(lambda frame=frame: self._export(frame))  # type: ignore[misc]
 
     def _export(self, frame: Frame) -> None:
-        from opentelemetry.instrumentation.utils import suppress_instrumentation
-
         data = self._delta.convert(frame) if self._delta is not None else frame.metrics_data
         try:
-            with suppress_instrumentation():
+            with self._suppress():
                 result = self._exporter.export(data, timeout_millis=self._timeout_millis)
         except Exception:
             _logger.exception("OTLP export raised")
