@@ -153,3 +153,31 @@ def test_every_lazy_name_resolves_to_the_object_its_module_defines(package: obje
     assert set(names) <= set(dir(package))
     with pytest.raises(AttributeError, match="no attribute 'missing_name'"):
         _ = package.missing_name  # type: ignore[attr-defined]
+
+
+_SWEEP_RUN = """
+import gc, json
+from otel_telemetry import TelemetryConfig, setup_telemetry
+
+def full_collections():
+    return gc.get_stats()[2]["collections"]
+
+before = full_collections()
+first = setup_telemetry(TelemetryConfig(environ={}, server_id="sweep-1"))
+after_first = full_collections()
+second = setup_telemetry(TelemetryConfig(environ={}, server_id="sweep-2"))
+after_second = full_collections()
+first.shutdown(timeout=2.0)
+second.shutdown(timeout=2.0)
+print(json.dumps({"before": before, "first": after_first, "second": after_second}))
+"""
+
+
+def test_the_first_setup_of_a_process_ends_with_one_full_collection() -> None:
+    """The objects the first setup imports are swept once, on the caller's thread, so that the first full
+    collection does not land later on a background thread holding the GIL; a second handle does not sweep again."""
+    result = run_child(_SWEEP_RUN)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert counts["first"] >= counts["before"] + 1, counts
+    assert counts["second"] == counts["first"], counts
