@@ -65,8 +65,9 @@ class HardwareMonitor(Monitor):
         pacer: LoopPacer | None = None,
     ) -> None:
         super().__init__(refresh_interval=refresh_interval, clock=clock)
-        #: Sampling waits for an idle gap of the game loop (psutil calls hold the GIL while they read /proc).
-        self._phase = Phase(pacer, initial=0.002, timeout=refresh_interval / 2)
+        #: Sampling waits for an idle gap of the game loop (psutil calls hold the GIL while they read /proc). The
+        #: reads run on the sampler's reader thread while this one waits: their wall time is what is learnt.
+        self._phase = Phase(pacer, initial=0.002, timeout=refresh_interval / 2, clock=time.perf_counter)
         self._sampler = sampler or HardwareSampler(
             min_interval=min(0.2, refresh_interval), source_timeout=source_timeout
         )

@@ -114,26 +114,36 @@ class LoopPacer:
 class Phase:
     """A named piece of background work whose duration is learnt, to ask the pacer for a long enough gap.
 
-    What is learnt is the work's CPU time on its thread (``time.thread_time``): the time it holds the GIL. Time
-    blocked on a socket (an exporter waiting for its Collector) leaves the game loop free and is not counted. The
-    first run is not learnt: it pays one-off costs (imports, caches, first series) that later runs do not.
+    What is learnt is by default the work's CPU time on its thread (``time.thread_time``): the time it holds the
+    GIL. Time blocked on a socket (an exporter waiting for its Collector) leaves the game loop free and is not
+    counted. Work that hands its computing to another thread and waits for it passes ``clock=time.perf_counter``:
+    its own thread's CPU time would miss it. The first run is not learnt: it pays one-off costs (imports, caches,
+    first series) that later runs do not.
     """
 
-    def __init__(self, pacer: LoopPacer | None, *, initial: float = 0.002, timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        pacer: LoopPacer | None,
+        *,
+        initial: float = 0.002,
+        timeout: float = 0.5,
+        clock: Callable[[], float] = time.thread_time,
+    ) -> None:
         self._pacer = pacer
         self.estimate = initial
         self._timeout = timeout
+        self._clock = clock
         self._runs = 0
 
     def run(self, work: Callable[[], object]) -> None:
         """Wait for a gap (bounded), then run ``work`` and learn its duration (a slow moving maximum)."""
         if self._pacer is not None:
             self._pacer.wait_for_idle(self.estimate, self._timeout)
-        started = time.thread_time()
+        started = self._clock()
         try:
             work()
         finally:
-            took = time.thread_time() - started
+            took = self._clock() - started
             self._runs += 1
             if self._runs > 1:
                 # Rise at once, decay slowly: a gap is only useful if the work fits in it.

@@ -126,3 +126,17 @@ def test_a_phase_learns_how_long_its_work_holds_the_cpu() -> None:
     phase.run(lambda: None)
     assert 0.0 < phase.estimate < high
     assert phase.estimate > high * 0.8
+
+
+def test_a_phase_that_waits_for_another_thread_learns_wall_time() -> None:
+    """Work done on a helper thread while the phase's own thread waits is learnt with a wall clock."""
+    phase = Phase(None, initial=0.001, clock=time.perf_counter)
+
+    def on_a_helper() -> None:
+        helper = threading.Thread(target=_spin, args=(0.02,), name="test-helper")
+        helper.start()
+        helper.join(5)
+
+    phase.run(on_a_helper)  # the first run is not learnt
+    phase.run(on_a_helper)
+    assert phase.estimate >= 0.02
