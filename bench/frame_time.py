@@ -974,8 +974,12 @@ print(json.dumps({"import_s": t1 - t0, "setup_s": t2 - t1, "rss_kib": rss_kib}))
 os._exit(0)  # the process wall time stops here: shutdown is not part of the figure
 """
 
-#: Bytecode conditions of the startup section: (name, whether this package's own modules compile at every start).
-STARTUP_CONDITIONS = (("installed", False), ("compiling", True))
+#: Bytecode conditions of the startup section: (prefix of its figures' keys, label, whether this project's own
+#: modules compile at every start). The installed figures, unprefixed, are the goal's.
+STARTUP_CONDITIONS = (
+    ("", "installed (all bytecode cached, as after pip install)", False),
+    ("compiling_", "compiling (this project's modules compiled at every start)", True),
+)
 
 
 def _own_package_folders() -> list[str]:
@@ -983,7 +987,8 @@ def _own_package_folders() -> list[str]:
     folders = []
     for name in ("otel_telemetry", "instrumentations"):
         spec = importlib.util.find_spec(name)
-        folders.extend(os.path.realpath(f) for f in (spec.submodule_search_locations or []) if spec is not None)
+        if spec is not None:
+            folders.extend(os.path.realpath(f) for f in spec.submodule_search_locations or ())
     return folders
 
 
@@ -998,15 +1003,14 @@ def _bytecode_env(prefix: str, *, write: bool) -> dict[str, str]:
 
 def startup_section(runs: int) -> dict[str, float]:
     """Median of ``runs`` fresh subprocesses each, per bytecode condition (see :data:`STARTUP_CONDITIONS`):
-    ``python -c pass`` and import + setup (see :data:`_SETUP_PROBE`). Keys without a condition's prefix are the
-    *installed* figures (the goal's); the *compiling* ones are prefixed ``compiling_``."""
+    ``python -c pass`` and import + setup (see :data:`_SETUP_PROBE`), keyed with the condition's prefix."""
     found: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="frame-time-pycache-") as prefix:
         # One start with writing allowed fills the cache with every module that import + setup loads.
         _run_timed([sys.executable, "-c", _SETUP_PROBE], 120, _bytecode_env(prefix, write=True))
         _run_timed([sys.executable, "-c", "pass"], 60, _bytecode_env(prefix, write=True))
         env = _bytecode_env(prefix, write=False)
-        for name, compiling in STARTUP_CONDITIONS:
+        for key, _label, compiling in STARTUP_CONDITIONS:
             if compiling:  # drop this project's own bytecode: every start compiles it again, nothing else
                 for folder in _own_package_folders():
                     shutil.rmtree(os.path.join(prefix, folder.lstrip(os.sep)), ignore_errors=True)
@@ -1015,7 +1019,6 @@ def startup_section(runs: int) -> dict[str, float]:
                 passes.append(_run_timed([sys.executable, "-c", "pass"], 60, env))
                 wall, rss, out = _run_timed([sys.executable, "-c", _SETUP_PROBE], 120, env)
                 probes.append((wall, rss, json.loads(out.strip().splitlines()[-1])))
-            key = "" if name == "installed" else f"{name}_"
             found.update(
                 {
                     f"{key}pass_wall_ms": statistics.median(p[0] for p in passes) * 1e3,
@@ -1305,12 +1308,7 @@ def report(
             "startup, fresh subprocess each, median of 5 (wall from spawn to exit, max RSS from wait4's rusage):",
             file=out,
         )
-        for name, _compiling in STARTUP_CONDITIONS:
-            k = "" if name == "installed" else f"{name}_"
-            what = {
-                "installed": "installed (all bytecode cached, as after pip install)",
-                "compiling": "compiling (this project's modules compiled at every start)",
-            }[name]
+        for k, what, _compiling in STARTUP_CONDITIONS:
             print(
                 f"  {what}:\n"
                 f"    python -c pass: {startup[k + 'pass_wall_ms']:.1f} ms, RSS {startup[k + 'pass_rss_mb']:.1f} MB\n"
