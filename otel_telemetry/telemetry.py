@@ -340,6 +340,7 @@ class Telemetry:
             if isinstance(counts, ExportCounts):
                 counts.listener = self._export_hook
         self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
+        self.health.run_checks()  # only ours is registered yet: /health lists it from the moment setup returns
         register_health_metrics(
             self.meter_provider.get_meter("otel_telemetry.health", __version__), self.health, self.series
         )

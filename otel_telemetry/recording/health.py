@@ -32,7 +32,8 @@ recovered, or when the exception type changes). ``register_check(..., error_deta
 Checks run periodically on a scheduler thread (:meth:`HealthRegistry.start`). Each run of a check executes in a
 daemon thread of its own, so a hung check delays no other check: when it exceeds its timeout it is reported
 as failed ("timed out"), and it is not started again until the hung run returns (so at most one thread per check
-is ever stuck; Python cannot kill it). A result that arrives after the timeout is discarded.
+is ever stuck; Python cannot kill it). A result that arrives after the timeout is discarded. A check shows in
+``/health`` from its first finished run on; telemetry's own check (``"telemetry"``) runs once during setup.
 """
 
 from __future__ import annotations
