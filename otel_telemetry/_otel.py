@@ -80,17 +80,46 @@ def hook_reader(reader: MetricReader, transform: Callable[[MetricsData, MetricRe
     This is the MetricProducer of the OpenTelemetry specification, which the Python SDK does not have: the
     instance's ``_receive_metrics`` (the method every reader implements) is wrapped, so any reader, ours or a
     plain ``InMemoryMetricReader``/``PeriodicExportingMetricReader``, also receives the produced metrics.
+    A collection in which the SDK itself has no metric (its collect callback returns None, and the reader would
+    receive nothing) reaches ``transform`` as an empty ``MetricsData``: the collect callback the provider sets
+    (``MetricReader._set_collect_callback``, ``_collect``) is wrapped too, now and whenever it is set again. As
+    in the SDK, a collection without any metric, produced ones included, is not handed to the reader.
     Hooking the same reader twice keeps only the latest transform.
     """
     original = getattr(reader, "_otel_telemetry_original_receive", None)
     if original is None:
         original = reader._receive_metrics
         reader._otel_telemetry_original_receive = original  # type: ignore[attr-defined]
+        _never_empty_handed(reader)
 
     def receive(metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        original(transform(metrics_data, reader), timeout_millis=timeout_millis, **kwargs)
+        transformed = transform(metrics_data, reader)
+        if any(sm.metrics for rm in transformed.resource_metrics for sm in rm.scope_metrics):
+            original(transformed, timeout_millis=timeout_millis, **kwargs)  # as the SDK: nothing, nothing received
 
     reader._receive_metrics = receive  # type: ignore[method-assign]
+
+
+def _never_empty_handed(reader: MetricReader) -> None:
+    """Wrap ``reader``'s collect callback so that "no SDK metric" (None) becomes an empty ``MetricsData``."""
+    from opentelemetry.sdk.metrics.export import MetricsData
+
+    def wrap(collect: Callable[..., MetricsData | None]) -> Callable[..., MetricsData]:
+        def collected(*args: Any, **kwargs: Any) -> MetricsData:
+            data = collect(*args, **kwargs)
+            return MetricsData(resource_metrics=[]) if data is None else data
+
+        return collected
+
+    setter = reader._set_collect_callback
+
+    def set_collect(func: Callable[..., MetricsData | None] | None) -> None:
+        setter(None if func is None else wrap(func))
+
+    reader._set_collect_callback = set_collect  # type: ignore[method-assign,misc]
+    current: Callable[..., MetricsData | None] | None = reader._collect  # type: ignore[assignment]
+    if current is not None:  # already registered on a provider
+        setter(wrap(current))
 
 
 class PrometheusTranslator:

@@ -14,8 +14,8 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -43,10 +43,38 @@ _logger = logging.getLogger(__name__)
 HistogramSource = Callable[[], Iterable[HistogramState]]
 #: A source of high-cardinality gauges (per-player series): ``(spec, [(value, attributes), ...])`` pairs.
 GaugeSource = Callable[[], Iterable[tuple[MetricSpec, list[tuple[float, dict[str, str]]]]]]
-#: A source of scalar series (a monitor's observable gauges and counters, produced without SDK instruments):
+
+
+class Described(Protocol):
+    """What producing a scalar metric reads of its spec: a catalog :class:`MetricSpec` or a :class:`ScalarSpec`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def unit(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def instrument(self) -> Instrument: ...
+
+
+@dataclass(frozen=True)
+class ScalarSpec:
+    """A produced scalar instrument outside the catalog (telemetry's own, the health registry's)."""
+
+    name: str
+    instrument: Instrument
+    unit: str
+    description: str
+
+
+#: A source of scalar series (observable gauges and counters produced without SDK instruments):
 #: ``(spec, [(value, attributes), ...])`` per instrument; the spec's ``instrument`` says gauge, counter or
 #: up-down counter.
-ScalarSource = Callable[[], Iterable[tuple[MetricSpec, Iterable[tuple[float, Mapping[str, str]]]]]]
+ScalarSource = Callable[[], Iterable[tuple[Described, Iterable[tuple[float, Mapping[str, Any]]]]]]
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _DELTA = AggregationTemporality.DELTA
 
@@ -104,7 +132,7 @@ class HistogramProducer:
         self._scope = scope
         self._sources: list[HistogramSource] = []
         self._gauge_sources: list[GaugeSource] = []
-        self._scalar_sources: list[tuple[ScalarSource, int]] = []
+        self._scalar_sources: list[tuple[ScalarSource, int, InstrumentationScope]] = []
         self._lock = threading.Lock()
         self._failures = 0
 
@@ -128,29 +156,34 @@ class HistogramProducer:
         with self._lock:
             self._gauge_sources.append(source)
 
-    def add_scalar_source(self, source: ScalarSource, start_time_unix_nano: int) -> None:
+    def add_scalar_source(
+        self, source: ScalarSource, start_time_unix_nano: int, scope: InstrumentationScope | None = None
+    ) -> None:
         """Register a source of scalar series (observable gauges and counters produced directly, at a fraction of
-        what SDK instruments cost per collection); cumulative counters start at ``start_time_unix_nano``."""
+        what SDK instruments cost per collection); cumulative counters start at ``start_time_unix_nano``. Its
+        metrics belong to ``scope`` (by default this producer's own): :meth:`merge` adds one scope per scope."""
         with self._lock:
-            self._scalar_sources.append((source, start_time_unix_nano))
+            self._scalar_sources.append((source, start_time_unix_nano, scope or self._scope))
 
-    def _scalars(self, now: int, view: ScalarView | None) -> list[Metric]:
+    def _scalars(self, now: int, view: ScalarView | None) -> dict[InstrumentationScope, list[Metric]]:
+        """The scalar metrics by scope, this producer's own first."""
         with self._lock:
             sources = list(self._scalar_sources)
-        metrics: list[Metric] = []
-        for source, start in sources:
+        by_scope: dict[InstrumentationScope, list[Metric]] = {self._scope: []}
+        for source, start, scope in sources:
+            metrics = by_scope.setdefault(scope, [])
             try:
                 for spec, points in source():
                     metrics.append(self._scalar(spec, points, start, now, view))
             except Exception:
                 self.count_failure()
                 _logger.exception("a scalar source failed; its series are left out of this collection")
-        return metrics
+        return by_scope
 
     @staticmethod
     def _scalar(
-        spec: MetricSpec,
-        points: Iterable[tuple[float, Mapping[str, str]]],
+        spec: Described,
+        points: Iterable[tuple[float, Mapping[str, Any]]],
         start: int,
         now: int,
         view: ScalarView | None,
@@ -208,15 +241,26 @@ class HistogramProducer:
         scalars: ScalarView | None = None,
         include_scalars: bool = True,
     ) -> list[Metric]:
-        """The scalar series (unless ``include_scalars`` is False), the histograms (and, if asked, the per-entity
-        gauges) as metrics.
+        """The metrics of this producer's own scope: its scalar series (unless ``include_scalars`` is False), the
+        histograms (and, if asked, the per-entity gauges). Scalar sources of other scopes are left to
+        :meth:`merge`.
 
         For DELTA, ``previous`` is the reader's own state and is updated. ``states`` are the series to
         produce (a frame's); by default the sources are read now. ``scalars`` is the reader's view of the scalar
         series (None: cumulative).
         """
+        scoped = self._scalars(time.time_ns(), scalars) if include_scalars else {}
+        return self._produce(temporality, previous, include_gauges, states, scoped.get(self._scope, []))
+
+    def _produce(
+        self,
+        temporality: AggregationTemporality,
+        previous: dict[SeriesKey, tuple[HistogramSnapshot, int]] | None,
+        include_gauges: bool,
+        states: Iterable[HistogramState] | None,
+        scalar_metrics: list[Metric],
+    ) -> list[Metric]:
         now = time.time_ns()
-        scalar_metrics = self._scalars(now, scalars) if include_scalars else []
         by_name: dict[str, tuple[HistogramState, list[HistogramDataPoint]]] = {}
         for state in self.states() if states is None else states:
             spec, cumulative = state.spec, state.cumulative
@@ -268,23 +312,28 @@ class HistogramProducer:
         *,
         scalars: ScalarView | None = None,
     ) -> MetricsData:
-        """``metrics_data`` with our metrics added as one more scope (the SDK's own data untouched)."""
-        produced = self.produce(temporality, previous, include_gauges, states, scalars=scalars)
-        scope_metrics = ScopeMetrics(scope=self._scope, metrics=produced, schema_url="")
+        """``metrics_data`` with our metrics added: one scope per scope of the produced metrics, this producer's own
+        first (the SDK's own data untouched)."""
+        scoped = self._scalars(time.time_ns(), scalars)
+        scoped[self._scope] = self._produce(temporality, previous, include_gauges, states, scoped[self._scope])
         if metrics_data is None or not metrics_data.resource_metrics:
+            scope_metrics = [ScopeMetrics(scope, metrics, "") for scope, metrics in scoped.items() if metrics]
             return MetricsData(
-                resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=[scope_metrics], schema_url="")]
+                resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=scope_metrics, schema_url="")]
             )
         first, *rest = metrics_data.resource_metrics
-        # The produced metrics belong to the monitors' own scope: join it when the SDK already reported it (an
-        # encoder keyed by scope would otherwise keep only one of two entries with the same scope).
+        # Join a scope the SDK already reported (an encoder keyed by scope would otherwise keep only one of two
+        # entries with the same scope).
         scopes = list(first.scope_metrics)
-        for index, existing in enumerate(scopes):
-            if existing.scope == self._scope:
-                scopes[index] = replace(existing, metrics=[*existing.metrics, *produced])
-                break
-        else:
-            scopes.append(scope_metrics)
+        for scope, produced in scoped.items():
+            if not produced and scope != self._scope:
+                continue
+            for index, existing in enumerate(scopes):
+                if existing.scope == scope:
+                    scopes[index] = replace(existing, metrics=[*existing.metrics, *produced])
+                    break
+            else:
+                scopes.append(ScopeMetrics(scope=scope, metrics=produced, schema_url=""))
         merged = replace(first, scope_metrics=scopes)
         return MetricsData(resource_metrics=[merged, *rest])
 

@@ -54,9 +54,9 @@ from otel_telemetry.config import TelemetryConfig
 from otel_telemetry.export.http_server import MetricsHTTPServer
 from otel_telemetry.export.otlp import OtlpFrameExporter, frames_per_export, metric_exporter, trace_and_log_exporters
 from otel_telemetry.export.prometheus import PrometheusExposition
-from otel_telemetry.export.selftelemetry import ExportCounts, register_self_telemetry
+from otel_telemetry.export.selftelemetry import ExportCounts, Points, register_self_telemetry
 from otel_telemetry.pacing import LoopPacer
-from otel_telemetry.producer import HistogramProducer, ReaderMerge
+from otel_telemetry.producer import HistogramProducer, ReaderMerge, ScalarSpec
 from otel_telemetry.recording.events import Event, EventRecorder
 from otel_telemetry.recording.facade import MetricsFacade
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus
@@ -325,25 +325,23 @@ class Telemetry:
         #: Profiling sessions (:meth:`profile`), exported as the ``profile.duration`` histogram.
         self.profiler = Profiler(series=self.series)
         self._producer.add_source(self.profiler.histograms)
-        self._register_uptime(self.meter_provider.get_meter("otel_telemetry.self", __version__))
         self._build_signals(config)
         self._build_alerts(config)
         self._build_outputs(config)
         self._self_telemetry = register_self_telemetry(
-            self.meter_provider.get_meter("otel_telemetry.self", __version__),
+            self._producer,
             self._collector,
             self._export_counts,
             [self._drops],
             events=lambda: self.events.recorded,
+            extra=self._uptime_instruments(),
         )
         for counts in self._export_counts:
             if isinstance(counts, ExportCounts):
                 counts.listener = self._export_hook
         self.health.register_check("telemetry", self._own_health, interval=max(1.0, interval), timeout=1.0)
         self.health.run_checks()  # only ours is registered yet: /health lists it from the moment setup returns
-        register_health_metrics(
-            self.meter_provider.get_meter("otel_telemetry.health", __version__), self.health, self.series
-        )
+        register_health_metrics(self._producer, self.health, self.series)
         self.health.start()
         self._collector.start()
         _exit_hooks.add(self)
@@ -871,24 +869,27 @@ class Telemetry:
         """Seconds since this handle was set up (what ``/health`` shows as ``details.uptime_seconds``)."""
         return self.health.uptime_seconds
 
-    def _register_uptime(self, meter: Meter) -> None:
-        """``process.start_time`` and ``process.uptime`` (s) as observable gauges: ``process_start_time_seconds``
-        and ``process_uptime_seconds`` on ``/metrics``; claimed in the series registry, their 2 series reserved."""
-        from opentelemetry.metrics import CallbackOptions, Observation
+    def _uptime_instruments(self) -> list[tuple[ScalarSpec, Callable[[], Points]]]:
+        """``process.start_time`` and ``process.uptime`` (s), gauges produced with telemetry's own metrics:
+        ``process_start_time_seconds`` and ``process_uptime_seconds`` on ``/metrics``; claimed in the series
+        registry, their 2 series reserved."""
 
-        def start(_options: CallbackOptions) -> list[Observation]:
-            return [Observation(self.process_start_time)]
+        def start() -> Points:
+            return [(self.process_start_time, {})]
 
-        def uptime(_options: CallbackOptions) -> list[Observation]:
-            return [Observation(max(0.0, time.time() - self.process_start_time))]
+        def uptime() -> Points:
+            return [(max(0.0, time.time() - self.process_start_time), {})]
 
         self.series.reserve(2, "process")
-        for name, callback, description in (
-            ("process.start_time", start, "Start time of the process since the Unix epoch"),
-            ("process.uptime", uptime, "Seconds since the process started"),
-        ):
-            if self.series.claim(name, "s", "gauge", "process") is not None:
-                meter.create_observable_gauge(name, callbacks=[callback], unit="s", description=description)
+        gauge = Instrument.OBSERVABLE_GAUGE
+        return [
+            (ScalarSpec(name, gauge, "s", description), observe)
+            for name, observe, description in (
+                ("process.start_time", start, "Start time of the process since the Unix epoch"),
+                ("process.uptime", uptime, "Seconds since the process started"),
+            )
+            if self.series.claim(name, "s", "gauge", "process") is not None
+        ]
 
     def get_metrics(self) -> dict[str, Any]:
         """Every statsd-style series in one JSON-ready dict: ``timestamp`` (ISO-8601 UTC), ``uptime_seconds`` (since

@@ -23,15 +23,21 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    Gauge,
     InMemoryMetricReader,
+    Metric,
     MetricExporter,
     MetricExportResult,
     MetricReader,
     MetricsData,
+    NumberDataPoint,
     PeriodicExportingMetricReader,
+    ResourceMetrics,
+    ScopeMetrics,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
@@ -308,6 +314,30 @@ def test_hook_reader_also_works_on_a_periodic_exporting_reader() -> None:
         reader.force_flush()
         assert exporter.exported, "force_flush exported nothing"
         assert _metric_names(exporter.exported[-1]) == ["packets.hooked"]
+
+
+def _with_gauge(data: MetricsData, by: MetricReader) -> MetricsData:
+    """A transform that adds one produced gauge, as ``ReaderMerge`` adds the produced metrics."""
+    point = NumberDataPoint({}, 0, 1, 7.0)
+    scope = ScopeMetrics(InstrumentationScope("produced"), [Metric("produced.gauge", "", "", Gauge([point]))], "")
+    resource = ResourceMetrics(Resource.get_empty(), [scope], "")
+    return MetricsData(resource_metrics=[*data.resource_metrics, resource])
+
+
+@pytest.mark.parametrize("hooked", ["before the provider", "after the provider"])
+def test_hook_reader_hands_a_collection_without_sdk_metrics_to_the_transform(hooked: str) -> None:
+    """A provider with no SDK metric makes the reader's collect callback (MetricReader._collect, set through
+    _set_collect_callback) return None: the transform still runs, whether the reader was hooked before the
+    provider registered it or after; with nothing produced either, the reader receives nothing, as in the SDK."""
+    reader = InMemoryMetricReader()
+    if hooked == "before the provider":
+        _otel.hook_reader(reader, _with_gauge)
+    with _provider(reader):
+        if hooked == "after the provider":
+            _otel.hook_reader(reader, _with_gauge)
+        assert _metric_names(reader.get_metrics_data()) == ["produced.gauge"]
+        _otel.hook_reader(reader, lambda data, _by: data)
+        assert reader.get_metrics_data() is None
 
 
 # -- prometheus_translator: opentelemetry.exporter.prometheus._CustomCollector --------------------------------------

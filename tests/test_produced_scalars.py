@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.metrics import ObservableCounter, ObservableUpDownCounter, UpDownCounter
-from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, InMemoryMetricReader, Sum
+from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, InMemoryMetricReader, MetricsData, Sum
 
 from instrumentations.network import NetworkMonitor
 from otel_telemetry.catalog import CATALOG, Instrument
@@ -99,3 +99,26 @@ def test_a_failing_observer_is_counted_and_the_others_still_report() -> None:
     assert monitor.callback_errors == 2
     monitor.detach()
     assert monitor.scalar_points() == []
+
+
+def test_telemetry_and_health_instruments_are_produced_in_their_own_scopes(
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    """telemetry.*, process.* and health.* keep their scopes (otel_telemetry.self, otel_telemetry.health) in the
+    frame and reach a reader of the user's own, while the SDK's own collection holds no metric at all: every
+    instrument a handle makes at setup is produced, so a collection pays no SDK callback."""
+    user = InMemoryMetricReader()
+    telemetry = make_telemetry(enable_prometheus_endpoint=False, metric_readers=[user])
+    telemetry.collect()
+    frame = telemetry.collect()
+    assert frame is not None
+    scopes = {m.name: sm.scope.name for rm in frame.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    own = {name: scope for name, scope in scopes.items() if name.startswith(("telemetry.", "process.", "health."))}
+    assert {"telemetry.collection.runs", "telemetry.dropped", "process.uptime", "health.status"} <= own.keys()
+    assert {scope for name, scope in own.items() if not name.startswith("health.")} == {"otel_telemetry.self"}
+    assert {scope for name, scope in own.items() if name.startswith("health.")} == {"otel_telemetry.health"}
+    assert _metrics(user.get_metrics_data())["health.status"].data.data_points[0].attributes == {
+        "component": "telemetry"
+    }
+    reader = telemetry._collector._reader  # type: ignore[union-attr]  # the SDK side of the handle's collection
+    assert reader.take() == MetricsData(resource_metrics=[])

@@ -66,7 +66,7 @@ class _Pipeline:
         self.collector = FrameCollector(self.reader, producer, Resource.create({}), "self-1", 3600)
         self.counts = ExportCounts("file")
         self.own = register_self_telemetry(
-            self.provider.get_meter("otel_telemetry.self"),
+            producer,
             self.collector,
             [self.counts],
             [drops] if drops is not None else [],

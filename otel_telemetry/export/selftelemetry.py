@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_telemetry._version import __version__
+from otel_telemetry.catalog import Instrument
+from otel_telemetry.producer import HistogramProducer, ScalarSpec
 
 if TYPE_CHECKING:
     from otel_telemetry.snapshot.frame import Frame
 
 _logger = logging.getLogger(__name__)
 
-#: The instruments :func:`register_self_telemetry` creates: ``(name, unit, kind)``, as in ``series.SDK_FAMILIES``.
+#: The scope of telemetry's own metrics.
+SCOPE = InstrumentationScope("otel_telemetry.self", __version__)
+#: The instruments :func:`register_self_telemetry` produces, as in ``series.SDK_FAMILIES``.
 COLLECTION_RUNS = "telemetry.collection.runs"
 COLLECTION_DURATION = "telemetry.collection.duration"
 METRICS_COUNT = "telemetry.metrics.count"
@@ -81,14 +88,18 @@ def metric_families(frame: Frame) -> int:
     return len({metric.name for metric in frame.metrics()})
 
 
+#: One produced instrument's points: ``[(value, attributes), ...]``.
+Points = list[tuple[float, Mapping[str, Any]]]
+
+
 class SelfTelemetry:
-    """What :func:`register_self_telemetry` registered; counts its own callbacks' failures.
+    """What :func:`register_self_telemetry` registered; counts its own observers' failures.
 
     Attributes:
-        callback_errors: callbacks that raised (each is logged once per instrument; the instrument reports
-            nothing for that collection). Exact.
+        callback_errors: observers that raised (each is logged once per instrument; the instrument reports
+            nothing for that collection, the others still do). Exact.
 
-    Thread-safety: callbacks run on the collecting thread; the count takes a lock.
+    Thread-safety: observers run on the collecting thread; the count takes a lock.
     """
 
     def __init__(self) -> None:
@@ -110,122 +121,119 @@ class SelfTelemetry:
         self._families = (frame.sequence, count)
         return count
 
-    def guarded(
-        self, name: str, callback: Callable[[CallbackOptions], Iterable[Observation]]
-    ) -> Callable[[CallbackOptions], list[Observation]]:
-        """``callback`` made safe: an exception is logged once, counted, and yields no observation."""
+    def source(
+        self, instruments: Sequence[tuple[ScalarSpec, Callable[[], Points]]]
+    ) -> Callable[[], list[tuple[ScalarSpec, Points]]]:
+        """A scalar source (``HistogramProducer.add_scalar_source``) of ``instruments``, each observer guarded:
+        an exception is logged once per instrument, counted, and leaves only that instrument out. An instrument
+        that observes nothing is left out of the collection, as an SDK instrument would be."""
 
-        def observe(options: CallbackOptions) -> list[Observation]:
-            try:
-                return list(callback(options))
-            except Exception:
-                with self._lock:
-                    self.callback_errors += 1
-                    first = name not in self._warned
-                    self._warned.add(name)
-                if first:
-                    _logger.exception("self-telemetry callback %s failed (logged once; counted)", name)
-                return []
+        def observe() -> list[tuple[ScalarSpec, Points]]:
+            found = []
+            for spec, observer in instruments:
+                try:
+                    points = observer()
+                except Exception:
+                    self._failed(spec.name)
+                    continue
+                if points:
+                    found.append((spec, points))
+            return found
 
         return observe
 
+    def _failed(self, name: str) -> None:
+        with self._lock:
+            self.callback_errors += 1
+            first = name not in self._warned
+            self._warned.add(name)
+        if first:
+            _logger.exception("self-telemetry callback %s failed (logged once; counted)", name)
+
+
+_GAUGE, _COUNTER = Instrument.OBSERVABLE_GAUGE, Instrument.OBSERVABLE_COUNTER
+
 
 def register_self_telemetry(
-    meter: Meter,
+    producer: HistogramProducer,
     collection: CollectionStats,
     exporters: Sequence[ExportCounts],
     drops: Sequence[DropSource],
     *,
     events: Callable[[], int] | None = None,
+    extra: Sequence[tuple[ScalarSpec, Callable[[], Points]]] = (),
 ) -> SelfTelemetry:
-    """Create the ``telemetry.*`` observable instruments on ``meter`` and return their :class:`SelfTelemetry`.
+    """Produce the ``telemetry.*`` instruments through ``producer`` (scope :data:`SCOPE`, no SDK instrument: they
+    cost nothing between collections and little at one) and return their :class:`SelfTelemetry`.
 
     Args:
-        meter: the handle's own meter.
+        producer: the handle's producer; the instruments join every collection it is merged into.
         collection: the frame collector (runs, duration of the last collection, the newest frame).
         exporters: attempts and failures per exporter; the sequence is read at each collection, so exporters
             appended later are reported too.
         drops: sources of drop counts, summed by ``(source, reason)``; the sequence is read at each collection.
         events: the number of events recorded so far (``telemetry_events_total``); without it the instrument is
             not created.
+        extra: more instruments of the same scope (the handle's ``process.*`` gauges), guarded the same way.
 
     ``telemetry.metrics.count`` is the number of metric families of the newest frame at the time of the
     collection, i.e. the previous frame's (the frame being taken is not finished yet); it is absent from the first
-    frame.
+    frame. Counters are cumulative from this call on.
     """
     own = SelfTelemetry()
 
-    def runs(_options: CallbackOptions) -> Iterator[Observation]:
-        yield Observation(collection.runs)
+    def runs() -> Points:
+        return [(collection.runs, {})]
 
-    def duration(_options: CallbackOptions) -> Iterator[Observation]:
-        if collection.last_duration is not None:
-            yield Observation(collection.last_duration)
+    def duration() -> Points:
+        last = collection.last_duration
+        return [] if last is None else [(last, {})]
 
-    def metrics_count(_options: CallbackOptions) -> Iterator[Observation]:
+    def metrics_count() -> Points:
         frame = collection.latest()
-        if frame is not None:
-            yield Observation(own.families(frame))
+        return [] if frame is None else [(own.families(frame), {})]
 
-    def attempts(_options: CallbackOptions) -> Iterator[Observation]:
-        for counts in list(exporters):
-            yield Observation(counts.attempts, {"exporter": counts.name})
+    def attempts() -> Points:
+        return [(counts.attempts, {"exporter": counts.name}) for counts in list(exporters)]
 
-    def failures(_options: CallbackOptions) -> Iterator[Observation]:
-        for counts in list(exporters):
-            yield Observation(counts.failures, {"exporter": counts.name})
+    def failures() -> Points:
+        return [(counts.failures, {"exporter": counts.name}) for counts in list(exporters)]
 
-    def dropped(_options: CallbackOptions) -> Iterator[Observation]:
+    def dropped() -> Points:
         totals: dict[tuple[str, str], int] = {}
         for source in [*drops, own.drops]:
             for name, reason, count in source():
                 totals[(name, reason)] = totals.get((name, reason), 0) + count
-        for (name, reason), count in sorted(totals.items()):
-            yield Observation(count, {"source": name, "reason": reason})
+        return [(count, {"source": name, "reason": reason}) for (name, reason), count in sorted(totals.items())]
 
-    meter.create_observable_counter(
-        COLLECTION_RUNS,
-        [own.guarded(COLLECTION_RUNS, runs)],
-        unit="{collection}",
-        description="Periodic collections run (each frame counts itself)",
-    )
-    meter.create_observable_gauge(
-        COLLECTION_DURATION,
-        [own.guarded(COLLECTION_DURATION, duration)],
-        unit="s",
-        description="Duration of the last periodic collection",
-    )
-    meter.create_observable_gauge(
-        METRICS_COUNT,
-        [own.guarded(METRICS_COUNT, metrics_count)],
-        unit="{metric}",
-        description="Metric families in the newest frame",
-    )
+    instruments: list[tuple[ScalarSpec, Callable[[], Points]]] = [
+        (
+            ScalarSpec(
+                COLLECTION_RUNS, _COUNTER, "{collection}", "Periodic collections run (each frame counts itself)"
+            ),
+            runs,
+        ),
+        (ScalarSpec(COLLECTION_DURATION, _GAUGE, "s", "Duration of the last periodic collection"), duration),
+        (ScalarSpec(METRICS_COUNT, _GAUGE, "{metric}", "Metric families in the newest frame"), metrics_count),
+    ]
     if events is not None:
         count_events = events
-
-        def recorded(_options: CallbackOptions) -> Iterator[Observation]:
-            yield Observation(int(count_events()))
-
-        meter.create_observable_counter(
-            EVENTS, [own.guarded(EVENTS, recorded)], unit="{event}", description="Events recorded"
+        instruments.append(
+            (ScalarSpec(EVENTS, _COUNTER, "{event}", "Events recorded"), lambda: [(int(count_events()), {})])
         )
-    meter.create_observable_counter(
-        EXPORTER_ATTEMPTS,
-        [own.guarded(EXPORTER_ATTEMPTS, attempts)],
-        unit="{export}",
-        description="Export attempts, by exporter",
-    )
-    meter.create_observable_counter(
-        EXPORTER_FAILURES,
-        [own.guarded(EXPORTER_FAILURES, failures)],
-        unit="{export}",
-        description="Failed export attempts, by exporter",
-    )
-    meter.create_observable_counter(
-        DROPPED,
-        [own.guarded(DROPPED, dropped)],
-        unit="{value}",
-        description="Values dropped by the SDK (invalid input, overflow, failed callbacks), by source and reason",
-    )
+    instruments += [
+        (ScalarSpec(EXPORTER_ATTEMPTS, _COUNTER, "{export}", "Export attempts, by exporter"), attempts),
+        (ScalarSpec(EXPORTER_FAILURES, _COUNTER, "{export}", "Failed export attempts, by exporter"), failures),
+        (
+            ScalarSpec(
+                DROPPED,
+                _COUNTER,
+                "{value}",
+                "Values dropped by the SDK (invalid input, overflow, failed callbacks), by source and reason",
+            ),
+            dropped,
+        ),
+        *extra,
+    ]
+    producer.add_scalar_source(own.source(instruments), time.time_ns(), SCOPE)
     return own

@@ -16,15 +16,21 @@ exactly what an operator needs when something else is exhausting it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_telemetry._version import __version__
+from otel_telemetry.catalog import Instrument
+from otel_telemetry.producer import HistogramProducer, ScalarSpec
 from otel_telemetry.recording.health import HealthRegistry, HealthStatus
-from otel_telemetry.series import SeriesRegistry
+from otel_telemetry.series import Kind, SeriesRegistry
 
-__all__ = ["STATUS_VALUES", "register_health_metrics"]
+__all__ = ["SCOPE", "STATUS_VALUES", "register_health_metrics"]
 
+#: The scope of the health metrics.
+SCOPE = InstrumentationScope("otel_telemetry.health", __version__)
 #: The value ``health_status`` reports for each status (0: registered, no result yet).
 STATUS_VALUES: dict[HealthStatus, int] = {
     HealthStatus.HEALTHY: 1,
@@ -33,10 +39,12 @@ STATUS_VALUES: dict[HealthStatus, int] = {
 }
 _OWNER = "health"
 _SERIES_PER_COMPONENT = 3
+_Points = list[tuple[float, dict[str, str]]]
 
 
-def register_health_metrics(meter: Meter, registry: HealthRegistry, series: SeriesRegistry) -> None:
-    """Create the three observable instruments on ``meter``, reading ``registry`` at each collection."""
+def register_health_metrics(producer: HistogramProducer, registry: HealthRegistry, series: SeriesRegistry) -> None:
+    """Produce the three instruments through ``producer`` (scope :data:`SCOPE`), reading ``registry`` at each
+    collection."""
     counted: set[str] = set()
     lock = threading.Lock()
 
@@ -46,31 +54,48 @@ def register_health_metrics(meter: Meter, registry: HealthRegistry, series: Seri
                 counted.add(name)
                 series.reserve(_SERIES_PER_COMPONENT, _OWNER)
 
-    def status(_options: CallbackOptions) -> Iterator[Observation]:
+    def status() -> _Points:
         reported = {c.name: c for c in registry.components()}
+        points: _Points = []
         for name in sorted({*reported, *registry.check_names}):
             count(name)
             component = reported.get(name)
             value = STATUS_VALUES.get(component.status, 0) if component is not None else 0
-            yield Observation(value, {"component": name})
+            points.append((value, {"component": name}))
+        return points
 
-    def runs(_options: CallbackOptions) -> Iterator[Observation]:
-        for name, (runs_, _took) in sorted(registry.check_runs().items()):
-            yield Observation(runs_, {"component": name})
+    def runs() -> _Points:
+        return [(runs_, {"component": name}) for name, (runs_, _took) in sorted(registry.check_runs().items())]
 
-    def duration(_options: CallbackOptions) -> Iterator[Observation]:
-        for name, (_count, took) in sorted(registry.check_runs().items()):
-            yield Observation(took, {"component": name})
+    def duration() -> _Points:
+        return [(took, {"component": name}) for name, (_count, took) in sorted(registry.check_runs().items())]
 
-    if series.claim("health.status", "", "gauge", _OWNER) is not None:
-        meter.create_observable_gauge(
-            "health.status",
-            [status],
-            description="Component health: 0 unknown, 1 healthy, 2 degraded, 3 unhealthy (dependencies included)",
-        )
-    if series.claim("health.checks", "", "counter", _OWNER) is not None:
-        meter.create_observable_counter("health.checks", [runs], description="Health check runs finished")
-    if series.claim("health.check.duration", "s", "gauge", _OWNER) is not None:
-        meter.create_observable_gauge(
-            "health.check.duration", [duration], unit="s", description="Duration of the last health check run"
-        )
+    candidates: list[tuple[ScalarSpec, Kind, Callable[[], _Points]]] = [
+        (
+            ScalarSpec(
+                "health.status",
+                Instrument.OBSERVABLE_GAUGE,
+                "",
+                "Component health: 0 unknown, 1 healthy, 2 degraded, 3 unhealthy (dependencies included)",
+            ),
+            "gauge",
+            status,
+        ),
+        (ScalarSpec("health.checks", Instrument.OBSERVABLE_COUNTER, "", "Health check runs finished"), "counter", runs),
+        (
+            ScalarSpec(
+                "health.check.duration", Instrument.OBSERVABLE_GAUGE, "s", "Duration of the last health check run"
+            ),
+            "gauge",
+            duration,
+        ),
+    ]
+    instruments = [
+        (spec, observe) for spec, kind, observe in candidates if series.claim(spec.name, spec.unit, kind, _OWNER)
+    ]
+
+    def observe() -> list[tuple[ScalarSpec, _Points]]:
+        found = [(spec, points()) for spec, points in instruments]
+        return [(spec, points) for spec, points in found if points]  # no component yet: no series, as in the SDK
+
+    producer.add_scalar_source(observe, time.time_ns(), SCOPE)

@@ -61,19 +61,24 @@ class FrameReader(MetricReader):
     def __init__(self) -> None:
         super().__init__()
         self._received: MetricsData | None = None
+        self._shut_down = False
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         self._received = metrics_data
 
     def take(self, timeout_millis: float = 10_000) -> MetricsData | None:
-        """Collect now and return what the SDK produced (None when the provider is shut down)."""
+        """Collect now and return what the SDK produced: empty when it has no metric (every instrument of a handle
+        may be produced), None when the provider is shut down."""
+        if self._shut_down:
+            return None
         self._received = None
         self.collect(timeout_millis=timeout_millis)
         received, self._received = self._received, None
-        return received
+        return MetricsData(resource_metrics=[]) if received is None else received
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        """Nothing to flush: frames are handed out as they are taken."""
+        """Nothing to flush: frames are handed out as they are taken. Later takes return None."""
+        self._shut_down = True
 
 
 class FrameCollector:
@@ -208,7 +213,7 @@ class FrameCollector:
         try:
             states = self._producer.states()
             sdk_data = self._reader.take()
-            if sdk_data is None and self._stop.is_set():
+            if sdk_data is None:  # the provider is shut down
                 return None
             now = time.time_ns()
             merged = self._producer.merge(
