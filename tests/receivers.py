@@ -14,16 +14,22 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 
 class OtlpReceiver(http.server.ThreadingHTTPServer):
-    """Keeps every metrics request (``requests``) and trace request (``spans``); answers 200 to every POST."""
+    """Keeps every metrics request (``requests``) and trace request (``spans``); answers 200 to every POST.
+
+    Used as an HTTP proxy (a request for an absolute URL), it answers as the destination would and keeps the URL
+    in ``proxied``.
+    """
 
     daemon_threads = True
     requests: list[ExportMetricsServiceRequest]
     spans: list[ExportTraceServiceRequest]
+    proxied: list[str]
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests = []
         self.spans = []
+        self.proxied = []
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="test-otlp-receiver", daemon=True
         )
@@ -47,9 +53,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        if self.path == "/v1/metrics":
+        path = self.path
+        if path.startswith("http://"):  # asked as a proxy
+            self.server.proxied.append(path)
+            path = "/" + path.split("/", 3)[3]
+        if path == "/v1/metrics":
             self.server.requests.append(ExportMetricsServiceRequest.FromString(body))
-        elif self.path == "/v1/traces":
+        elif path == "/v1/traces":
             self.server.spans.append(ExportTraceServiceRequest.FromString(body))
         reply = ExportMetricsServiceResponse().SerializeToString()
         self.send_response(200)

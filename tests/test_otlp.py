@@ -137,3 +137,49 @@ def test_the_standard_export_interval_exports_every_nth_frame(
     for _ in range(7):
         telemetry.collect()
     assert _exports(receiver, 3) == 3  # frames 1, 4 and 7
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@pytest.fixture
+def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The test's environment without any proxy variable (each test sets what it needs)."""
+    for name in (*_PROXY_VARIABLES, "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_metrics_go_through_the_proxy_the_environment_names_at_setup(
+    receiver: _Receiver, make_telemetry: Callable[..., Telemetry], no_proxy_settings: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY set before setup: every export is asked of that proxy (a second receiver on 127.0.0.1), for the
+    endpoint's URL; the endpoint itself is never reached directly."""
+    proxy = OtlpReceiver()
+    try:
+        no_proxy_settings.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.port}", collection_interval=600)
+        for _ in range(2):
+            telemetry.collect()
+        assert _exports(proxy, 2) == 2
+        assert proxy.proxied == [f"http://127.0.0.1:{receiver.port}/v1/metrics"] * 2
+        assert receiver.requests == []
+    finally:
+        proxy.stop()
+
+
+def test_the_environment_is_read_once_at_setup_not_at_every_export(
+    receiver: _Receiver, make_telemetry: Callable[..., Telemetry], no_proxy_settings: pytest.MonkeyPatch
+) -> None:
+    """A proxy variable set after setup is not read: the exports keep going straight to the endpoint (requests no
+    longer scans the environment at each export; see export/otlp.py's steady_session)."""
+    proxy = OtlpReceiver()
+    try:
+        telemetry = make_telemetry(otlp_endpoint=f"http://127.0.0.1:{receiver.port}", collection_interval=600)
+        no_proxy_settings.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        for _ in range(2):
+            telemetry.collect()
+        assert _exports(receiver, 2) == 2
+        assert proxy.proxied == []
+    finally:
+        proxy.stop()

@@ -62,7 +62,41 @@ def metric_exporter(config: TelemetryConfig) -> MetricExporter:
         return GrpcExporter(endpoint=destination.endpoint, insecure=destination.insecure)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    return HttpExporter(endpoint=destination.endpoint)
+    return HttpExporter(endpoint=destination.endpoint, session=steady_session(destination.endpoint))
+
+
+#: The variables that make the OpenTelemetry HTTP exporters load a ``requests`` session of a credential provider.
+CREDENTIAL_PROVIDER_VARIABLES = (
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_METRICS_CREDENTIAL_PROVIDER",
+)
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def steady_session(url: str) -> Any:
+    """A ``requests`` session for the metric exporter that reads the environment once, now, instead of at every
+    export; None (the exporter makes its own) when a credential provider is configured.
+
+    With ``trust_env`` on, requests scans the whole environment for proxy settings at every request (about a
+    third of an export's HTTP cost at one export a second). The proxy for ``url`` (``HTTP(S)_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``) is resolved here and set on the session, which then stops reading the
+    environment. Where requests would take more from it per request (credentials from a netrc file, or a CA
+    bundle variable for an ``https`` URL), the session keeps reading it.
+    """
+    env = os.environ
+    if any(env.get(name) for name in CREDENTIAL_PROVIDER_VARIABLES):
+        return None
+    import requests
+    from requests.utils import get_environ_proxies, get_netrc_auth
+
+    session = requests.Session()
+    if get_netrc_auth(url) is not None:
+        return session
+    if url.lower().startswith("https:") and any(env.get(name) for name in _CA_BUNDLE_VARIABLES):
+        return session
+    session.proxies.update(get_environ_proxies(url))
+    session.trust_env = False
+    return session
 
 
 def _span_exporter(destination: OtlpDestination) -> Any:
