@@ -284,6 +284,8 @@ def run_loop(tick: Callable[[], None], warmup: float, seconds: float) -> dict[st
     threads["(ended threads: HTTP request handlers, ...)"] = max(0.0, background - sum(threads.values()))
     return {
         "ticks": n_measured,
+        "lateness_s": lateness,  # every measured tick, for pooling rounds
+        "tick_duration_s": durations,
         "lateness": _distribution_ms(lateness),
         "tick_duration": _distribution_ms(durations),
         "late_ticks_over_1ms": sum(1 for x in lateness if x > 0.001),
@@ -1080,6 +1082,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 s per scenario, fewer repeats (a smoke run)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of loop before measuring (default 2)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds of the scenarios, interleaved, whose ticks are pooled (default 3; 1 with --quick)",
+    )
+    parser.add_argument(
         "--scrape-like-prometheus", action="store_true", help="scrape with Prometheus' Accept and gzip headers"
     )
     parser.add_argument("--scenarios", default="baseline,telemetry,peer", help=argparse.SUPPRESS)
@@ -1102,6 +1110,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 20.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.helper:
         helper_main(args)
         return 0
@@ -1124,26 +1136,66 @@ def orchestrate(args: argparse.Namespace) -> int:
     check = time.perf_counter()
     busy(iterations)
     work_ms = (time.perf_counter() - check) * 1e3
-    results: dict[str, Any] = {}
+    rounds: dict[str, list[dict[str, Any]]] = {}
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="frame_time-") as workdir:
-        for name in args.scenarios.split(","):
-            try:
-                if name == "peer":
-                    telemetry = results.get("telemetry")
-                    series = (telemetry or {}).get("scrape", {}).get("series") or DEFAULT_PEER_SERIES
-                    mix = (telemetry or {}).get("scrape", {}).get("mix") or None
-                    results[name] = run_scenario(name, args, iterations, workdir, series, mix)
-                else:
-                    results[name] = run_scenario(name, args, iterations, workdir)
-                if name != "baseline":
-                    results[name]["scrape"] = _summarise_scrapes(results[name])
-            except ChildFailed as error:
-                failures.append(str(error))
+        for _round in range(args.rounds):  # interleaved: each round runs every scenario, so drifts hit them alike
+            for name in args.scenarios.split(","):
+                try:
+                    if name == "peer":
+                        shape = (rounds.get("telemetry") or [{}])[0].get("scrape", {})
+                        series = shape.get("series") or DEFAULT_PEER_SERIES
+                        result = run_scenario(name, args, iterations, workdir, series, shape.get("mix") or None)
+                    else:
+                        result = run_scenario(name, args, iterations, workdir)
+                    if name != "baseline":
+                        result["scrape"] = _summarise_scrapes(result)
+                    rounds.setdefault(name, []).append(result)
+                except ChildFailed as error:
+                    failures.append(str(error))
+        results = {name: pool_rounds(each) for name, each in rounds.items()}
         startup = {} if args.skip_startup else startup_section(5)
         scaling = {} if args.skip_scaling else scaling_section(args, workdir)
     report(args, iterations, work_ms, results, startup, scaling, failures)
     return 1 if failures else 0
+
+
+def pool_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario's rounds as one result: the ticks of every round pooled (percentiles of all of them), CPU
+    shares averaged, counts summed, maxima kept; the other details (scrape sizes, receivers, stderr) of the last
+    round; ``rounds`` keeps each round's own lateness p99 and max and background share."""
+    pooled = dict(rounds[-1])
+    lateness = [x for r in rounds for x in r["lateness_s"]]
+    durations = [x for r in rounds for x in r["tick_duration_s"]]
+    pooled["ticks"] = len(lateness)
+    pooled["lateness"] = _distribution_ms(lateness)
+    pooled["tick_duration"] = _distribution_ms(durations)
+    pooled["late_ticks_over_1ms"] = sum(r["late_ticks_over_1ms"] for r in rounds)
+    pooled["warmup_max_lateness_ms"] = max(r["warmup_max_lateness_ms"] for r in rounds)
+    for key in ("game_thread_core_percent", "background_core_percent"):
+        pooled[key] = statistics.fmean(r[key] for r in rounds)
+    names = {k for r in rounds for k in r["threads_core_percent"]}
+    threads = {k: statistics.fmean(r["threads_core_percent"].get(k, 0.0) for r in rounds) for k in names}
+    pooled["threads_core_percent"] = dict(sorted(threads.items(), key=lambda kv: -kv[1]))
+    pooled["gc"] = {k: (max if k.endswith("_max_ms") else sum)(r["gc"][k] for r in rounds) for k in rounds[-1]["gc"]}
+    if "scrape" in pooled:
+        scrapes = [r["scrape"] for r in rounds]
+        pooled["scrape"] = {
+            **scrapes[-1],
+            "scrapes": sum(x["scrapes"] for x in scrapes),
+            "scrape_errors": sum(x["scrape_errors"] for x in scrapes),
+            "scrape_wall_ms_mean": statistics.fmean(x["scrape_wall_ms_mean"] for x in scrapes),
+            "scrape_wall_ms_max": max(x["scrape_wall_ms_max"] for x in scrapes),
+        }
+    pooled["rounds"] = [
+        {
+            "p99_ms": r["lateness"]["p99_ms"],
+            "max_ms": r["lateness"]["max_ms"],
+            "background_core_percent": r["background_core_percent"],
+        }
+        for r in rounds
+    ]
+    return pooled
 
 
 def report(
@@ -1164,10 +1216,12 @@ def report(
         "work_iterations": iterations,
         "work_ms": round(work_ms, 3),
         "cpus": os.cpu_count(),
+        "rounds": args.rounds,
     }
     print(
         f"frame_time: 60 Hz loop, {work_ms:.2f} ms of pure-Python work per tick ({iterations} iterations, calibrated "
-        f"once), {args.seconds:g} s measured per scenario after {args.warmup:g} s of warm-up; lateness = actual start "
+        f"once), {args.seconds:g} s measured per scenario after {args.warmup:g} s of warm-up, {args.rounds} "
+        f"round{'s' if args.rounds > 1 else ''} of the scenarios in turn (ticks pooled); lateness = actual start "
         "- (t0 + k/60), no resync after an overrun",
         file=out,
     )
@@ -1207,13 +1261,27 @@ def report(
         for key, value in r["gc"].items():
             flat[f"{name}_{key}"] = round(value, 3)
     print(
-        "  ticks: measured ticks (nearest-rank percentiles: with 1,200 ticks p99.9 is the 2nd largest, with 300 the "
-        "max); >1ms: ticks that started more than 1 ms late; tick p99: p99 of the tick's own "
-        "duration (work + telemetry calls); game thr %: the game thread's CPU (thread_time) as % of one core; "
-        "backgr. %: process_time minus the game thread's CPU, % of one core (every other thread: telemetry's "
-        "background work)",
+        "  ticks: measured ticks, every round's (nearest-rank percentiles: with 1,200 ticks p99 is the 12th largest "
+        "and p99.9 the 2nd, with 3,600 the 36th and the 4th); >1ms: ticks that started more than 1 ms late; "
+        "tick p99: p99 of the tick's own duration (work + telemetry calls); game thr %: the game thread's CPU "
+        "(thread_time) as % of one core; backgr. %: process_time minus the game thread's CPU, % of one core "
+        "(every other thread: telemetry's background work), the mean of the rounds",
         file=out,
     )
+    if args.rounds > 1:
+        print("  each round's lateness p99 / max (ms), in the order run:", file=out)
+        for name in ("baseline", "telemetry", "peer"):
+            r = results.get(name)
+            if r is None:
+                continue
+            print(f"    {name:9} " + ", ".join(f"{x['p99_ms']:.3f} / {x['max_ms']:.3f}" for x in r["rounds"]), file=out)
+            flat[f"{name}_rounds_p99_ms"] = [round(x["p99_ms"], 4) for x in r["rounds"]]
+            flat[f"{name}_rounds_max_ms"] = [round(x["max_ms"], 4) for x in r["rounds"]]
+        tel_rounds, peer_rounds = (results.get(k, {}).get("rounds", []) for k in ("telemetry", "peer"))
+        if tel_rounds and len(tel_rounds) == len(peer_rounds):
+            won = sum(t["p99_ms"] < p["p99_ms"] for t, p in zip(tel_rounds, peer_rounds, strict=True))
+            print(f"    telemetry's p99 below the peer's in {won} of {len(tel_rounds)} rounds", file=out)
+            flat["p99_below_peer_rounds"] = won
     for name in ("baseline", "telemetry", "peer"):
         r = results.get(name)
         if r is None:
