@@ -278,6 +278,7 @@ SDK_FAMILIES: tuple[tuple[str, str, Kind, str], ...] = (
     ("telemetry.exporter.attempts", "{export}", "counter", "self-telemetry"),
     ("telemetry.exporter.failures", "{export}", "counter", "self-telemetry"),
     ("telemetry.dropped", "{value}", "counter", "self-telemetry"),
+    ("telemetry.pacing.waits", "{wait}", "counter", "self-telemetry"),
     ("alerts", "{alert}", "gauge", "alerts"),
     ("target_info", "", "info", "resource"),
 )

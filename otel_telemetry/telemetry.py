@@ -334,6 +334,7 @@ class Telemetry:
             self._export_counts,
             [self._drops],
             events=lambda: self.events.recorded,
+            pacing=self._pacer,
             extra=self._uptime_instruments(),
         )
         for counts in self._export_counts:

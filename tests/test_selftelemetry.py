@@ -295,3 +295,41 @@ def _stamp(text: str) -> float:
     assert match is not None, text
     zone = "+00:00" if match[3] == "Z" else match[3]
     return datetime.fromisoformat(match[1] + zone).timestamp() + (float("0." + match[2]) if match[2] else 0.0)
+
+
+# -- pacing ------------------------------------------------------------------------------------------------------
+def _loop(telemetry: Telemetry, seconds: float, work: float, period: float) -> None:
+    """A game loop of ``period`` seconds per tick with ``work`` seconds of busy work each, for ``seconds``."""
+    end = time.perf_counter() + seconds
+    next_at = time.perf_counter()
+    while time.perf_counter() < end:
+        with telemetry.performance.tick():
+            busy_until = time.perf_counter() + work
+            while time.perf_counter() < busy_until:
+                pass
+        next_at += period
+        pause = next_at - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+
+
+def test_pacing_waits_show_gaps_found_and_work_forced_into_a_loop_without_idle_time(
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    """telemetry_pacing_waits_total{outcome}: a 60 Hz loop with idle time lets background steps fit in its gaps;
+    a loop that never idles makes them wait their timeout and run anyway, counted as forced."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True, collection_interval=0.25, enable_hardware_metrics=False)
+    _loop(telemetry, 1.5, work=0.002, period=1 / 60)
+    telemetry.collect()
+    frame = telemetry.latest_frame()
+    assert frame is not None
+    fitted, forced_before = (frame.value("telemetry.pacing.waits", outcome=o) for o in ("fitted", "forced"))
+    assert fitted is not None and fitted >= 3  # several collections (and their listeners) found a gap
+    _loop(telemetry, 1.5, work=0.005, period=0.0)  # ticks back to back: no idle time at all
+    telemetry.collect()
+    assert telemetry.prometheus_url is not None
+    body = http_get(telemetry.prometheus_url)[2].decode("utf-8")
+    assert _types(body)["telemetry_pacing_waits_total"] == "counter"
+    samples = dict(re.findall(r'^telemetry_pacing_waits_total\{outcome="(\w+)"\} (\S+)$', body, re.M))
+    assert samples.keys() == {"fitted", "oversized", "forced"}
+    assert float(samples["forced"]) >= (forced_before or 0.0) + 1

@@ -2,9 +2,16 @@
 
 Prometheus sees them as ``telemetry_collection_runs_total``, ``telemetry_collection_duration_seconds``,
 ``telemetry_metrics_count``, ``telemetry_events_total``, ``telemetry_exporter_attempts_total{exporter}``,
-``telemetry_exporter_failures_total{exporter}`` and ``telemetry_dropped_total{source,reason}`` (the first four are
-seed 004's names, so its sample alert ``increase(telemetry_collection_runs_total[5m]) == 0`` works as written).
-Nothing the SDK drops goes uncounted.
+``telemetry_exporter_failures_total{exporter}``, ``telemetry_dropped_total{source,reason}`` and
+``telemetry_pacing_waits_total{outcome}`` (the first four are seed 004's names, so its sample alert
+``increase(telemetry_collection_runs_total[5m]) == 0`` works as written). Nothing the SDK drops goes uncounted.
+
+``telemetry.pacing.waits`` counts how each background step met the game loop (:mod:`otel_telemetry.pacing`):
+``outcome="fitted"``, it found an idle gap long enough (or the loop reports no ticks, so nothing is paced);
+``"oversized"``, it was longer than any gap and started
+right after a tick ended; ``"forced"``, it found no gap before its timeout and ran anyway, possibly into a tick.
+A rising ``forced`` means telemetry's work competes with the loop: a loop with no idle time, or work grown too
+long for it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ EVENTS = "telemetry.events"
 EXPORTER_ATTEMPTS = "telemetry.exporter.attempts"
 EXPORTER_FAILURES = "telemetry.exporter.failures"
 DROPPED = "telemetry.dropped"
+PACING_WAITS = "telemetry.pacing.waits"
 
 #: Seed 004's Prometheus names that ``promtool check metrics`` flags (a gauge ending in ``_count``), kept because
 #: the seed's dashboards and alerts use them, as the catalog keeps the spec's abbreviated names.
@@ -81,6 +89,15 @@ class CollectionStats(Protocol):
 
 #: A source of drop counts: ``(source, reason, count)`` triples, cumulative.
 DropSource = Callable[[], Iterable[tuple[str, str, int]]]
+
+
+class PacingStats(Protocol):
+    """What self-telemetry reads of the pacer (a ``LoopPacer``): waits granted (``oversized`` among them) and
+    forced, cumulative."""
+
+    granted: int
+    oversized: int
+    forced: int
 
 
 def metric_families(frame: Frame) -> int:
@@ -161,6 +178,7 @@ def register_self_telemetry(
     drops: Sequence[DropSource],
     *,
     events: Callable[[], int] | None = None,
+    pacing: PacingStats | None = None,
     extra: Sequence[tuple[ScalarSpec, Callable[[], Points]]] = (),
 ) -> SelfTelemetry:
     """Produce the ``telemetry.*`` instruments through ``producer`` (scope :data:`SCOPE`, no SDK instrument: they
@@ -174,6 +192,8 @@ def register_self_telemetry(
         drops: sources of drop counts, summed by ``(source, reason)``; the sequence is read at each collection.
         events: the number of events recorded so far (``telemetry_events_total``); without it the instrument is
             not created.
+        pacing: the pacer of the handle's background work (``telemetry_pacing_waits_total``); without it the
+            instrument is not created.
         extra: more instruments of the same scope (the handle's ``process.*`` gauges), guarded the same way.
 
     ``telemetry.metrics.count`` is the number of metric families of the newest frame at the time of the
@@ -233,7 +253,29 @@ def register_self_telemetry(
             ),
             dropped,
         ),
-        *extra,
     ]
+    if pacing is not None:
+        paced = pacing
+
+        def waits() -> Points:
+            granted, oversized, forced = paced.granted, paced.oversized, paced.forced
+            return [
+                (granted - oversized, {"outcome": "fitted"}),
+                (oversized, {"outcome": "oversized"}),
+                (forced, {"outcome": "forced"}),
+            ]
+
+        instruments.append(
+            (
+                ScalarSpec(
+                    PACING_WAITS,
+                    _COUNTER,
+                    "{wait}",
+                    "Background steps' waits for an idle gap of the game loop, by outcome",
+                ),
+                waits,
+            )
+        )
+    instruments += extra
     producer.add_scalar_source(own.source(instruments), time.time_ns(), SCOPE)
     return own
