@@ -437,7 +437,7 @@ class Telemetry:
             )
             self._principal.start()
         if config.enable_prometheus_endpoint:
-            self._prometheus = PrometheusExposition(self._frame_now)
+            self._prometheus = PrometheusExposition(self._frame_now, frame_interval=config.collection_interval)
             self._export_counts.append(self._prometheus.export_counts)
             collector.add_listener("prometheus", self._prometheus.on_frame, paced=True)
             self._http = MetricsHTTPServer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from conftest import ROOT, http_get
 
 from otel_telemetry import Telemetry
 from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments
+from otel_telemetry.export.prometheus import ScrapeForecast
 from otel_telemetry.export.selftelemetry import SEED_FIXED_PROMETHEUS_NAMES
 from otel_telemetry.tools.demo import DemoOptions, GameSimulation
 
@@ -201,3 +203,67 @@ def test_per_player_series_are_exported_only_when_switched_on(make_telemetry: Ca
     body = _scrape(telemetry)
     rows = re.findall(r'^server_network_player_ping_last_seconds\{player_id="(p\d)"\} (\S+)$', body, re.M)
     assert sorted(rows) == [("p1", "0.04"), ("p2", "0.04"), ("p3", "0.04")]
+
+
+# -- rendering ahead only for the frames a scrape will read ----------------------------------------------------------
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_forecast_expects_a_regular_scraper_only_near_its_next_scrape() -> None:
+    """A scraper every 15 s: after two scrapes, a frame taken mid-interval will not be read (False) and one taken
+    within the horizon of the next scrape will (True), overdue included; a second scraper with an unknown interval,
+    an irregular one, or none at all after it was gone for 3 intervals change the answer as documented."""
+    clock = _Clock()
+    forecast = ScrapeForecast(clock)
+    assert not forecast.expected_within(1.2)  # nobody scrapes
+    forecast.scraped("10.0.0.1")
+    assert forecast.expected_within(1.2)  # one scrape: its interval is not known yet
+    clock.now += 15.0
+    forecast.scraped("10.0.0.1")
+    clock.now += 5.0
+    assert not forecast.expected_within(1.2)  # next scrape in 10 s
+    clock.now += 9.0
+    assert forecast.expected_within(1.2)  # next scrape in 1 s
+    clock.now += 3.0
+    assert forecast.expected_within(1.2)  # overdue: still expected
+    forecast.scraped("10.0.0.2")
+    assert forecast.expected_within(1.2)  # a new scraper: interval unknown
+    clock.now += 60.0  # both gone for longer than three intervals and _EAGER_FOR
+    assert not forecast.expected_within(1.2)
+    for gap in (15.0, 15.0, 4.0):  # a third scrape far off its interval: irregular, always expected
+        forecast.scraped("10.0.0.3")
+        clock.now += gap
+    forecast.scraped("10.0.0.3")
+    clock.now += 1.0
+    assert forecast.expected_within(1.2)
+
+
+def test_a_regular_scrape_finds_its_frame_rendered_and_the_frames_nobody_reads_are_not(
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    """Frames every 0.1 s, a real client scraping every 0.6 s: after the first scrapes have shown the interval,
+    each scrape is served bytes rendered ahead (renders_by_scrape stops growing) while most frames, read by
+    nobody, are never rendered."""
+    telemetry = make_telemetry(enable_prometheus_endpoint=True, collection_interval=0.1, enable_hardware_metrics=False)
+    exposition = telemetry._prometheus  # type: ignore[attr-defined]  # its render counts
+    assert telemetry.prometheus_url is not None
+    started = time.monotonic()
+    next_at = started
+    for scrape in range(9):
+        if scrape == 3:
+            by_scrape_after_warmup, frames_before = exposition.renders_by_scrape, telemetry._collector.runs  # type: ignore[union-attr]
+            renders_before = exposition.renders
+        assert http_get(telemetry.prometheus_url)[0] == 200
+        next_at += 0.6
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    frames = telemetry._collector.runs - frames_before  # type: ignore[union-attr]
+    renders = exposition.renders - renders_before
+    assert frames >= 20, f"only {frames} frames in 3.6 s at 0.1 s"
+    assert renders <= 6 * 3, f"{renders} renders for 6 scrapes of {frames} frames"
+    assert renders < frames / 2
+    assert exposition.renders_by_scrape - by_scrape_after_warmup <= 1  # a scrape that raced its frame, at most

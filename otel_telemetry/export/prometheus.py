@@ -2,8 +2,10 @@
 
 A scrape never collects: it serves the newest :class:`~otel_telemetry.snapshot.frame.Frame`, rendered once per
 frame. The text format (what Prometheus asks for by default) is rendered by :mod:`otel_telemetry.export.exposition`
-in one pass, byte for byte what the OpenTelemetry Prometheus exporter and prometheus_client would write; while
-someone scrapes, the collector renders each new frame right after taking it, so a scrape only sends bytes.
+in one pass, byte for byte what the OpenTelemetry Prometheus exporter and prometheus_client would write. The
+collector renders a new frame right after taking it when a scrape is expected to read it (:class:`ScrapeForecast`:
+each scraper's interval is learnt from its scrapes), so a scrape only sends bytes, and a Prometheus scraping every
+15 s costs one rendering per 15 frames, not 15.
 OpenMetrics and ``name[]`` filters go through prometheus_client over the exporter's translation (also once per
 frame). Data points that the format cannot represent (exponential histograms, non-numeric values) are dropped and
 counted in :attr:`PrometheusExposition.dropped_points`; a rendering that fails is logged once and counted, and the
@@ -44,8 +46,58 @@ _CONTENT_TYPE = "text/plain; version=1.0.0; charset=utf-8"
 #: OpenTelemetry name -> Prometheus name for every catalog instrument.
 _PROMETHEUS_NAMES: Mapping[str, str] = {spec.name: spec.prometheus_name for spec in CATALOG}
 
-#: Frames rendered ahead of a scrape for this long after the last scrape (seconds); then rendering waits for one.
+#: A scraper not seen for this long (seconds, or three of its intervals if longer) is forgotten; with none left,
+#: frames are rendered when a scrape asks for them.
 _EAGER_FOR = 30.0
+#: A scraper whose gaps between scrapes differ from its interval by more than this share is irregular: every frame
+#: is rendered ahead for it.
+_REGULAR_WITHIN = 0.25
+
+
+class ScrapeForecast:
+    """When the scrapers (by client address) are expected next, learnt from their scrapes. Thread-safe.
+
+    A scraper's interval is the smoothed gap between its scrapes; it is *regular* while every gap stays within
+    25% of it. :meth:`expected_within` answers whether a frame taken now will be read: True when some regular
+    scraper's next scrape falls before ``now + horizon`` (overdue ones included), when a scraper's interval is not
+    known yet (one scrape seen) or it is irregular; False when nobody scrapes or every scraper is due later.
+
+    Args:
+        clock: monotonic seconds.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._scrapers: dict[str, tuple[float, float | None, bool]] = {}  # who -> (last, interval, regular)
+
+    def scraped(self, who: str) -> None:
+        """A scrape by ``who`` (its address) now."""
+        now = self._clock()
+        with self._lock:
+            known = self._scrapers.get(who)
+            if known is None:
+                self._scrapers[who] = (now, None, True)
+                return
+            last, interval, regular = known
+            gap = now - last
+            if interval is None:
+                self._scrapers[who] = (now, gap, True)
+                return
+            regular = abs(gap - interval) <= _REGULAR_WITHIN * interval
+            self._scrapers[who] = (now, interval + 0.3 * (gap - interval), regular)
+
+    def expected_within(self, horizon: float) -> bool:
+        """Whether a scrape is expected before ``horizon`` seconds from now (see the class docstring)."""
+        now = self._clock()
+        expected = False
+        with self._lock:
+            for who, (last, interval, regular) in list(self._scrapers.items()):
+                if now - last > max(_EAGER_FOR, 3 * (interval or 0.0)):
+                    del self._scrapers[who]  # gone
+                elif interval is None or not regular or last + interval <= now + horizon:
+                    expected = True
+        return expected
 
 
 def _numeric(value: object) -> bool:
@@ -61,19 +113,34 @@ class PrometheusExposition:
         frames: returns the frame to serve (the newest one; the caller may take the first on demand).
         scope_labels: add ``otel_scope_*`` labels to every sample (off by default: they clutter every series).
         target_info: expose the ``target_info`` metric with the resource attributes (on by default).
+        frame_interval: seconds between frames; with it, :meth:`on_frame` renders a frame ahead only when a scrape
+            is expected before the next one (or within a fifth of an interval after it). Without it, every frame
+            is rendered ahead while someone scrapes.
+
+    Attributes:
+        renders: frames rendered (ahead of a scrape or by one); ``renders_by_scrape``: those a scrape had to
+            render itself, on the HTTP server's thread, because no rendering of its frame was ready.
     """
 
     def __init__(
-        self, frames: Callable[[], Frame | None], *, scope_labels: bool = False, target_info: bool = True
+        self,
+        frames: Callable[[], Frame | None],
+        *,
+        scope_labels: bool = False,
+        target_info: bool = True,
+        frame_interval: float | None = None,
     ) -> None:
         self._frames = frames
+        self._frame_interval = frame_interval
+        self.forecast = ScrapeForecast()
+        self.renders = 0
+        self.renders_by_scrape = 0
         self._scope_labels = scope_labels
         self._target_info = target_info
         self._lock = threading.Lock()
         self._families: tuple[int, list[Any]] | None = None
         self._text: tuple[int, bytes] | None = None
         self._gzipped: tuple[int, bytes] | None = None
-        self._last_scrape: float | None = None
         self._warned = False
         self.dropped_points = 0
         self.scrape_failures = 0
@@ -114,8 +181,8 @@ class PrometheusExposition:
         if "application/openmetrics-text" in accept or "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
             return self._openmetrics_app()(environ, start_response)
         frame = self._frames()
-        self._last_scrape = time.monotonic()
-        body = self.text(frame) if frame is not None else b""
+        self.forecast.scraped(str(environ.get("REMOTE_ADDR", "")))
+        body = self.text(frame, by_scrape=True) if frame is not None else b""
         headers = [("Content-Type", _CONTENT_TYPE)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "") and frame is not None:
             body = self._gzip(frame.sequence, body)
@@ -124,13 +191,13 @@ class PrometheusExposition:
         start_response("200 OK", headers)
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
-    def text(self, frame: Frame) -> bytes:
+    def text(self, frame: Frame, *, by_scrape: bool = False) -> bytes:
         """The text exposition of ``frame`` (rendered once per frame; later calls return the same bytes)."""
-        body = self._rendered(frame)
+        body = self._rendered(frame, by_scrape=by_scrape)
         self.export_counts.record(body is not None)
         return body if body is not None else self._last_text()
 
-    def _rendered(self, frame: Frame) -> bytes | None:
+    def _rendered(self, frame: Frame, *, by_scrape: bool = False) -> bytes | None:
         """``frame``'s text, rendered now unless it already was; None when rendering failed (logged, counted)."""
         with self._lock:
             cached = self._text
@@ -141,6 +208,8 @@ class PrometheusExposition:
             except Exception:
                 self._failed()
                 return None
+            self.renders += 1
+            self.renders_by_scrape += by_scrape
             self._text = (frame.sequence, body)
             return body
 
@@ -160,9 +229,11 @@ class PrometheusExposition:
             return packed
 
     def on_frame(self, frame: Frame) -> None:
-        """Frame listener: render ahead while someone scrapes (within the last ``_EAGER_FOR`` seconds)."""
-        last = self._last_scrape
-        if last is not None and time.monotonic() - last <= _EAGER_FOR and self._rendered(frame) is None:
+        """Frame listener: render ``frame`` ahead when a scrape is expected to read it (see :class:`ScrapeForecast`;
+        without a ``frame_interval``, whenever someone scraped within the last ``_EAGER_FOR`` seconds)."""
+        interval = self._frame_interval
+        horizon = 1.2 * interval if interval is not None else _EAGER_FOR
+        if self.forecast.expected_within(horizon) and self._rendered(frame) is None:
             self.export_counts.record(False)
 
     def _failed(self) -> None:
