@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from conftest import ROOT, http_get
 
 from otel_telemetry import Telemetry
 from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments
-from otel_telemetry.export.prometheus import ScrapeForecast
+from otel_telemetry.export.prometheus import PrometheusExposition, ScrapeForecast
 from otel_telemetry.export.selftelemetry import SEED_FIXED_PROMETHEUS_NAMES
 from otel_telemetry.tools.demo import DemoOptions, GameSimulation
 
@@ -111,8 +112,47 @@ def test_histograms_expose_the_catalog_buckets(busy: Telemetry) -> None:
     assert values == sorted(values)
 
 
+#: The Accept header of every Prometheus 2.x scrape by default (scrape_protocols unset).
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        (PROMETHEUS_ACCEPT, False),
+        ("", False),
+        ("text/plain", False),
+        ("application/openmetrics-text; version=1.0.0", True),
+        ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75", True),
+        ("application/openmetrics-text, text/plain;q=0", True),
+        ("application/openmetrics-text, */*;q=0.1", False),
+        ("application/openmetrics-text, text/plain;q=oops", True),
+    ],
+)
+def test_openmetrics_only_when_the_text_format_is_not_accepted(accept: str, openmetrics: bool) -> None:
+    """The text format (rendered ahead) is answered whenever it is acceptable, as the Go client does by default;
+    OpenMetrics only when the client accepts nothing else."""
+    assert PrometheusExposition.wants_openmetrics(accept) is openmetrics
+
+
+def test_a_scrape_with_prometheus_headers_is_served_the_text_rendered_ahead(busy: Telemetry) -> None:
+    """A real client sending Prometheus' Accept and gzip headers gets the text format, gzipped, the same bytes as a
+    plain scrape."""
+    assert busy.prometheus_url is not None
+    before = http_get(busy.prometheus_url)[2]
+    status, headers, body = http_get(busy.prometheus_url, {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
+    after = http_get(busy.prometheus_url)[2]
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    assert headers.get("Content-Encoding") == "gzip"
+    assert gzip.decompress(body) in (before, after)  # the same frame's bytes (a new frame may come in between)
+
+
 def test_openmetrics_is_served_when_asked(busy: Telemetry) -> None:
-    """prometheus_client's content negotiation is kept: OpenMetrics on request."""
+    """prometheus_client's OpenMetrics, for a client that accepts only it."""
     assert busy.prometheus_url is not None
     status, headers, body = http_get(busy.prometheus_url, {"Accept": "application/openmetrics-text; version=1.0.0"})
     assert status == 200

@@ -214,7 +214,7 @@ def test_seed_alert_finds_its_series_in_a_real_prometheus(
 ) -> None:
     """promtool accepts the seed's two rules; a real Prometheus scraping a handle every second stores
     telemetry_collection_runs_total, sees it increase over 5m, evaluates both rules healthily, and
-    TelemetryCollectionFailed is neither pending nor firing."""
+    TelemetryCollectionFailed is neither pending nor firing; its scrapes were answered with the text format."""
     deadline = time.monotonic() + PROMETHEUS_BUDGET
     rules = tmp_path / "telemetry-rules.yml"
     rules.write_text(json.dumps(SEED["sample_alert_rules"], indent=2) + "\n", encoding="utf-8")  # JSON is YAML
@@ -275,6 +275,10 @@ def test_seed_alert_finds_its_series_in_a_real_prometheus(
             )
 
         _wait("both rules evaluated after the increase was seen", evaluated, deadline, log)
+        # Prometheus' Accept lists OpenMetrics first and the text format after it: the text rendered ahead was served
+        # (each such scrape counts as an attempt of the "prometheus" exporter).
+        served = _api(base, "query", query='telemetry_exporter_attempts_total{exporter="prometheus"} > 0')["result"]
+        assert len(served) == 1, served
         assert _api(base, "query", query='ALERTS{alertname="TelemetryCollectionFailed"}')["result"] == []
         alerts = _api(base, "alerts")["alerts"]
         assert [a for a in alerts if a["labels"]["alertname"] == "TelemetryCollectionFailed"] == []

@@ -7,9 +7,18 @@ collector renders a new frame right after taking it when a scrape is expected to
 each scraper's interval is learnt from its scrapes), so a scrape only sends bytes, and a Prometheus scraping every
 15 s costs one rendering per 15 frames, not 15.
 OpenMetrics and ``name[]`` filters go through prometheus_client over the exporter's translation (also once per
-frame). Data points that the format cannot represent (exponential histograms, non-numeric values) are dropped and
-counted in :attr:`PrometheusExposition.dropped_points`; a rendering that fails is logged once and counted, and the
-scrape answers with what it has, never with a 500.
+frame), rendered on the HTTP server's thread at each scrape.
+
+Content negotiation: the text format is answered whenever the client accepts it. Prometheus lists OpenMetrics
+first and ``text/plain;version=0.0.4;q=0.5`` after it in every scrape's ``Accept`` (unless its
+``scrape_protocols`` say otherwise), and the text is what is ready before the scrape; the Go client answers the
+same way unless OpenMetrics is enabled in its handler. OpenMetrics is served when the client accepts only it
+(``Accept: application/openmetrics-text``, or Prometheus with ``scrape_protocols: [OpenMetricsText1.0.0]``):
+exemplars, which only it carries, are off in this SDK, so it carries nothing more.
+
+Data points that the format cannot represent (exponential histograms, non-numeric values) are dropped and counted
+in :attr:`PrometheusExposition.dropped_points`; a rendering that fails is logged once and counted, and the scrape
+answers with what it has, never with a 500.
 
 prometheus_client is imported only when it is needed: on the first OpenMetrics or ``name[]`` scrape, or the first
 read of :attr:`PrometheusExposition.registry` (never on the game loop: scrapes run on the HTTP server's workers).
@@ -174,11 +183,35 @@ class PrometheusExposition:
         return app
 
     # -- serving ----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def wants_openmetrics(accept: str) -> bool:
+        """Whether an ``Accept`` header asks for OpenMetrics and does not accept the text format (``text/plain``,
+        ``text/*`` or ``*/*`` with a q above 0); see the module docstring."""
+        openmetrics = text = False
+        for media_range in accept.split(","):
+            kind, *params = (part.strip() for part in media_range.split(";"))
+            quality = 1.0
+            for param in params:
+                key, _, value = param.partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        quality = float(value)
+                    except ValueError:
+                        quality = 0.0
+            if quality <= 0:
+                continue
+            kind = kind.lower()
+            if kind == "application/openmetrics-text":
+                openmetrics = True
+            elif kind in ("text/plain", "text/*", "*/*"):
+                text = True
+        return openmetrics and not text
+
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """``/metrics``: the frame's pre-rendered text (gzip when accepted); OpenMetrics and ``name[]`` filters
-        through prometheus_client's own app."""
+        """``/metrics``: the frame's pre-rendered text (gzip when accepted); OpenMetrics (when the client accepts
+        only it, see :meth:`wants_openmetrics`) and ``name[]`` filters through prometheus_client's own app."""
         accept = environ.get("HTTP_ACCEPT", "")
-        if "application/openmetrics-text" in accept or "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
+        if self.wants_openmetrics(accept) or "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
             return self._openmetrics_app()(environ, start_response)
         frame = self._frames()
         self.forecast.scraped(str(environ.get("REMOTE_ADDR", "")))
