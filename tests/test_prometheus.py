@@ -151,13 +151,23 @@ def test_a_scrape_with_prometheus_headers_is_served_the_text_rendered_ahead(busy
     assert gzip.decompress(body) in (before, after)  # the same frame's bytes (a new frame may come in between)
 
 
+def _prometheus_attempts(telemetry: Telemetry) -> float:
+    telemetry.collect()
+    frame = telemetry.latest_frame()
+    assert frame is not None
+    return frame.value("telemetry.exporter.attempts", exporter="prometheus") or 0.0
+
+
 def test_openmetrics_is_served_when_asked(busy: Telemetry) -> None:
-    """prometheus_client's OpenMetrics, for a client that accepts only it."""
+    """prometheus_client's OpenMetrics, for a client that accepts only it; each such scrape counts as an attempt
+    of the prometheus exporter, as a text scrape does."""
     assert busy.prometheus_url is not None
+    before = _prometheus_attempts(busy)
     status, headers, body = http_get(busy.prometheus_url, {"Accept": "application/openmetrics-text; version=1.0.0"})
     assert status == 200
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")
+    assert _prometheus_attempts(busy) == before + 1
 
 
 def test_a_failing_callback_does_not_fail_the_scrape(make_telemetry: Callable[..., Telemetry]) -> None:

@@ -212,7 +212,13 @@ class PrometheusExposition:
         only it, see :meth:`wants_openmetrics`) and ``name[]`` filters through prometheus_client's own app."""
         accept = environ.get("HTTP_ACCEPT", "")
         if self.wants_openmetrics(accept) or "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
-            return self._openmetrics_app()(environ, start_response)
+            counts = self.export_counts
+
+            def counted(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+                counts.record(status.startswith("200"))  # a scrape is an attempt of this exporter, whatever its format
+                return start_response(status, headers, *exc_info)
+
+            return self._openmetrics_app()(environ, counted)
         frame = self._frames()
         self.forecast.scraped(str(environ.get("REMOTE_ADDR", "")))
         body = self.text(frame, by_scrape=True) if frame is not None else b""
