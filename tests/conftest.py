@@ -46,6 +46,16 @@ def make_telemetry() -> Iterator[Callable[..., Telemetry]]:
         handle.shutdown(timeout=5.0)
 
 
+class ManualClock:
+    """A monotonic clock that moves only when a test sets ``now`` (seconds)."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def http_get(
     url: str, headers: dict[str, str] | None = None, timeout: float = 10.0
 ) -> tuple[int, dict[str, str], bytes]:

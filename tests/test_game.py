@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ManualClock
 
 from instrumentations.game import GameMonitor
 from otel_telemetry.accumulators import OVERFLOW_VALUE
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_players_per_map_and_session_duration() -> None:
     """Joins, moves and leaves keep per-map counts; a leave records the session length."""
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     monitor = GameMonitor(clock=clock, refresh_interval=0.0)
     monitor.player_joined("a", "map-1")
     monitor.player_joined("b", "map-1")
@@ -35,7 +28,7 @@ def test_players_per_map_and_session_duration() -> None:
 
 def test_entities_per_map_and_type_and_rates() -> None:
     """Entity totals by map and type are exact; creation/removal rates are per second."""
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     monitor = GameMonitor(clock=clock, refresh_interval=0.0)
     monitor.entity_created("NPC", "map-1", 30)
     monitor.entity_created("Monster", "map-2", 10)
@@ -61,7 +54,7 @@ def test_map_and_type_attributes_are_capped_with_an_overflow_series() -> None:
 
 def test_cache_rates_are_percentages_of_lookups_in_the_interval() -> None:
     """90 hits and 10 misses: 90% hit rate, 10% miss rate; database query times land in the histogram."""
-    clock = FakeClock()
+    clock = ManualClock(0.0)
     monitor = GameMonitor(clock=clock, refresh_interval=0.0)
     monitor.cache_hit(90)
     monitor.cache_miss(10)

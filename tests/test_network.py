@@ -6,18 +6,9 @@ import logging
 import threading
 
 import pytest
+from conftest import ManualClock
 
 from instrumentations.network import NetworkMonitor
-
-
-class FakeClock:
-    """A controllable monotonic clock."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_totals_are_exact_after_concurrent_recording() -> None:
@@ -43,7 +34,7 @@ def test_totals_are_exact_after_concurrent_recording() -> None:
 
 def test_rates_are_per_second_over_the_real_interval() -> None:
     """1,500 packets over 2.5 s of clock time is 600 packets/s, whatever the nominal interval."""
-    clock = FakeClock()
+    clock = ManualClock()
     monitor = NetworkMonitor(clock=clock, refresh_interval=0.0)
     for _ in range(1500):
         monitor.packet_received(100)
@@ -56,7 +47,7 @@ def test_rates_are_per_second_over_the_real_interval() -> None:
 
 def test_first_rate_is_a_true_rate() -> None:
     """The first collection already gives packets per second since the monitor started (no 0, no spike)."""
-    clock = FakeClock()
+    clock = ManualClock()
     monitor = NetworkMonitor(clock=clock, refresh_interval=0.0)
     for _ in range(50):
         monitor.packet_sent(1)
@@ -66,7 +57,7 @@ def test_first_rate_is_a_true_rate() -> None:
 
 def test_loss_and_retransmission_are_percentages_of_packets_sent() -> None:
     """2 lost and 5 retransmitted of 200 sent in the interval: 1% loss, 2.5% retransmission."""
-    clock = FakeClock()
+    clock = ManualClock()
     monitor = NetworkMonitor(clock=clock, refresh_interval=0.0)
     for _ in range(200):
         monitor.packet_sent(50)
@@ -81,7 +72,7 @@ def test_loss_and_retransmission_are_percentages_of_packets_sent() -> None:
 
 def test_ping_statistics_and_per_player_tracking() -> None:
     """Ping min/avg/max over the window, the last ping per player, and forgetting on disconnect."""
-    clock = FakeClock()
+    clock = ManualClock()
     monitor = NetworkMonitor(clock=clock, refresh_interval=0.0)
     for player, ms in (("a", 20.0), ("b", 40.0), ("c", 90.0), ("a", 30.0)):
         monitor.player_ping(player, ms)

@@ -5,21 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
+from conftest import ManualClock
+
 from otel_telemetry.pacing import LoopPacer, Phase
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_idle_time_follows_the_ticks() -> None:
     """Until the loop has shown its period, work waits for a second, then is not paced; inside a tick there is no
     idle time; after it, the rest of the period minus the margin; no pacing when the loop stops reporting ticks."""
-    clock = _Clock()
+    clock = ManualClock()
     pacer = LoopPacer(margin=0.001, clock=clock)
     assert pacer.idle_for() == 0.0  # just made: the game loop may be about to start
     clock.now += 1.5

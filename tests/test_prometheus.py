@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, http_get
+from conftest import ROOT, ManualClock, http_get
 
 from otel_telemetry import Telemetry
 from otel_telemetry.catalog import SPEC_FIXED_PROMETHEUS_NAMES, instruments
@@ -256,19 +256,13 @@ def test_per_player_series_are_exported_only_when_switched_on(make_telemetry: Ca
 
 
 # -- rendering ahead only for the frames a scrape will read ----------------------------------------------------------
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_forecast_expects_a_regular_scraper_only_near_its_next_scrape() -> None:
     """A scraper every 15 s: after two scrapes, a frame taken mid-interval will not be read (False) and one taken
     within the horizon of the next scrape will (True), overdue included; a second scraper with an unknown interval,
     an irregular one, or none at all after it was gone for 3 intervals change the answer as documented."""
-    clock = _Clock()
+    clock = ManualClock(1000.0)
     forecast = ScrapeForecast(clock)
     assert not forecast.expected_within(1.2)  # nobody scrapes
     forecast.scraped("10.0.0.1")
