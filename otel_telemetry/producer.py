@@ -313,7 +313,7 @@ class HistogramProducer:
         scalars: ScalarView | None = None,
     ) -> MetricsData:
         """``metrics_data`` with our metrics added: one scope per scope of the produced metrics, this producer's own
-        first (the SDK's own data untouched)."""
+        first, a scope with nothing produced left out (the SDK's own data untouched)."""
         scoped = self._scalars(time.time_ns(), scalars)
         scoped[self._scope] = self._produce(temporality, previous, include_gauges, states, scoped[self._scope])
         if metrics_data is None or not metrics_data.resource_metrics:
@@ -326,7 +326,7 @@ class HistogramProducer:
         # entries with the same scope).
         scopes = list(first.scope_metrics)
         for scope, produced in scoped.items():
-            if not produced and scope != self._scope:
+            if not produced:
                 continue
             for index, existing in enumerate(scopes):
                 if existing.scope == scope:
