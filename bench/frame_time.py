@@ -18,13 +18,14 @@ scheduled tick. Each scenario runs in its own subprocess, back to back in one in
    and histograms in the same proportion), updated by the loop in a similar proportion, served by
    ``prometheus_client.start_http_server``.
 
-Telemetry and peer are scraped at 1 Hz (``--scrape-interval``) by a real HTTP client in ONE helper subprocess (so that it does not compete
-for the game process's GIL), which also runs the OTLP receiver (``POST /v1/metrics|traces|logs`` -> 200, empty
-protobuf body) and the API principal receiver (``POST /api/v1/telemetry``, ``/api/v1/alerts`` -> 200) and counts
-their requests. Per scenario: lateness p50/p99/p99.9/max, tick duration, and the process CPU not spent by the game
-thread (``process_time`` minus the game thread's ``thread_time``: telemetry's background CPU, % of one core), split
-by thread where Linux allows it. For telemetry also: scrape wall time and size as seen by the client, series count,
-and the CPU of one scrape measured in the game process with the loop paused (see :func:`scrape_cpu`).
+Telemetry and peer are scraped at 1 Hz (``--scrape-interval``) by a real HTTP client in ONE helper subprocess (so
+that it does not compete for the game process's GIL), which also runs the OTLP receiver (``POST
+/v1/metrics|traces|logs`` -> 200, empty protobuf body) and the API principal receiver (``POST /api/v1/telemetry``,
+``/api/v1/alerts`` -> 200) and counts their requests. Per scenario: lateness p50/p99/p99.9/max, tick duration, and
+the process CPU not spent by the game thread (``process_time`` minus the game thread's ``thread_time``: telemetry's
+background CPU, % of one core), split by thread where Linux allows it. For telemetry also: scrape wall time and size
+as seen by the client, series count, and the CPU of one scrape measured in the game process with the loop paused
+(see :func:`scrape_cpu`).
 
 Two more sections, each in fresh subprocesses: (a) ``import otel_telemetry`` + ``setup_telemetry(...)`` wall time
 and max RSS (median of 5) against ``python -c pass``, measured twice: *installed* (every module's bytecode cached,
@@ -41,7 +42,8 @@ Goals (printed next to the figures, ✔/✘): lateness p99 <= baseline + 0.5 ms 
 than the peer; one scrape <= 1 ms CPU; background <= 1% of one core; import + setup <= 150 ms and RSS <= 40 MB;
 per-series collection and render cost within 2x from 1k to 100k series.
 
-Run: ``python bench/frame_time.py [--seconds 20] [--quick]``; ends with one JSON line ``{"bench": "frame_time", ...}``.
+Run: ``python bench/frame_time.py [--seconds 20] [--rounds 3] [--quick]``; ends with one JSON line
+``{"bench": "frame_time", ...}``.
 Internal roles of the same script: ``--scenario X``, ``--helper``, ``--scaling PATH``.
 """
 

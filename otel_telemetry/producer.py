@@ -165,10 +165,13 @@ class HistogramProducer:
         with self._lock:
             self._scalar_sources.append((source, start_time_unix_nano, scope or self._scope))
 
-    def _scalars(self, now: int, view: ScalarView | None) -> dict[InstrumentationScope, list[Metric]]:
-        """The scalar metrics by scope, this producer's own first."""
+    def _scalars(
+        self, now: int, view: ScalarView | None, only: InstrumentationScope | None = None
+    ) -> dict[InstrumentationScope, list[Metric]]:
+        """The scalar metrics by scope, this producer's own first; with ``only``, the sources of that scope alone
+        are read."""
         with self._lock:
-            sources = list(self._scalar_sources)
+            sources = [entry for entry in self._scalar_sources if only is None or entry[2] == only]
         by_scope: dict[InstrumentationScope, list[Metric]] = {self._scope: []}
         for source, start, scope in sources:
             metrics = by_scope.setdefault(scope, [])
@@ -249,8 +252,8 @@ class HistogramProducer:
         produce (a frame's); by default the sources are read now. ``scalars`` is the reader's view of the scalar
         series (None: cumulative).
         """
-        scoped = self._scalars(time.time_ns(), scalars) if include_scalars else {}
-        return self._produce(temporality, previous, include_gauges, states, scoped.get(self._scope, []))
+        own = self._scalars(time.time_ns(), scalars, only=self._scope)[self._scope] if include_scalars else []
+        return self._produce(temporality, previous, include_gauges, states, own)
 
     def _produce(
         self,

@@ -58,18 +58,19 @@ _PROMETHEUS_NAMES: Mapping[str, str] = {spec.name: spec.prometheus_name for spec
 #: A scraper not seen for this long (seconds, or three of its intervals if longer) is forgotten; with none left,
 #: frames are rendered when a scrape asks for them.
 _EAGER_FOR = 30.0
-#: A scraper whose gaps between scrapes differ from its interval by more than this share is irregular: every frame
-#: is rendered ahead for it.
+#: A scraper whose latest gap between scrapes differs from its interval by more than this share is irregular:
+#: every frame is rendered ahead for it until a gap is regular again.
 _REGULAR_WITHIN = 0.25
 
 
 class ScrapeForecast:
     """When the scrapers (by client address) are expected next, learnt from their scrapes. Thread-safe.
 
-    A scraper's interval is the smoothed gap between its scrapes; it is *regular* while every gap stays within
-    25% of it. :meth:`expected_within` answers whether a frame taken now will be read: True when some regular
-    scraper's next scrape falls before ``now + horizon`` (overdue ones included), when a scraper's interval is not
-    known yet (one scrape seen) or it is irregular; False when nobody scrapes or every scraper is due later.
+    A scraper's interval is the smoothed gap between its scrapes; it is *regular* while its latest gap stayed
+    within 25% of that interval. :meth:`expected_within` answers whether a frame taken now will be read: True
+    when some regular scraper's next scrape falls before ``now + horizon`` (overdue ones included), when a
+    scraper's interval is not known yet (one scrape seen) or it is irregular; False when nobody scrapes or every
+    scraper is due later.
 
     Args:
         clock: monotonic seconds.

@@ -8,8 +8,8 @@ Prometheus sees them as ``telemetry_collection_runs_total``, ``telemetry_collect
 
 ``telemetry.pacing.waits`` counts how each background step met the game loop (:mod:`otel_telemetry.pacing`):
 ``outcome="fitted"``, it found an idle gap long enough (or the loop reports no ticks, so nothing is paced);
-``"oversized"``, it was longer than any gap and started
-right after a tick ended; ``"forced"``, it found no gap before its timeout and ran anyway, possibly into a tick.
+``"oversized"``, it was longer than any gap and started right after a tick ended; ``"forced"``, it found no gap
+before its timeout and ran anyway, possibly into a tick.
 A rising ``forced`` means telemetry's work competes with the loop: a loop with no idle time, or work grown too
 long for it.
 """
