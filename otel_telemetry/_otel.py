@@ -19,7 +19,13 @@ from opentelemetry._logs import SeverityNumber as SeverityNumber
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricReader, MetricsData
+    from opentelemetry.sdk.metrics.export import (
+        AggregationTemporality,
+        MetricExporter,
+        MetricExportResult,
+        MetricReader,
+        MetricsData,
+    )
 
 #: Every private access this module makes, for the tests that pin them (one test per entry).
 ACCESSES: tuple[str, ...] = (
@@ -33,6 +39,7 @@ ACCESSES: tuple[str, ...] = (
     "logs_sdk",
     "logs_api",
     "otlp_log_exporter",
+    "request_sender",
 )
 
 
@@ -63,6 +70,26 @@ def instrument_temporality(reader: MetricReader, instrument: str) -> Aggregation
 def exporter_preferences(exporter: MetricExporter) -> tuple[dict[type, Any], dict[type, Any]]:
     """An exporter's preferred temporality and aggregation, as given to its constructor."""
     return dict(exporter._preferred_temporality or {}), dict(exporter._preferred_aggregation or {})
+
+
+def request_sender(exporter: MetricExporter) -> Callable[[Any], MetricExportResult] | None:
+    """A function that sends an encoded ``ExportMetricsServiceRequest`` through the official OTLP/HTTP metric
+    exporter (``OTLPMetricExporter._export_batch``: its size limit, self-metrics, retries and transport), or None
+    when ``exporter`` is another one or splits requests into batches (``max_export_batch_size``): then only its
+    public ``export`` applies. ``export`` would encode the frame itself; this lets the caller encode it."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+
+    if type(exporter) is not OTLPMetricExporter or exporter._max_export_batch_size is not None:
+        return None
+    send_batch = exporter._export_batch
+
+    def send(request: Any) -> MetricExportResult:
+        if exporter._shutdown:
+            return MetricExportResult.FAILURE
+        return send_batch(request)
+
+    return send
 
 
 def provider_readers(provider: MeterProvider) -> Sequence[MetricReader]:

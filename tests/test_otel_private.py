@@ -546,3 +546,51 @@ def test_prometheus_naming_sanitises_and_maps_units_like_the_exporter() -> None:
     assert map_unit("s") == "seconds"
     assert map_unit("By") == "bytes"
     assert map_unit("{packet}") == ""
+
+
+# -- request_sender: OTLPMetricExporter._export_batch (and _max_export_batch_size, _shutdown) ---------------------
+
+
+def test_request_sender_sends_an_encoded_request_through_the_http_exporter() -> None:
+    """The request reaches a real receiver as sent; the exporter's own self-counting path reports SUCCESS; after
+    the exporter's shutdown nothing is sent."""
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+    from receivers import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    exporter = HttpMetricExporter(endpoint=f"http://127.0.0.1:{receiver.port}/v1/metrics")
+    try:
+        send = _otel.request_sender(exporter)
+        assert send is not None
+        scope = InstrumentationScope("test")
+        point = NumberDataPoint({"k": "v"}, 1, 2, 7)
+        data = MetricsData(
+            [ResourceMetrics(Resource({}), [ScopeMetrics(scope, [Metric("m", "", "1", Gauge([point]))], "")], "")]
+        )
+        request = encode_metrics(data)
+        assert send(request) is MetricExportResult.SUCCESS
+        assert receiver.requests == [request]
+        exporter.shutdown()
+        assert send(request) is MetricExportResult.FAILURE
+        assert len(receiver.requests) == 1
+    finally:
+        exporter.shutdown()
+        receiver.stop()
+
+
+def test_request_sender_is_none_where_only_the_public_export_applies() -> None:
+    """The gRPC exporter, an HTTP exporter that splits batches, and a subclass (which may override export)."""
+
+    class _Subclass(HttpMetricExporter):
+        pass
+
+    exporters = [
+        GrpcMetricExporter(endpoint="http://127.0.0.1:9", insecure=True),
+        HttpMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics", max_export_batch_size=100),
+        _Subclass(endpoint="http://127.0.0.1:9/v1/metrics"),
+    ]
+    try:
+        assert [_otel.request_sender(e) for e in exporters] == [None, None, None]
+    finally:
+        for exporter in exporters:
+            exporter.shutdown()

@@ -30,7 +30,7 @@ from opentelemetry.sdk.metrics.export import (
     Histogram as HistogramData,
 )
 
-from otel_telemetry._otel import exporter_preferences, otlp_log_exporter
+from otel_telemetry._otel import exporter_preferences, otlp_log_exporter, request_sender
 from otel_telemetry.accumulators import HistogramSnapshot, SeriesKey
 from otel_telemetry.config import OtlpDestination, Signal, TelemetryConfig, otlp_destination
 from otel_telemetry.export.selftelemetry import ExportCounts
@@ -206,6 +206,8 @@ class OtlpFrameExporter:
         # thread while the game loop runs (wrapt and asyncio come with it).
         from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+        from otel_telemetry.export.otlp_encoding import RequestEncoder  # protobuf: only with an OTLP endpoint
+
         self._suppress = suppress_instrumentation
         self._exporter = exporter
         self._phase = Phase(pacer, initial=0.005, timeout=0.5)
@@ -216,6 +218,10 @@ class OtlpFrameExporter:
             temporality.get(kind) is AggregationTemporality.DELTA for kind in (Counter, ObservableCounter)
         )
         self._delta = _DeltaConverter(producer) if delta else None
+        # The OTLP/HTTP exporter gets requests encoded here: consecutive frames update one request in place
+        # (otlp_encoding), where the exporter's own export would build every message again.
+        self._send = request_sender(exporter)
+        self.encoder = RequestEncoder()
         self._queue: deque[Frame] = deque()
         self._queue_size = queue_size
         self._wake = threading.Condition()
@@ -253,7 +259,10 @@ class OtlpFrameExporter:
         data = self._delta.convert(frame) if self._delta is not None else frame.metrics_data
         try:
             with self._suppress():
-                result = self._exporter.export(data, timeout_millis=self._timeout_millis)
+                if self._send is not None:
+                    result = self._send(self.encoder.encode(data))
+                else:
+                    result = self._exporter.export(data, timeout_millis=self._timeout_millis)
         except Exception:
             _logger.exception("OTLP export raised")
             result = MetricExportResult.FAILURE
