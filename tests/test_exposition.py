@@ -7,11 +7,24 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 
 from otel_telemetry import Telemetry
-from otel_telemetry.export.exposition import go_float, render_text
+from otel_telemetry.export.exposition import TextRenderer, go_float, render_text
 from otel_telemetry.export.prometheus import _PROMETHEUS_NAMES, PrometheusExposition
 from otel_telemetry.tools.demo import DemoOptions, GameSimulation
 
@@ -83,3 +96,65 @@ def test_floats_are_written_as_go_writes_them(value: float, text: str) -> None:
     """Numbers follow prometheus_client's floatToGoString."""
     assert go_float(value) == text
     assert go_float(float("nan")) == "NaN"
+
+
+def test_consecutive_frames_reuse_their_plans_and_still_render_like_the_exporter(
+    make_telemetry: Callable[..., Telemetry],
+) -> None:
+    """One renderer over a handle's frames, with series added half way (a facade name, a handler, players on a
+    new map): every frame's bytes are the exporter's, and the unchanged metrics were not planned again."""
+    telemetry = make_telemetry(collection_interval=600)
+    simulation = GameSimulation(telemetry, DemoOptions(players=50, maps=2, seed=7))
+    renderer = TextRenderer()
+    planned: list[int] = []
+    for round_ in range(6):
+        for _ in range(10):
+            simulation.step()
+        if round_ == 3:
+            telemetry.metrics.increment("matches.started", tags={"mode": "duel"})
+            telemetry.metrics.timing("db.save", 0.004)
+        telemetry.collect()
+        frame = telemetry.latest_frame()
+        assert frame is not None
+        assert renderer.render(frame.metrics_data, _PROMETHEUS_NAMES) == _reference(frame.metrics_data), round_
+        planned.append(renderer.planned)
+    metrics = sum(len(sm.metrics) for rm in frame.metrics_data.resource_metrics for sm in rm.scope_metrics)
+    assert renderer.reused > 3 * metrics, "most metrics of rounds 1-5 reuse their plans"
+    assert planned[3] > planned[2], "the series added at round 3 are planned"
+
+
+_SCOPE = InstrumentationScope("test")
+
+
+def _data(*metrics: Metric) -> MetricsData:
+    return MetricsData(
+        [ResourceMetrics(Resource({"service.name": "s"}), [ScopeMetrics(_SCOPE, list(metrics), "")], "")]
+    )
+
+
+def _histogram(bounds: list[float], counts: list[int], attributes: dict[str, str], total: float | None = 3.0) -> Metric:
+    point = HistogramDataPoint(attributes, 1, 2, sum(counts), total, counts, bounds, None, None)  # type: ignore[arg-type]
+    return Metric("lat", "latency", "s", Histogram([point], AggregationTemporality.CUMULATIVE))
+
+
+def _gauge(value: float, attributes: dict[str, str], description: str = "g") -> Metric:
+    return Metric("g", description, "1", Gauge([NumberDataPoint(attributes, 1, 2, value)]))
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        pytest.param(_data(_histogram([1.0, 2.0, 5.0], [1, 1, 0, 1], {"a": "1"})), id="other-bounds"),
+        pytest.param(_data(_histogram([1.0], [1, 2], {"a": "1"})), id="fewer-buckets"),
+        pytest.param(_data(_histogram([1.0, 2.0], [1, 1, 1], {"a": "2"})), id="other-labels"),
+        pytest.param(_data(_histogram([1.0, 2.0], [1, 1, 1], {"a": "1"}, None)), id="no-sum"),
+        pytest.param(_data(_gauge(2.0, {"b": "1", "a": "2"}), _gauge(3.0, {"a": "2", "b": "1"})), id="label-order"),
+        pytest.param(_data(_gauge(2.0, {"a": "1"}, "other help")), id="other-help"),
+        pytest.param(_data(), id="nothing"),
+    ],
+)
+def test_a_metric_whose_series_changed_is_planned_again(later: MetricsData) -> None:
+    renderer = TextRenderer()
+    first = _data(_histogram([1.0, 2.0], [1, 1, 1], {"a": "1"}), _gauge(1.0, {"a": "1"}))
+    for data in (first, later, first):
+        assert renderer.render(data, {}) == _reference(data)

@@ -86,52 +86,154 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 def render_text(metrics_data: MetricsData, names: Mapping[str, str], *, target_info: bool = True) -> bytes:
     """The text exposition of ``metrics_data``; ``names`` maps OpenTelemetry names to final Prometheus names
     (the catalog's, exposed without a unit suffix)."""
-    naming = _exporter_naming()
-    families: dict[str, _Family] = {}
-    out: list[str] = []
-    resources = metrics_data.resource_metrics
-    if target_info and resources:
-        attributes: dict[str, Any] = {}
+    return TextRenderer().render(metrics_data, names, target_info=target_info)
+
+
+class _Plan:
+    """How one metric renders: its family, and per point the text before each value. Valid for a metric with the
+    same name, description, unit, kind and points (attributes in the same order, the same bucket bounds)."""
+
+    __slots__ = ("description", "exposed", "family", "help", "histogram", "kind", "name", "points", "unit")
+
+    def __init__(self, metric: Any, family: str, kind: str, exposed: str, points: list[_PointPlan]) -> None:
+        self.name = metric.name
+        self.description = metric.description
+        self.unit = metric.unit
+        self.kind = kind
+        self.family = family
+        self.exposed = exposed
+        self.help = metric.description or ""
+        self.histogram = kind == "histogram"
+        self.points = points
+
+    def fits(self, metric: Any, kind: str) -> bool:
+        if metric.name != self.name or metric.description != self.description or metric.unit != self.unit:
+            return False
+        if kind != self.kind:
+            return False
+        points = metric.data.data_points
+        if len(points) != len(self.points):
+            return False
+        for point, plan in zip(points, self.points, strict=True):
+            if _items(point.attributes) != plan.items:
+                return False
+            if self.histogram and (
+                point.explicit_bounds != plan.bounds or len(point.bucket_counts) != len(plan.prefixes) - 2
+            ):
+                return False
+        return True
+
+
+class _PointPlan:
+    """A point's attributes as planned, and the text before each of its values: the sample, or the buckets then
+    ``_count`` and ``_sum`` (with ``totals``: whether those two are written when the point has a sum)."""
+
+    __slots__ = ("bounds", "items", "prefixes", "totals")
+
+    def __init__(self, items: tuple[tuple[str, Any], ...], prefixes: list[str], bounds: Any, totals: bool) -> None:
+        self.items = items
+        self.prefixes = prefixes
+        self.bounds = bounds
+        self.totals = totals
+
+
+def _items(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    return tuple(attributes.items()) if attributes else ()
+
+
+def _kind(data: Any) -> str | None:
+    cumulative = getattr(data, "aggregation_temporality", None) == AggregationTemporality.CUMULATIVE
+    if isinstance(data, Sum) and (data.is_monotonic or not cumulative):
+        return "counter"
+    if isinstance(data, (Gauge, Sum)):
+        return "gauge"
+    if isinstance(data, Histogram):
+        return "histogram"
+    return None
+
+
+class TextRenderer:
+    """Renders frames one after another, reusing each metric's plan (names, labels, line prefixes) from the
+    previous frame while the metric's series stay the same: only the values are written again. The bytes are
+    :func:`render_text`'s. Not thread-safe: one per exposition, called under its lock."""
+
+    def __init__(self) -> None:
+        self._plans: list[_Plan | None] = []
+        self._names: Mapping[str, str] | None = None
+        self.planned = 0
+        self.reused = 0
+
+    def render(self, metrics_data: MetricsData, names: Mapping[str, str], *, target_info: bool = True) -> bytes:
+        """The text exposition of ``metrics_data`` (see :func:`render_text`)."""
+        naming = _exporter_naming()
+        if names is not self._names:
+            self._plans, self._names = [], names
+        families: dict[str, _Family] = {}
+        out: list[str] = []
+        resources = metrics_data.resource_metrics
+        if target_info and resources:
+            attributes: dict[str, Any] = {}
+            for rm in resources:
+                attributes.update(rm.resource.attributes)
+            labels = _labels((naming[1](k), _label_value(v)) for k, v in attributes.items())
+            out.append(f"# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{labels} 1.0\n")
+        plans = self._plans
+        index = 0
         for rm in resources:
-            attributes.update(rm.resource.attributes)
-        labels = _labels((naming[1](k), _label_value(v)) for k, v in attributes.items())
-        out.append(f"# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{labels} 1.0\n")
-    for rm in resources:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                _add_metric(families, metric, names, naming)
-    for family in families.values():
-        out.append(f"# HELP {family.name} {_help(family.help)}\n# TYPE {family.name} {family.kind}\n")
-        out.extend(family.lines)
-    return "".join(out).encode("utf-8")
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    kind = _kind(metric.data)
+                    if kind is None:
+                        continue
+                    plan = plans[index] if index < len(plans) else None
+                    if plan is None or not plan.fits(metric, kind):
+                        plan = _plan(metric, kind, names, naming)
+                        self.planned += 1
+                        if index < len(plans):
+                            plans[index] = plan
+                        else:
+                            plans.append(plan)
+                    else:
+                        self.reused += 1
+                    index += 1
+                    family = families.get(plan.family)
+                    if family is None:
+                        family = families[plan.family] = _Family(plan.exposed, kind, plan.help)
+                    _values(family.lines, plan, metric.data.data_points)
+        del plans[index:]
+        for family in families.values():
+            out.append(f"# HELP {family.name} {_help(family.help)}\n# TYPE {family.name} {family.kind}\n")
+            out.extend(family.lines)
+        return "".join(out).encode("utf-8")
 
 
-def _add_metric(families: dict[str, _Family], metric: Any, names: Mapping[str, str], naming: _Naming) -> None:
+def _values(lines: list[str], plan: _Plan, points: Any) -> None:
+    if not plan.histogram:
+        for point, point_plan in zip(points, plan.points, strict=True):
+            lines.append(f"{point_plan.prefixes[0]}{go_float(point.value)}\n")
+        return
+    for point, point_plan in zip(points, plan.points, strict=True):
+        prefixes = point_plan.prefixes
+        total = 0
+        for prefix, count in zip(prefixes, point.bucket_counts, strict=False):
+            total += count
+            lines.append(f"{prefix}{go_float(total)}\n")
+        if point.sum is not None and point_plan.totals:
+            lines.append(f"{prefixes[-2]}{go_float(total)}\n")
+            lines.append(f"{prefixes[-1]}{go_float(point.sum)}\n")
+
+
+def _plan(metric: Any, kind: str, names: Mapping[str, str], naming: _Naming) -> _Plan:
     sanitize_name, sanitize_label, map_unit = naming
-    data = metric.data
     fixed = names.get(metric.name)
     name = fixed if fixed is not None else sanitize_name(metric.name)
     unit = "" if fixed is not None else map_unit(metric.unit or "")
-    description = metric.description or ""
-    cumulative = getattr(data, "aggregation_temporality", None) == AggregationTemporality.CUMULATIVE
-    if isinstance(data, Sum) and (data.is_monotonic or not cumulative):
-        kind = "counter"
-        if name.endswith("_total"):
-            name = name[:-6]
-    elif isinstance(data, (Gauge, Sum)):
-        kind = "gauge"
-    elif isinstance(data, Histogram):
-        kind = "histogram"
-    else:
-        return
+    if kind == "counter" and name.endswith("_total"):
+        name = name[:-6]
     if unit and not name.endswith("_" + unit):
         name = f"{name}_{unit}"
-    key = f"{name}|{description}|{unit}|{kind}"
-    family = families.get(key)
     exposed = name + "_total" if kind == "counter" else name
-    if family is None:
-        family = families[key] = _Family(exposed, kind, description)
-    points = data.data_points
+    points = metric.data.data_points
     rows: list[dict[str, str]] = []
     keys: set[str] = set()
     for point in points:
@@ -139,24 +241,25 @@ def _add_metric(families: dict[str, _Family], metric: Any, names: Mapping[str, s
         keys.update(row)
         rows.append(row)
     ordered = sorted(keys)
-    lines = family.lines
+    planned: list[_PointPlan] = []
     for point, row in zip(points, rows, strict=True):
         pairs = [(k, row.get(k, "")) for k in ordered]
+        items = _items(point.attributes)
         if kind != "histogram":
-            lines.append(f"{exposed}{_labels(pairs)} {go_float(point.value)}\n")
+            planned.append(_PointPlan(items, [f"{exposed}{_labels(pairs)} "], None, False))
             continue
-        total = 0
         bounds = point.explicit_bounds
         # Labels are sorted with ``le`` among them: split the others around it once per point.
         before = ",".join(f'{k}="{v}"' for k, v in pairs if k < "le")
         after = ",".join(f'{k}="{v}"' for k, v in pairs if k > "le")
         head = f'{name}_bucket{{{before + "," if before else ""}le="'
         tail = f'",{after}}} ' if after else '"} '
-        for index, count in enumerate(point.bucket_counts):
-            total += count
-            bound = f"{bounds[index]}" if index < len(bounds) else "+Inf"
-            lines.append(f"{head}{bound}{tail}{go_float(total)}\n")
-        if point.sum is not None and (not bounds or float(bounds[0]) >= 0 or len(point.bucket_counts) == 1):
-            base = _labels(pairs)
-            lines.append(f"{name}_count{base} {go_float(total)}\n")
-            lines.append(f"{name}_sum{base} {go_float(point.sum)}\n")
+        prefixes = [
+            f"{head}{bounds[index] if index < len(bounds) else '+Inf'}{tail}"
+            for index in range(len(point.bucket_counts))
+        ]
+        base = _labels(pairs)
+        prefixes += [f"{name}_count{base} ", f"{name}_sum{base} "]
+        totals = not bounds or float(bounds[0]) >= 0 or len(point.bucket_counts) == 1
+        planned.append(_PointPlan(items, prefixes, bounds, totals))
+    return _Plan(metric, f"{name}|{metric.description or ''}|{unit}|{kind}", kind, exposed, planned)

@@ -38,7 +38,7 @@ from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsDa
 
 from otel_telemetry._otel import prometheus_translator
 from otel_telemetry.catalog import CATALOG
-from otel_telemetry.export.exposition import render_text
+from otel_telemetry.export.exposition import TextRenderer
 from otel_telemetry.export.http_server import client_app
 from otel_telemetry.export.selftelemetry import ExportCounts
 from otel_telemetry.snapshot.frame import Frame
@@ -114,6 +114,16 @@ def _numeric(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _representable(data: Any) -> bool:
+    """Whether every point of ``data`` can be written in the text format (what :meth:`PrometheusExposition.
+    _translate` keeps)."""
+    if isinstance(data, Histogram):
+        return all(len(p.bucket_counts) == len(p.explicit_bounds) + 1 for p in data.data_points)
+    if isinstance(data, (Sum, Gauge)):
+        return all(_numeric(p.value) for p in data.data_points)
+    return not getattr(data, "data_points", ())
+
+
 class PrometheusExposition:
     """Serves the latest frame: :meth:`wsgi_app` for ``/metrics``; also a prometheus_client collector over the
     frame (prometheus_client's ``Collector`` is a protocol: :meth:`collect`), registered in its own
@@ -150,6 +160,7 @@ class PrometheusExposition:
         self._lock = threading.Lock()
         self._families: tuple[int, list[Any]] | None = None
         self._text: tuple[int, bytes] | None = None
+        self._renderer = TextRenderer()
         self._gzipped: tuple[int, bytes] | None = None
         self._warned = False
         self.dropped_points = 0
@@ -244,7 +255,9 @@ class PrometheusExposition:
             if cached is not None and cached[0] == frame.sequence:
                 return cached[1]
             try:
-                body = render_text(self._for_prometheus(frame.metrics_data), {}, target_info=self._target_info)
+                body = self._renderer.render(
+                    self._renderable(frame.metrics_data), _PROMETHEUS_NAMES, target_info=self._target_info
+                )
             except Exception:
                 self._failed()
                 return None
@@ -307,17 +320,27 @@ class PrometheusExposition:
         translator = prometheus_translator(target_info=self._target_info, scope_labels=self._scope_labels)
         return translator.families(self._for_prometheus(metrics_data))
 
-    def _for_prometheus(self, metrics_data: MetricsData) -> MetricsData:
+    def _renderable(self, metrics_data: MetricsData) -> MetricsData:
+        """``metrics_data`` without the points the text format cannot carry (counted in :attr:`dropped_points`);
+        the data itself when there are none, as in nearly every frame. Names are left to the renderer."""
+        for rm in metrics_data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if not _representable(metric.data):
+                        return self._for_prometheus(metrics_data, rename=False)
+        return metrics_data
+
+    def _for_prometheus(self, metrics_data: MetricsData, *, rename: bool = True) -> MetricsData:
         resource_metrics = []
         for rm in metrics_data.resource_metrics:
             scopes = []
             for sm in rm.scope_metrics:
-                metrics = [m for m in (self._translate(metric) for metric in sm.metrics) if m is not None]
+                metrics = [m for m in (self._translate(metric, rename) for metric in sm.metrics) if m is not None]
                 scopes.append(replace(sm, metrics=metrics))
             resource_metrics.append(replace(rm, scope_metrics=scopes))
         return MetricsData(resource_metrics=resource_metrics)
 
-    def _translate(self, metric: Metric) -> Metric | None:
+    def _translate(self, metric: Metric, rename: bool = True) -> Metric | None:
         data = metric.data
         points: list[Any]
         if isinstance(data, Histogram):
@@ -332,7 +355,7 @@ class PrometheusExposition:
         if dropped:
             self.dropped_points += dropped
             data = replace(data, data_points=points)  # type: ignore[arg-type]
-        name = _PROMETHEUS_NAMES.get(metric.name)
+        name = _PROMETHEUS_NAMES.get(metric.name) if rename else None
         if name is None:
             return metric if not dropped else replace(metric, data=data)
         # The catalog name is final: an empty unit stops the exporter appending a unit suffix.
