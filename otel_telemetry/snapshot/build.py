@@ -140,9 +140,10 @@ def server_metrics(
             continue
         if entities is not None and spec.per_entity:
             key, by_entity = entities.get(spec.name, ("", {}))
-            if key == item.key:
-                scale = item.scale
-                _set(values, item, _keyed(item, ((entity, v * scale) for entity, v in by_entity.items())))
+            if key == item.key and by_entity:
+                scale = item.scale  # one comprehension: a value per player, at every collection
+                scaled = {entity: v * scale for entity, v in by_entity.items()}
+                _set(values, item, _keyed(item, scaled.items()) if item.ordered else MappingProxyType(scaled))
             continue
         chosen = [p for p in points.get(spec.name, ()) if _matches(p.attributes or {}, item.where)]
         if item.key is not None:
