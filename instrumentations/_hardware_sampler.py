@@ -111,7 +111,7 @@ class HardwareSample:
 
 
 class _Job(Generic[_T]):
-    """One source read handed to the reader thread."""
+    """One source read handed to the reader thread (``started``: when it began there, None before)."""
 
     __slots__ = ("done", "error", "read", "started", "value")
 
@@ -120,7 +120,32 @@ class _Job(Generic[_T]):
         self.done = threading.Event()
         self.value: _T | None = None
         self.error: BaseException | None = None
-        self.started = time.monotonic()
+        self.started: float | None = None
+
+
+class _Batch:
+    """Source reads run one after another on one reader thread: a sample hands its reads over once and is woken
+    once, instead of once per source. ``cancelled`` (set under ``lock``) stops it before its next read."""
+
+    __slots__ = ("cancelled", "jobs", "lock")
+
+    def __init__(self, jobs: list[_Job[Any]]) -> None:
+        self.jobs = jobs
+        self.lock = threading.Lock()
+        self.cancelled = False
+
+    def __call__(self) -> None:
+        for job in self.jobs:
+            with self.lock:
+                if self.cancelled:
+                    return
+                job.started = time.monotonic()
+            try:
+                job.value = job.read()
+            except BaseException as exc:  # handed to the sampler, which counts it like any failed read
+                job.error = exc
+            finally:
+                job.done.set()
 
 
 class _ReaderThread:
@@ -128,17 +153,17 @@ class _ReaderThread:
 
     def __init__(self) -> None:
         self._ready = threading.Condition(threading.Lock())
-        self._job: _Job[Any] | None = None
+        self._batch: _Batch | None = None
         self._stopping = False
         self.thread = threading.Thread(target=self._run, name=READER_THREAD_NAME, daemon=True)
         self.thread.start()
 
-    def submit(self, job: "_Job[Any]") -> bool:
-        """Hand ``job`` over; False when this thread has ended or is ending (use a new one)."""
+    def submit(self, batch: _Batch) -> bool:
+        """Hand ``batch`` over; False when this thread has ended or is ending (use a new one)."""
         with self._ready:
             if self._stopping or not self.thread.is_alive():
                 return False
-            self._job = job
+            self._batch = batch
             self._ready.notify()
             return True
 
@@ -150,18 +175,13 @@ class _ReaderThread:
     def _run(self) -> None:
         while True:
             with self._ready:
-                if self._job is None and not self._stopping:
+                if self._batch is None and not self._stopping:
                     self._ready.wait(_READER_IDLE_EXIT)
-                job, self._job = self._job, None
-                if job is None:  # stopped, or idle for long: end (under the lock, so no job is lost)
+                batch, self._batch = self._batch, None
+                if batch is None:  # stopped, or idle for long: end (under the lock, so no batch is lost)
                     self._stopping = True
                     return
-            try:
-                job.value = job.read()
-            except BaseException as exc:  # handed to the sampler, which counts it like any failed read
-                job.error = exc
-            finally:
-                job.done.set()
+            batch()  # never raises: each read's exception is kept in its job
 
 
 class _SourceReader:
@@ -178,18 +198,49 @@ class _SourceReader:
         self._ending: list[threading.Thread] = []  # stopped while idle: end at once
         self._abandoned: list[threading.Thread] = []  # stopped while stuck: end when their read returns
 
-    def run(self, read: Callable[[], _T]) -> _Job[_T]:
-        """Run ``read``; the job is done unless the deadline passed (it then keeps running on its own)."""
-        job: _Job[_T] = _Job(read)
-        worker = self._worker
-        if worker is None or not worker.submit(job):
-            worker = self._worker = _ReaderThread()
-            worker.submit(job)
-        if not job.done.wait(self.timeout):
+    def run(self, reads: list[Callable[[], Any]]) -> list[_Job[Any]]:
+        """Run ``reads`` in order, each with its own deadline from the moment it starts; every job is done except
+        a read that passed its deadline (it keeps running on its own thread; the reads after it run on a new
+        one)."""
+        jobs: list[_Job[Any]] = [_Job(read) for read in reads]
+        pending = jobs
+        while pending:
+            batch = _Batch(pending)
+            worker = self._worker
+            if worker is None or not worker.submit(batch):
+                worker = self._worker = _ReaderThread()
+                worker.submit(batch)
+            stuck = self._wait(batch)
+            if stuck is None:
+                break
             worker.stop()
             self._worker = None
             self._abandoned = [t for t in self._abandoned if t.is_alive()] + [worker.thread]
-        return job
+            pending = pending[stuck + 1 :]
+        return jobs
+
+    def _wait(self, batch: _Batch) -> int | None:
+        """Wait for ``batch``; the position of a read that passed its deadline (the batch is then cancelled), or
+        None when every read is done. Woken once when the batch finishes in time."""
+        jobs, last = batch.jobs, batch.jobs[-1]
+        waiting: tuple[int, float] | None = None  # (position, since when) of the next read while not yet begun
+        while True:
+            position = next((i for i, job in enumerate(jobs) if not job.done.is_set()), None)
+            if position is None:
+                return None
+            started = jobs[position].started
+            if started is None:  # not begun yet: its deadline counts from when it became the next read
+                if waiting is None or waiting[0] != position:
+                    waiting = (position, time.monotonic())
+                started = waiting[1]
+            left = started + self.timeout - time.monotonic()
+            if left <= 0:
+                with batch.lock:  # the next read starts under this lock: none starts once cancelled
+                    if jobs[position].done.is_set():
+                        continue
+                    batch.cancelled = True
+                return position
+            last.done.wait(left)
 
     def close(self, timeout: float, wait_for_stuck: bool = True) -> bool:
         """End the reader thread; True when no reader thread (stuck ones included) is left after ``timeout``."""
@@ -280,13 +331,12 @@ class HardwareSampler:
         self._stuck_now: set[str] = set()  # the sources stuck in the sample being taken
         self._psi_exists = True
         self._last: HardwareSample | None = None
-        self._cpu_base = self._read("cpu", self._read_cpu_times)
+        primed = self._read_all([("cpu", self._read_cpu_times), ("disk", self._read_disk), ("nic", self._read_nic)])
+        self._cpu_base = primed["cpu"]
         # Baselines of the cumulative counter sources, by source name.
-        self._counter_bases: dict[str, _Counters] = {}
-        for source, read in (("disk", self._read_disk), ("nic", self._read_nic)):
-            primed = self._read(source, read)
-            if primed is not None:
-                self._counter_bases[source] = primed
+        self._counter_bases: dict[str, _Counters] = {
+            source: primed[source] for source in ("disk", "nic") if primed[source] is not None
+        }
 
     @property
     def errors(self) -> Mapping[str, int]:
@@ -336,13 +386,24 @@ class HardwareSampler:
                 return last
             self._stuck_now = set()
 
-            cpu_total, cpu_per_core = self._cpu_percentages(self._read("cpu", self._read_cpu_times))
-            load = self._read("loadavg", self._read_loadavg)
-            memory = self._read("memory", self._read_virtual_memory)
-            swap_percent = self._read("swap", self._read_swap_percent)
-            psi = self._read("psi", self._read_psi_some_avg10)
-            disk = self._rates("disk", self._read_disk, len(_DISK_FIELDS))
-            nic = self._rates("nic", self._read_nic, len(_NIC_FIELDS))
+            read = self._read_all(
+                [
+                    ("cpu", self._read_cpu_times),
+                    ("loadavg", self._read_loadavg),
+                    ("memory", self._read_virtual_memory),
+                    ("swap", self._read_swap_percent),
+                    ("psi", self._read_psi_some_avg10),
+                    ("disk", self._read_disk),
+                    ("nic", self._read_nic),
+                ]
+            )
+            cpu_total, cpu_per_core = self._cpu_percentages(read["cpu"])
+            load = read["loadavg"]
+            memory: _Memory | None = read["memory"]
+            swap_percent = read["swap"]
+            psi = read["psi"]
+            disk = self._rates("disk", read["disk"], len(_DISK_FIELDS))
+            nic = self._rates("nic", read["nic"], len(_NIC_FIELDS))
 
             pressure: dict[str, float] = {}
             if memory is not None and memory.total > 0:
@@ -377,39 +438,53 @@ class HardwareSampler:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def _read(self, source: str, read: Callable[[], _T]) -> _T | None:
-        """Run one source's read (with its deadline when there is one); on any exception count it, warn once
-        per source and return None; when it is stuck, count it, warn once and return None."""
+    def _read_all(self, reads: list[tuple[str, Callable[[], Any]]]) -> dict[str, Any]:
+        """Run the sources' reads in order (with a deadline each when there is one), handed to the reader thread
+        together; by source, its value, or None when it failed (counted, warned once per source) or is stuck
+        (counted, warned once; skipped until its stuck read returns)."""
+        found: dict[str, Any] = {}
         if self._reader is None:
-            try:
-                return read()
-            except Exception as exc:
-                self._failed(source, exc)
-                return None
-        stuck = self._stuck_reads.get(source)
-        if stuck is not None:
-            if not stuck.done.is_set():
-                self._count_stuck(source)
-                return None
-            del self._stuck_reads[source]
-            _logger.info(
-                "hardware sampler: the stuck read of %r returned after %.1f s; reading it again",
-                source,
-                time.monotonic() - stuck.started,
-            )
+            for source, read in reads:
+                try:
+                    found[source] = read()
+                except Exception as exc:
+                    self._failed(source, exc)
+                    found[source] = None
+            return found
+        runnable: list[tuple[str, Callable[[], Any]]] = []
+        for source, read in reads:
+            stuck = self._stuck_reads.get(source)
+            if stuck is not None:
+                if not stuck.done.is_set():
+                    self._count_stuck(source)
+                    found[source] = None
+                    continue
+                del self._stuck_reads[source]
+                _logger.info(
+                    "hardware sampler: the stuck read of %r returned after %.1f s; reading it again",
+                    source,
+                    time.monotonic() - (stuck.started or 0.0),
+                )
+            runnable.append((source, read))
+        if not runnable:
+            return found
         try:
-            job = self._reader.run(read)
+            jobs = self._reader.run([read for _, read in runnable])
         except Exception as exc:  # e.g. no thread could be started
-            self._failed(source, exc)
-            return None
-        if not job.done.is_set():
-            self._stuck_reads[source] = job
-            self._count_stuck(source)
-            return None
-        if job.error is not None:
-            self._failed(source, job.error)
-            return None
-        return job.value
+            for source, _ in runnable:
+                self._failed(source, exc)
+                found[source] = None
+            return found
+        for (source, _), job in zip(runnable, jobs, strict=True):
+            found[source] = None
+            if not job.done.is_set():
+                self._stuck_reads[source] = job
+                self._count_stuck(source)
+            elif job.error is not None:
+                self._failed(source, job.error)
+            else:
+                found[source] = job.value
+        return found
 
     def _failed(self, source: str, exc: BaseException) -> None:
         with self._counts_lock:
@@ -512,10 +587,9 @@ class HardwareSampler:
         per_core = tuple(_percent(busy, total) for busy, total in deltas)
         return _percent(busy_sum, total_sum), per_core
 
-    def _rates(self, source: str, read: Callable[[], _Counters | None], width: int) -> tuple[float | None, ...]:
-        """Read one cumulative source and return its per-second rates since its baseline."""
+    def _rates(self, source: str, current: _Counters | None, width: int) -> tuple[float | None, ...]:
+        """The per-second rates of a cumulative source's reading since its baseline."""
         empty: tuple[float | None, ...] = (None,) * width
-        current = self._read(source, read)
         if current is None:
             return empty
         previous = self._counter_bases.get(source)

@@ -514,6 +514,72 @@ def test_a_stuck_source_costs_one_deadline_then_is_skipped_counted_and_warned_on
     assert _reader_threads() == []
 
 
+def test_a_sample_hands_all_its_reads_to_one_reader_thread() -> None:
+    """Seven reads, one hand-over: every psutil call of a sample runs on the same reader thread, in order."""
+    calls: list[tuple[str, int]] = []
+
+    def recorded(name: str) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            calls.append((name, threading.get_ident()))
+            return getattr(psutil, name)(*args, **kwargs)
+
+        return call
+
+    names = ("cpu_times", "getloadavg", "virtual_memory", "swap_memory", "disk_io_counters", "net_io_counters")
+    sampler = HardwareSampler(
+        min_interval=0, source_timeout=1.0, psutil_module=_psutil_wrapper(**{n: recorded(n) for n in names})
+    )
+    try:
+        calls.clear()
+        sampler.sample()
+        assert [name for name, _ in calls] == list(names)
+        assert len({ident for _, ident in calls}) == 1
+        assert calls[0][1] != threading.get_ident()
+    finally:
+        assert sampler.close(timeout=2.0)
+
+
+def test_the_reads_after_a_stuck_source_still_run_in_the_same_sample() -> None:
+    """virtual_memory blocks: its deadline passes, the sources read after it (swap, disk, nic) are read on a new
+    reader thread within the same sample, and only memory's fields are empty."""
+    release = threading.Event()
+    block = False
+    threads: dict[str, int] = {}
+
+    def virtual_memory() -> object:
+        threads["memory"] = threading.get_ident()
+        if block:
+            release.wait(10)
+        return psutil.virtual_memory()
+
+    def net_io_counters(*args: object, **kwargs: object) -> object:
+        threads["nic"] = threading.get_ident()
+        return psutil.net_io_counters(*args, **kwargs)
+
+    sampler = HardwareSampler(
+        min_interval=0,
+        source_timeout=0.2,
+        psutil_module=_psutil_wrapper(virtual_memory=virtual_memory, net_io_counters=net_io_counters),
+    )
+    try:
+        sampler.sample()
+        time.sleep(0.05)
+        block = True
+        started = time.monotonic()
+        sample = sampler.sample()
+        took = time.monotonic() - started
+        assert 0.19 < took < 0.6, took
+        assert sample.stuck_sources == {"memory"} and sample.memory_total_bytes is None
+        assert sample.load_average is not None and sample.nic_bytes_recv_per_sec is not None
+        assert "unavailable" not in sample.memory_pressure and "swap_used" in sample.memory_pressure
+        assert threads["nic"] != threads["memory"]
+        assert sampler.stuck["memory"] == 1 and all(count == 0 for count in sampler.errors.values())
+    finally:
+        release.set()
+        assert sampler.close(timeout=2.0)
+    assert _reader_threads() == []
+
+
 def test_without_source_timeout_reads_run_on_the_calling_thread() -> None:
     """The default sampler starts no thread: each read runs where sample() is called."""
     before = len(_reader_threads())
