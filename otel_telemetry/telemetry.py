@@ -29,7 +29,6 @@ from opentelemetry.sdk.metrics.export import Metric, MetricReader, MetricsData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NoOpTracerProvider, Tracer, TracerProvider
 
@@ -219,7 +218,9 @@ class Telemetry:
         self._dashboard_route: DashboardRoute | None = None
         self._dashboard_frames: list[Frame] = []
         self._dashboard_lock = threading.Lock()
-        self.logger_provider: Any = None
+        self._logger_provider: Any = None
+        self._logs_lock = threading.Lock()
+        self._logs_on_read = False  # without OTLP, the logger provider is made by the first read of logger_provider
         # One namespace and series budget for every family and series this handle exports.
         self.series = SeriesRegistry(config.series_budget)
         #: Hooks of the application on collections, exports and events (:meth:`add_hook`).
@@ -348,7 +349,13 @@ class Telemetry:
         _exit_hooks.add(self)
 
     def _build_signals(self, config: TelemetryConfig) -> None:
-        """Traces for @traced handlers and log records for events, exported over OTLP when configured."""
+        """Traces for @traced handlers and log records for events, exported over OTLP when configured.
+
+        The tracer is made here whatever the configuration: handlers may run on any thread. The logger provider
+        only with OTLP: without it no processor can receive a record until the application reads
+        :attr:`logger_provider` (to add one), which makes it then, so a handle without OTLP never imports the logs
+        SDK (some 10 ms) unless asked to; until then the events are span events and history only.
+        """
         self.tracer_provider = SdkTracerProvider(resource=self.resource, shutdown_on_exit=False)
         self._handlers = HandlerTelemetry(
             self.tracer_provider.get_tracer("otel_telemetry.handlers", __version__),
@@ -358,15 +365,45 @@ class Telemetry:
         claim_default(self._handlers)  # the process default for module-level @traced/timer, unless one is alive
         self.traced = self._handlers.traced
         self.timer = self._handlers.timer
-        logger_provider_class, batch_processor_class = logs_sdk()
-        self.logger_provider = logger_provider_class(resource=self.resource, shutdown_on_exit=False)
-        exporters = trace_and_log_exporters(config)
-        if exporters is not None:
-            span_exporter, log_exporter = exporters
-            self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-            self.logger_provider.add_log_record_processor(batch_processor_class(log_exporter))
-        self.events = EventRecorder(self.logger_provider.get_logger("otel_telemetry.events", __version__))
+        self.events = EventRecorder(None)
         self.events.on("*", self._event_hook)
+        exporters = trace_and_log_exporters(config)
+        if exporters is None:
+            self._logs_on_read = True
+            return
+        # OTLP only: its batch processors, with their worker threads
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        span_exporter, log_exporter = exporters
+        self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        _, batch_processor_class = logs_sdk()
+        self._new_logger_provider().add_log_record_processor(batch_processor_class(log_exporter))
+
+    def _new_logger_provider(self) -> Any:
+        """This handle's logs SDK ``LoggerProvider``, made now, with the events' logger on it."""
+        logger_provider_class, _ = logs_sdk()
+        provider = self._logger_provider = logger_provider_class(resource=self.resource, shutdown_on_exit=False)
+        self.events.set_logger(provider.get_logger("otel_telemetry.events", __version__))
+        return provider
+
+    @property
+    def logger_provider(self) -> Any:
+        """This handle's own logs SDK ``LoggerProvider`` (the events' log records), None when disabled. Without an
+        OTLP endpoint it is made by this first read, on the reading thread: read it from setup code, not from a
+        hook or a background thread of the game loop (the logs SDK is imported then)."""
+        with self._logs_lock:
+            if self._logger_provider is None and self._logs_on_read:
+                self._logs_on_read = False
+                provider = self._new_logger_provider()
+                if self._shut_down:  # as if it had been made in setup and stopped with the handle
+                    provider.shutdown()
+            return self._logger_provider
+
+    @logger_provider.setter
+    def logger_provider(self, provider: Any) -> None:
+        with self._logs_lock:
+            self._logs_on_read = False
+            self._logger_provider = provider
 
     def _build_alerts(self, config: TelemetryConfig) -> None:
         rules = default_rules(dict(config.alert_thresholds), config.alert_for, cooldown=config.alert_cooldown)
@@ -815,7 +852,7 @@ class Telemetry:
         providers = (
             getattr(self, "meter_provider", None),
             getattr(self, "tracer_provider", None),
-            self.logger_provider,
+            self._logger_provider,  # never made here: shutting down needs no logs SDK
         )
 
         def stop() -> None:

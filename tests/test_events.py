@@ -234,6 +234,35 @@ def test_recorder_without_logger_keeps_history() -> None:
     assert [e.name for e in recorder.events()] == ["a"]
 
 
+def test_a_logger_set_later_receives_the_later_events(logs: tuple[Logger, InMemoryLogRecordExporter]) -> None:
+    """``set_logger`` attaches a logger to a recorder made without one: later events become log records."""
+    recorder = EventRecorder(None)
+    recorder.record_event("before")
+    recorder.set_logger(logs[0])
+    recorder.record_event("after")
+    assert [r.log_record.body for r in logs[1].get_finished_logs()] == ["after"]
+    assert [e.name for e in recorder.events()] == ["before", "after"]
+
+
+def test_a_handle_without_otlp_makes_its_logger_provider_on_first_read(make_telemetry: Any) -> None:
+    """Without OTLP the handle's logger provider is made by the first read of ``logger_provider`` (always the same
+    one); a processor added to it receives the events recorded from then on."""
+    telemetry = make_telemetry()
+    assert telemetry._logger_provider is None  # setup made none: no processor could have been added to it
+    telemetry.record_event("unseen")
+    provider = telemetry.logger_provider
+    assert isinstance(provider, LoggerProvider) and telemetry.logger_provider is provider
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    telemetry.record_event("match.started", {"map": "dust"})
+    assert [r.log_record.body for r in exporter.get_finished_logs()] == ["match.started"]
+
+
+def test_a_disabled_handle_has_no_logger_provider(make_telemetry: Any) -> None:
+    """A disabled handle's ``logger_provider`` stays None, read or not."""
+    assert make_telemetry(enabled=False).logger_provider is None
+
+
 def test_concurrent_recording_keeps_exact_counts(logs: tuple[Logger, InMemoryLogRecordExporter]) -> None:
     """Eight threads × 250 events into capacity 1000: 1000 kept, 1000 dropped, every hook call made."""
     recorder = EventRecorder(logs[0], capacity=1000)

@@ -183,6 +183,11 @@ class EventRecorder:
         self.errors = 0
 
     # -- settings --------------------------------------------------------------------------------------------------
+    def set_logger(self, logger: Logger | None) -> None:
+        """Emit the log records of later events to ``logger`` (None: none); for a logger made after the recorder
+        (a handle makes its logger provider on first use). Thread-safe: one attribute write."""
+        self._otel_logger = logger
+
     @property
     def capacity(self) -> int:
         """How many events the history keeps at most."""
