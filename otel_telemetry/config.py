@@ -179,10 +179,9 @@ def _parse_url(field: str, value: object) -> str:
     return check_http_url("TelemetryConfig", field, value)[0]
 
 
-#: A gRPC target without a scheme: ``host:port``, ``[v6]:port`` or a bare host (forms the gRPC client accepts).
-_GRPC_TARGET = re.compile(
-    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)(?::(?P<port>\d{1,5}))?"
-)
+#: A gRPC target without a scheme: ``host:port``, ``[v6]:port`` or a bare host (forms the gRPC client accepts). A
+#: pattern, not a compiled one: ``re`` compiles (and caches) it on the first scheme-less OTLP endpoint.
+_GRPC_TARGET = r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)(?::(?P<port>\d{1,5}))?"
 
 
 def _otlp_endpoint_parser(*, base: bool) -> Callable[[str, object], str]:
@@ -195,7 +194,7 @@ def _otlp_endpoint_parser(*, base: bool) -> Callable[[str, object], str]:
         from otel_telemetry.delivery import check_http_url, shown_url
 
         if isinstance(value, str) and "://" not in value:
-            target = _GRPC_TARGET.fullmatch(value.strip())
+            target = re.fullmatch(_GRPC_TARGET, value.strip())
             if target is None:
                 raise ValueError(
                     f"TelemetryConfig.{field}: expected an http:// or https:// URL with a host, or host:port for "

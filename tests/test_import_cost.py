@@ -25,10 +25,19 @@ from otel_telemetry.export.http_server import MetricsHTTPServer
 UNUSED_BY_PROMETHEUS_ONLY = (
     "otel_telemetry.alerts.promql",  # PromQL of a rule: the tools and rule_promql()
     "otel_telemetry.alerts.stats",  # AlertManager.stats()
+    "otel_telemetry.alerts.samples",  # a metric-name rule (the default rules read ServerMetrics paths)
+    "otel_telemetry.alerts.sources",
     "otel_telemetry.recording.exporters",  # Telemetry.get_metrics() and get_metrics_summary()
     "otel_telemetry.recording.health_checks",  # memory_check, tcp_check, threshold_check
     "otel_telemetry.recording.logs",  # JsonLogHandler
     "otel_telemetry.recording.stopwatch",  # Stopwatch, logged_timing
+    "otel_telemetry.recording.profile_reports",  # the first profiling session (telemetry.profile, profiled)
+    "tracemalloc",  # with profile_reports: a session's memory
+    "opentelemetry.sdk._logs",  # OTLP, or the first read of Telemetry.logger_provider
+    "opentelemetry.sdk.trace.export",  # OTLP: its BatchSpanProcessor
+    "opentelemetry.sdk._shared_internal",  # the batch processors' base
+    "google.protobuf",  # OTLP: the request encoder and the exporters
+    "opentelemetry.exporter.otlp.proto.common",
     "difflib",  # the "did you mean" of a bad ServerMetrics path
     "prometheus_client",  # OpenMetrics and name[] scrapes only: the text exposition is our own renderer
     "opentelemetry.exporter.prometheus",  # its naming module is loaded on its own (_otel.prometheus_naming)
@@ -153,6 +162,53 @@ def test_every_lazy_name_resolves_to_the_object_its_module_defines(package: obje
     assert set(names) <= set(dir(package))
     with pytest.raises(AttributeError, match="no attribute 'missing_name'"):
         _ = package.missing_name  # type: ignore[attr-defined]
+
+
+_PROFILE_RUN = """
+import json, sys
+from otel_telemetry.recording.profiling import Profiler
+
+profiler = Profiler()
+loaded = ["otel_telemetry.recording.profile_reports" in sys.modules]
+profiled = profiler.profiled("decorated")(lambda: None)
+loaded.append("otel_telemetry.recording.profile_reports" in sys.modules)
+print(json.dumps(loaded))
+"""
+
+
+def test_the_profile_reports_load_when_asked_for_on_the_asking_thread() -> None:
+    """A profiler loads its report types (and tracemalloc) only for a session; ``profiled`` loads them when it
+    decorates, so that the decorated function's first call, maybe on another thread, imports nothing."""
+    result = run_child(_PROFILE_RUN)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [False, True]
+    child = run_child(
+        "import sys; from otel_telemetry.recording.profiling import Profiler; Profiler().profile('x'); "
+        "print('otel_telemetry.recording.profile_reports' in sys.modules)"
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip().splitlines()[-1] == "True"
+
+
+_METRIC_RULE_RUN = """
+import json, sys
+from otel_telemetry.alerts import AlertManager, AlertRule, default_rules
+
+loaded = lambda: [m in sys.modules for m in ("otel_telemetry.alerts.samples", "otel_telemetry.alerts.sources")]
+manager = AlertManager(default_rules())
+steps = [loaded()]
+manager.add_rule(AlertRule("SlowApi", "api.latency", statistic="p95", threshold=0.3))
+steps.append(loaded())
+print(json.dumps(steps))
+"""
+
+
+def test_a_metric_name_rule_loads_its_sources_when_given_to_the_manager() -> None:
+    """The default rules need no metric sources; a metric-name rule loads them when it is added, on the adding
+    thread, so that the evaluator's thread never imports them."""
+    result = run_child(_METRIC_RULE_RUN)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [[False, False], [True, True]]
 
 
 _SWEEP_RUN = """

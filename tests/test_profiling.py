@@ -337,6 +337,17 @@ def test_a_refused_metric_name_exports_nothing() -> None:
     assert profiler.summary()["x"].scopes[0].count == 1
 
 
+def test_the_session_scope_is_the_one_of_the_reports() -> None:
+    """profiling repeats profile_reports' SESSION_SCOPE (that module loads with the first session): they agree, and
+    the report types profiling re-exports are profile_reports' own."""
+    from otel_telemetry.recording import profile_reports, profiling
+
+    assert SESSION_SCOPE == profile_reports.SESSION_SCOPE
+    for name in ("MemoryUsage", "ProfileSummary", "ScopeStats", "SessionReport"):
+        assert getattr(profiling, name) is getattr(profile_reports, name), name
+        assert name in dir(profiling)
+
+
 def test_exported_histogram_reaches_metrics_with_session_and_scope_labels(
     make_telemetry: Callable[..., Telemetry],
 ) -> None:

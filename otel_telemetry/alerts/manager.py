@@ -18,6 +18,11 @@ the application checks itself (:meth:`AlertManager.check_metric`):
 Nothing here runs on its own: :class:`~otel_telemetry.alerts.AlertEvaluator` calls
 :meth:`AlertManager.evaluate_frame` once per frame, or an application calls :meth:`AlertManager.evaluate` with
 snapshots of its own.
+
+A metric-name rule reads the frame's metrics through :mod:`~otel_telemetry.alerts.samples` and
+:mod:`~otel_telemetry.alerts.sources`: they load when such a rule is given to the manager (or with the first
+:meth:`AlertManager.check_metric`), on that caller's thread, so the default rules (``ServerMetrics`` paths only) never
+load them and an evaluation on the evaluator's thread never imports them.
 """
 
 from __future__ import annotations
@@ -34,13 +39,13 @@ from typing import TYPE_CHECKING
 from otel_telemetry.alerts.entries import _Entry
 from otel_telemetry.alerts.model import _WINDOWED, Alert, AlertRule, AlertState
 from otel_telemetry.alerts.notifiers import Notifier
-from otel_telemetry.alerts.samples import RuleInput, checked_rules
-from otel_telemetry.alerts.sources import FrameView
 from otel_telemetry.alerts.stats_book import _StatsBook
 from otel_telemetry.alerts.values import _duration
 from otel_telemetry.snapshot.model import ServerMetrics
 
 if TYPE_CHECKING:
+    from otel_telemetry.alerts.samples import RuleInput
+    from otel_telemetry.alerts.sources import FrameView
     from otel_telemetry.alerts.stats import AlertStats
     from otel_telemetry.snapshot.frame import Frame
 
@@ -113,6 +118,8 @@ class AlertManager:
             raise ValueError(f"expected an AlertRule, got {rule!r}")
         if any(r.name == rule.name for r in self._rules):
             raise ValueError(f"AlertManager: a rule named {rule.name!r} already exists")
+        if not rule.reads_snapshot:
+            import otel_telemetry.alerts.samples  # noqa: F401  # now, on the caller's thread: see the module docs
         return (*self._rules, rule)
 
     @property
@@ -274,7 +281,11 @@ class AlertManager:
 
         def measure() -> tuple[list[_Outcome], str | None]:
             metrics = frame.server_metrics
-            view = FrameView(frame) if any(not r.reads_snapshot for r in self._rules) else None
+            view = None
+            if any(not r.reads_snapshot for r in self._rules):
+                from otel_telemetry.alerts.sources import FrameView  # loaded with the rule (_with_rule)
+
+                view = FrameView(frame)
             inputs = (view, frame.monotonic) if view is not None else None
             return self._measure(metrics, history, inputs), getattr(metrics, "server_id", None)
 
@@ -299,6 +310,8 @@ class AlertManager:
         Raises ``ValueError`` for a ``name`` that is not a string, a ``value`` that is not a number, or ``labels``
         that are not a mapping of strings.
         """
+        from otel_telemetry.alerts.samples import checked_rules  # metric-name rules only: loaded when asked for
+
         number, chosen = checked_rules(self._rules, name, value, labels)
         if not chosen:
             return []
@@ -316,6 +329,8 @@ class AlertManager:
         return [alert for alert in result if alert.name in names]
 
     def _input(self, rule: AlertRule) -> RuleInput:
+        from otel_telemetry.alerts.samples import RuleInput  # loaded with the rule (_with_rule)
+
         with self._lock:
             found = self._inputs.get(rule.name)
             if found is None or found.rule is not rule:

@@ -24,20 +24,22 @@ from otel_telemetry.series import prometheus_family
 #: How a metric reads on ``/metrics``.
 PrometheusKind = Literal["counter", "gauge", "histogram"]
 
+# Patterns, not compiled ones: ``re`` compiles (and caches) them on the first metric-name rule or PromQL, which the
+# default rules never need.
 #: An OpenTelemetry instrument name or a Prometheus metric name (what a metric-name rule may give).
-_METRIC_NAME = re.compile(r"[A-Za-z_:][-A-Za-z0-9_./:]{0,254}")
+_METRIC_NAME = r"[A-Za-z_:][-A-Za-z0-9_./:]{0,254}"
 #: A Prometheus metric name (no dots: what PromQL can select as it is).
-_PROMETHEUS_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_PROMETHEUS_NAME = r"[A-Za-z_:][A-Za-z0-9_:]*"
 
 
 def is_metric_name(text: str) -> bool:
     """True for text a metric-name rule may watch (an OpenTelemetry or a Prometheus metric name)."""
-    return _METRIC_NAME.fullmatch(text) is not None
+    return re.fullmatch(_METRIC_NAME, text) is not None
 
 
 def is_prometheus_name(text: str) -> bool:
     """True for a valid Prometheus metric name (``[A-Za-z_:][A-Za-z0-9_:]*``)."""
-    return _PROMETHEUS_NAME.fullmatch(text) is not None
+    return re.fullmatch(_PROMETHEUS_NAME, text) is not None
 
 
 @dataclass(frozen=True, slots=True)

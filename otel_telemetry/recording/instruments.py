@@ -66,8 +66,10 @@ _logger = logging.getLogger(__name__)
 #: Bucket boundaries of a histogram registered without ``buckets`` (prometheus_client's defaults, seconds).
 DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
-_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,199}")
-_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,99}")
+# Patterns, not compiled ones: ``re`` compiles (and caches) them on the first registration, which a handle that
+# registers nothing never makes.
+_NAME = r"[a-zA-Z][a-zA-Z0-9_]{0,199}"
+_LABEL = r"[a-zA-Z_][a-zA-Z0-9_]{0,99}"
 #: Bound children kept per instrument; beyond it ``.labels()`` still works but builds a new child each call.
 _CHILD_CACHE = 1024
 _KindName = Literal["counter", "gauge", "histogram"]
@@ -399,7 +401,7 @@ def _label_names(call: str, labels: Sequence[str], kind: _KindName) -> tuple[str
         raise ValueError(f"{call}.labels: must be a sequence of label names, got {describe(labels)}")
     names = tuple(labels)
     for label in names:
-        if not isinstance(label, str) or _LABEL.fullmatch(label) is None or label.startswith("__"):
+        if not isinstance(label, str) or re.fullmatch(_LABEL, label) is None or label.startswith("__"):
             raise ValueError(f"{call}.labels: {describe(label)} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, no '__')")
         if kind == "histogram" and label == "le":
             raise ValueError(f"{call}.labels: 'le' is reserved for histogram buckets")
@@ -505,7 +507,7 @@ class InstrumentRegistry:
         buckets: tuple[float, ...] | None,
     ) -> RegisteredInstrument:
         call = f"register_{kind}"
-        if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        if not isinstance(name, str) or re.fullmatch(_NAME, name) is None:
             raise ValueError(f"{call}.name: must match [a-zA-Z][a-zA-Z0-9_]* (at most 200), got {describe(name)}")
         if not isinstance(description, str):
             raise ValueError(f"{call}.description: must be a string, got {describe(description)}")

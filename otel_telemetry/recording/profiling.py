@@ -18,7 +18,8 @@ sessions run and failed, total and mean duration, the duration statistics (scope
 per-scope statistics, exact for the first 1,000 values of a scope, then from the exported sketch (within 0.5%).
 :meth:`Profiler.sessions` returns the last ``max_sessions`` reports; older ones are dropped and counted in
 :attr:`Profiler.dropped_sessions`. (The report types and their arithmetic live in
-:mod:`otel_telemetry.recording.profile_reports`.)
+:mod:`otel_telemetry.recording.profile_reports`, which loads with the first session: with it come ``tracemalloc``
+and ``pickle``, some 9 ms of import that a handle which never profiles does not pay.)
 
 A scope whose block raised is still timed and counted in its ``failed``; a session whose block raised has
 ``failed`` set. Exceptions of the profiled code propagate unchanged.
@@ -60,27 +61,26 @@ import logging
 import math
 import threading
 import time
-import tracemalloc
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 
+from otel_telemetry._lazy import lazy_names
 from otel_telemetry.accumulators import HistogramSeries, HistogramState, SeriesKey
 from otel_telemetry.catalog import Instrument, MetricSpec, Section
 from otel_telemetry.recording.facade import TIMING_BOUNDARIES
-from otel_telemetry.recording.profile_reports import (
-    LAYOUT,
-    MEMORY,
-    SESSION_SCOPE,
-    MemoryUsage,
-    ProfileSummary,
-    Samples,
-    ScopeStats,
-    SessionReport,
-)
 from otel_telemetry.series import OVERFLOW_VALUE, SeriesRegistry, describe, histogram_cost
+
+if TYPE_CHECKING:
+    from otel_telemetry.recording.profile_reports import (
+        MemoryUsage,
+        ProfileSummary,
+        Samples,
+        ScopeStats,
+        SessionReport,
+    )
 
 __all__ = [
     "PROFILE_METRIC",
@@ -94,12 +94,25 @@ __all__ = [
     "SessionReport",
 ]
 
+#: The report types, defined in profile_reports and loaded from there on first use (see :func:`_load_reports`).
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    globals(),
+    dict.fromkeys(
+        ("MemoryUsage", "ProfileSummary", "ScopeStats", "SessionReport"), "otel_telemetry.recording.profile_reports"
+    ),
+    __all__,
+)
+
 _logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 #: The exported histogram (OpenTelemetry name; ``profile_duration_seconds`` on ``/metrics``).
 PROFILE_METRIC = "profile.duration"
+#: The ``scope`` of a whole session's duration: ``profile_reports.SESSION_SCOPE``, repeated here since that module
+#: loads with the first session only and a scope's exit compares with it (a test pins the two equal).
+SESSION_SCOPE = "(session)"
 _SUMMARY_EXACT = 1000
 _NAME_CHARS = 128
 _OWNER = "profiler"
@@ -121,12 +134,21 @@ _SPEC = MetricSpec(
 )
 
 
+def _load_reports() -> None:
+    """Import profile_reports on the thread that asks for a session (or decorates with ``profiled``): a session's
+    scopes and its end may run on any thread, and a module first imported there would hold the GIL for
+    milliseconds. Every later ``from ... import`` of it in this module is a look-up in ``sys.modules``."""
+    import otel_telemetry.recording.profile_reports  # noqa: F401
+
+
 class _Aggregate:
     """One (session name, scope) across sessions: exported sketch, summary samples, export state."""
 
     __slots__ = ("exported", "key", "samples", "series", "started")
 
     def __init__(self, name: str, scope: str, exported: bool) -> None:
+        from otel_telemetry.recording.profile_reports import LAYOUT, Samples  # loaded with the session
+
         self.series = HistogramSeries(LAYOUT, (("scope", scope), ("session", name)))
         self.samples = Samples(_SUMMARY_EXACT, self.series)
         self.key = SeriesKey(PROFILE_METRIC, self.series.attributes)
@@ -171,8 +193,11 @@ class ProfileScope:
                 if parent:
                     self._path = f"{parent}/{self._path}"
                 self._token = session._path.set(self._path)
-                if session._memory_start is not None and tracemalloc.is_tracing():
-                    self._memory = tracemalloc.get_traced_memory()[0]
+                if session._memory_start is not None:
+                    import tracemalloc  # loaded with the session (profile_reports)
+
+                    if tracemalloc.is_tracing():
+                        self._memory = tracemalloc.get_traced_memory()[0]
             except Exception:
                 session._profiler._error("scope")
             self._began = time.perf_counter()
@@ -187,8 +212,11 @@ class ProfileScope:
         elapsed = self.elapsed = time.perf_counter() - self._began
         try:
             allocated = None
-            if self._memory is not None and tracemalloc.is_tracing():
-                allocated = tracemalloc.get_traced_memory()[0] - self._memory
+            if self._memory is not None:
+                import tracemalloc  # loaded with the session (profile_reports)
+
+                if tracemalloc.is_tracing():
+                    allocated = tracemalloc.get_traced_memory()[0] - self._memory
             session._add(self._path, elapsed, exc_type is not None, allocated)
         except Exception:
             session._profiler._error("scope")
@@ -218,6 +246,7 @@ class ProfileSession:
     """
 
     def __init__(self, profiler: Profiler, name: str, memory: bool) -> None:
+        _load_reports()
         self._profiler = profiler
         #: The session's name.
         self.name = name
@@ -241,6 +270,8 @@ class ProfileSession:
                 self._reentered += self._open
                 self._profiler._reject("profile", "a session entered twice")
                 return self
+            from otel_telemetry.recording.profile_reports import MEMORY  # loaded with the session
+
             self._label = self._profiler._name_label(self.name)
             self._memory_start = MEMORY.begin(self, self._want_memory)
         except Exception:
@@ -260,6 +291,8 @@ class ProfileSession:
         if not self._open:
             return
         try:
+            from otel_telemetry.recording.profile_reports import MEMORY, MemoryUsage, SessionReport  # with the session
+
             memory = None
             if self._memory_start is not None:
                 ended = MEMORY.end(self)
@@ -324,6 +357,8 @@ class ProfileSession:
                 label = profiler._scope(self._label, path, seconds, failed, allocated)
                 samples = self._scopes.get(label)
                 if samples is None:
+                    from otel_telemetry.recording.profile_reports import Samples  # loaded with the session
+
                     samples = self._scopes[label] = Samples(profiler.exact_limit)
                 if samples.add(seconds, failed, allocated):
                     profiler._count("approximated")
@@ -442,6 +477,7 @@ class Profiler:
         """
         if not _valid_name(name):
             raise ValueError(f"Profiler.profiled.name: must be a non-empty string (<= 128), got {describe(name)}")
+        _load_reports()  # now, on the decorating thread: the first call may run on any thread
 
         def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
             if inspect.iscoroutinefunction(function):
@@ -532,6 +568,8 @@ class Profiler:
     def summary(self, name: str | None = None) -> dict[str, ProfileSummary]:
         """Per session name (``name`` only, when given), every session since the profiler started; names with no
         finished session yet are left out."""
+        from otel_telemetry.recording.profile_reports import ProfileSummary  # loaded with the first session
+
         with self._lock:
             found: dict[str, ProfileSummary] = {}
             for label, names in self._names.items():
