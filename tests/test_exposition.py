@@ -151,10 +151,18 @@ def _gauge(value: float, attributes: dict[str, str], description: str = "g") -> 
         pytest.param(_data(_gauge(2.0, {"b": "1", "a": "2"}), _gauge(3.0, {"a": "2", "b": "1"})), id="label-order"),
         pytest.param(_data(_gauge(2.0, {"a": "1"}, "other help")), id="other-help"),
         pytest.param(_data(), id="nothing"),
+        pytest.param(_data(_histogram([1.0, 2.0], [1, 1, 1], {"a": "1"}, 4.5), _gauge(1.0, {"a": "1"})), id="sum"),
+        pytest.param(_data(_histogram([1.0, 2.0], [1, 2, 1], {"a": "1"}), _gauge(1.0, {"a": "1"})), id="counts"),
+        pytest.param(_data(_histogram([1.0, 2.0], [0, 0, 0], {"a": "1"}, -0.0)), id="negative-zero-sum"),
     ],
 )
 def test_a_metric_whose_series_changed_is_planned_again(later: MetricsData) -> None:
+    """Every change after a first frame, then the first frame again: the exporter's bytes each time (the lines of
+    a histogram that did not change are written again as they were)."""
     renderer = TextRenderer()
     first = _data(_histogram([1.0, 2.0], [1, 1, 1], {"a": "1"}), _gauge(1.0, {"a": "1"}))
-    for data in (first, later, first):
+    for data in (first, first, later, later, first):
         assert renderer.render(data, {}) == _reference(data)
+    zero = _data(_histogram([1.0, 2.0], [0, 0, 0], {"a": "1"}, 0.0))
+    negative = _data(_histogram([1.0, 2.0], [0, 0, 0], {"a": "1"}, -0.0))
+    assert renderer.render(zero, {}) != renderer.render(negative, {}) == _reference(negative)

@@ -126,15 +126,24 @@ class _Plan:
 
 class _PointPlan:
     """A point's attributes as planned, and the text before each of its values: the sample, or the buckets then
-    ``_count`` and ``_sum`` (with ``totals``: whether those two are written when the point has a sum)."""
+    ``_count`` and ``_sum`` (with ``totals``: whether those two are written when the point has a sum). For a
+    histogram, also the lines last written and the counts and sum they show (``written``): a histogram that
+    recorded nothing since the previous frame gets the same lines again."""
 
-    __slots__ = ("bounds", "items", "prefixes", "totals")
+    __slots__ = ("bounds", "items", "lines", "prefixes", "totals", "written")
 
     def __init__(self, items: tuple[tuple[str, Any], ...], prefixes: list[str], bounds: Any, totals: bool) -> None:
         self.items = items
         self.prefixes = prefixes
         self.bounds = bounds
         self.totals = totals
+        self.written: tuple[list[int], Any] | None = None
+        self.lines: list[str] = []
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """Whether two numbers are written alike: equal, and for zero of the same sign (``-0.0`` is written so)."""
+    return bool(a == b) and (a != 0 or math.copysign(1.0, a) == math.copysign(1.0, b))
 
 
 def _items(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
@@ -213,14 +222,26 @@ def _values(lines: list[str], plan: _Plan, points: Any) -> None:
             lines.append(f"{point_plan.prefixes[0]}{go_float(point.value)}\n")
         return
     for point, point_plan in zip(points, plan.points, strict=True):
+        counts, point_sum = list(point.bucket_counts), point.sum
+        written = point_plan.written
+        if written is not None and written[0] == counts:
+            last_sum = written[1]
+            if (point_sum is None and last_sum is None) or (
+                point_sum is not None and last_sum is not None and _same_number(point_sum, last_sum)
+            ):
+                lines.extend(point_plan.lines)
+                continue
         prefixes = point_plan.prefixes
+        own: list[str] = []
         total = 0
-        for prefix, count in zip(prefixes, point.bucket_counts, strict=False):
+        for prefix, count in zip(prefixes, counts, strict=False):
             total += count
-            lines.append(f"{prefix}{go_float(total)}\n")
-        if point.sum is not None and point_plan.totals:
-            lines.append(f"{prefixes[-2]}{go_float(total)}\n")
-            lines.append(f"{prefixes[-1]}{go_float(point.sum)}\n")
+            own.append(f"{prefix}{go_float(total)}\n")
+        if point_sum is not None and point_plan.totals:
+            own.append(f"{prefixes[-2]}{go_float(total)}\n")
+            own.append(f"{prefixes[-1]}{go_float(point_sum)}\n")
+        point_plan.written, point_plan.lines = (counts, point_sum), own
+        lines.extend(own)
 
 
 def _plan(metric: Any, kind: str, names: Mapping[str, str], naming: _Naming) -> _Plan:
