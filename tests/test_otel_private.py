@@ -594,3 +594,28 @@ def test_request_sender_is_none_where_only_the_public_export_applies() -> None:
     finally:
         for exporter in exporters:
             exporter.shutdown()
+
+
+# -- urllib3_metric_exporter: OTLPMetricExporter(_transport=...) and transport._urllib3 -----------------------------
+
+
+def test_urllib3_metric_exporter_sends_through_urllib3_with_the_exporters_own_client() -> None:
+    """A real OTLPMetricExporter whose client sends through the urllib3 transport; the request reaches a real
+    receiver."""
+    from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+    from receivers import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    exporter = _otel.urllib3_metric_exporter(f"http://127.0.0.1:{receiver.port}/v1/metrics")
+    try:
+        assert type(exporter) is HttpMetricExporter
+        assert isinstance(exporter._client._transport, Urllib3HTTPTransport)
+        point = NumberDataPoint({"k": "v"}, 1, 2, 7)
+        metric = Metric("m", "", "1", Gauge([point]))
+        data = MetricsData([ResourceMetrics(Resource({}), [ScopeMetrics(InstrumentationScope("t"), [metric], "")], "")])
+        assert exporter.export(data) is MetricExportResult.SUCCESS
+        [request] = receiver.requests
+        assert request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_int == 7
+    finally:
+        exporter.shutdown()
+        receiver.stop()

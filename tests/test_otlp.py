@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
@@ -183,3 +184,28 @@ def test_the_environment_is_read_once_at_setup_not_at_every_export(
         assert proxy.proxied == []
     finally:
         proxy.stop()
+
+
+def test_a_plain_http_endpoint_without_proxy_or_credentials_sends_through_urllib3(
+    no_proxy_settings: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only an http:// endpoint for which the environment names no proxy, netrc credentials or credential provider
+    skips requests (and so reads nothing from the environment at export)."""
+    from otel_telemetry.export.otlp import needs_no_environment
+
+    url = "http://127.0.0.1:4318/v1/metrics"
+    no_proxy_settings.delenv("NETRC", raising=False)
+    no_proxy_settings.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    assert needs_no_environment(url)
+    assert not needs_no_environment("https://127.0.0.1:4318/v1/metrics")
+    no_proxy_settings.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    assert not needs_no_environment(url)
+    no_proxy_settings.setenv("NO_PROXY", "127.0.0.1")
+    assert needs_no_environment(url)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login user password secret\n")
+    no_proxy_settings.setenv("NETRC", str(netrc))
+    assert not needs_no_environment(url)
+    no_proxy_settings.delenv("NETRC")
+    no_proxy_settings.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER", "somewhere")
+    assert not needs_no_environment(url)

@@ -30,7 +30,7 @@ from opentelemetry.sdk.metrics.export import (
     Histogram as HistogramData,
 )
 
-from otel_telemetry._otel import exporter_preferences, otlp_log_exporter, request_sender
+from otel_telemetry._otel import exporter_preferences, otlp_log_exporter, request_sender, urllib3_metric_exporter
 from otel_telemetry.accumulators import HistogramSnapshot, SeriesKey
 from otel_telemetry.config import OtlpDestination, Signal, TelemetryConfig, otlp_destination
 from otel_telemetry.export.selftelemetry import ExportCounts
@@ -62,6 +62,8 @@ def metric_exporter(config: TelemetryConfig) -> MetricExporter:
         return GrpcExporter(endpoint=destination.endpoint, insecure=destination.insecure)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
+    if needs_no_environment(destination.endpoint):
+        return urllib3_metric_exporter(destination.endpoint)
     return HttpExporter(endpoint=destination.endpoint, session=steady_session(destination.endpoint))
 
 
@@ -71,6 +73,18 @@ CREDENTIAL_PROVIDER_VARIABLES = (
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_METRICS_CREDENTIAL_PROVIDER",
 )
 _CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def needs_no_environment(url: str) -> bool:
+    """Whether exports to ``url`` take nothing from the environment beyond the ``OTEL_*`` variables: a plain
+    ``http://`` URL (no certificate applies) with no proxy for it, no netrc credentials and no credential
+    provider. Such an exporter sends through urllib3 directly (:func:`~otel_telemetry._otel.urllib3_metric_exporter`);
+    any other through a ``requests`` session (:func:`steady_session`)."""
+    if not url.lower().startswith("http://") or any(os.environ.get(n) for n in CREDENTIAL_PROVIDER_VARIABLES):
+        return False
+    from requests.utils import get_environ_proxies, get_netrc_auth
+
+    return not get_environ_proxies(url) and get_netrc_auth(url) is None
 
 
 def steady_session(url: str) -> Any:
