@@ -175,6 +175,11 @@ class GameMetrics:
 
 def _plain(value: Any) -> Any:
     """A JSON-ready copy: dataclasses to dicts, mappings to dicts, tuples to lists, NaN/inf to None."""
+    kind = type(value)
+    if kind is float:  # the common leaves first: a payload has thousands (one ping per player)
+        return value if math.isfinite(value) else None
+    if kind is int or kind is str or value is None or kind is bool:
+        return value
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
