@@ -115,7 +115,7 @@ class _Plan:
         if len(points) != len(self.points):
             return False
         for point, plan in zip(points, self.points, strict=True):
-            if _items(point.attributes) != plan.items:
+            if attribute_items(point.attributes) != plan.items:
                 return False
             if self.histogram and (
                 point.explicit_bounds != plan.bounds or len(point.bucket_counts) != len(plan.prefixes) - 2
@@ -146,7 +146,9 @@ def _same_number(a: Any, b: Any) -> bool:
     return bool(a == b) and (a != 0 or math.copysign(1.0, a) == math.copysign(1.0, b))
 
 
-def _items(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+def attribute_items(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """A point's attributes as ``(key, value)`` pairs in their order: what an encoder writes, order included (two
+    equal mappings in another order encode differently)."""
     return tuple(attributes.items()) if attributes else ()
 
 
@@ -167,7 +169,7 @@ class TextRenderer:
     :func:`render_text`'s. Not thread-safe: one per exposition, called under its lock."""
 
     def __init__(self) -> None:
-        self._plans: list[_Plan | None] = []
+        self._plans: list[_Plan] = []
         self._names: Mapping[str, str] | None = None
         self.planned = 0
         self.reused = 0
@@ -265,7 +267,7 @@ def _plan(metric: Any, kind: str, names: Mapping[str, str], naming: _Naming) -> 
     planned: list[_PointPlan] = []
     for point, row in zip(points, rows, strict=True):
         pairs = [(k, row.get(k, "")) for k in ordered]
-        items = _items(point.attributes)
+        items = attribute_items(point.attributes)
         if kind != "histogram":
             planned.append(_PointPlan(items, [f"{exposed}{_labels(pairs)} "], None, False))
             continue

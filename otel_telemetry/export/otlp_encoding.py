@@ -11,12 +11,14 @@ compare the two frame by frame.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
+
+from otel_telemetry.export.exposition import attribute_items
 
 #: Per metric: (name, description, unit, data class, temporality, monotonic, point slots).
 _MetricSlot = tuple[str, str, str, type, Any, Any, list["_PointSlot"]]
@@ -25,13 +27,9 @@ _PointSlot = tuple[tuple[tuple[str, Any], ...], Any, Any]
 _Layout = list[tuple[Any, list[tuple[Any, list[_MetricSlot]]]]]
 
 
-def _items(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    return tuple(attributes.items()) if attributes else ()
-
-
 def _same(kept: Any, new: Any) -> bool:
     """Whether a resource or scope encodes as the kept one: equal, with the same attributes in the same order."""
-    return new is kept or (new == kept and _items(new.attributes) == _items(kept.attributes))
+    return new is kept or (new == kept and attribute_items(new.attributes) == attribute_items(kept.attributes))
 
 
 class RequestEncoder:
@@ -95,7 +93,7 @@ def _update_metric(metric: Any, slot: _MetricSlot) -> bool:
     if len(data.data_points) != len(points):
         return False
     for point, (items, bounds, pb) in zip(data.data_points, points, strict=True):
-        if point.exemplars or _items(point.attributes) != items:
+        if point.exemplars or attribute_items(point.attributes) != items:
             return False
         if kind is Histogram:
             if point.explicit_bounds != bounds:
@@ -172,7 +170,7 @@ def _metric_slot(metric: Any, pb_metric: Any) -> _MetricSlot | None:
         if point.exemplars:
             return None
         bounds = point.explicit_bounds if kind is Histogram else None
-        points.append((_items(point.attributes), bounds, pb))
+        points.append((attribute_items(point.attributes), bounds, pb))
     temporality = None if kind is Gauge else data.aggregation_temporality
     monotonic = data.is_monotonic if kind is Sum else None
     return (metric.name, metric.description, metric.unit, kind, temporality, monotonic, points)
