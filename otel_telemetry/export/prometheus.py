@@ -114,13 +114,19 @@ def _numeric(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _writable(data: Any, point: Any) -> bool:
+    """Whether the text format can carry ``point`` of ``data`` (a histogram, sum or gauge): a histogram's buckets
+    must match its bounds, a number must be an int or float."""
+    if isinstance(data, Histogram):
+        return len(point.bucket_counts) == len(point.explicit_bounds) + 1
+    return _numeric(point.value)
+
+
 def _representable(data: Any) -> bool:
     """Whether every point of ``data`` can be written in the text format (what :meth:`PrometheusExposition.
     _translate` keeps)."""
-    if isinstance(data, Histogram):
-        return all(len(p.bucket_counts) == len(p.explicit_bounds) + 1 for p in data.data_points)
-    if isinstance(data, (Sum, Gauge)):
-        return all(_numeric(p.value) for p in data.data_points)
+    if isinstance(data, (Histogram, Sum, Gauge)):
+        return all(_writable(data, p) for p in data.data_points)
     return not getattr(data, "data_points", ())
 
 
@@ -343,10 +349,8 @@ class PrometheusExposition:
     def _translate(self, metric: Metric, rename: bool = True) -> Metric | None:
         data = metric.data
         points: list[Any]
-        if isinstance(data, Histogram):
-            points = [p for p in data.data_points if len(p.bucket_counts) == len(p.explicit_bounds) + 1]
-        elif isinstance(data, (Sum, Gauge)):
-            points = [p for p in data.data_points if _numeric(p.value)]
+        if isinstance(data, (Histogram, Sum, Gauge)):
+            points = [p for p in data.data_points if _writable(data, p)]
         else:
             # Exponential histograms cannot be expressed in the Prometheus text format.
             self.dropped_points += len(getattr(data, "data_points", ()))
