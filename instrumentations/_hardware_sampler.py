@@ -220,8 +220,9 @@ class _SourceReader:
         return jobs
 
     def _wait(self, batch: _Batch) -> int | None:
-        """Wait for ``batch``; the position of a read that passed its deadline (the batch is then cancelled), or
-        None when every read is done. Woken once when the batch finishes in time."""
+        """Wait for ``batch``; the position of a read that passed its deadline (the batch is then cancelled; a read
+        the thread had not begun is then done, failed), or None when every read is done. Woken once when the batch
+        finishes in time."""
         jobs, last = batch.jobs, batch.jobs[-1]
         waiting: tuple[int, float] | None = None  # (position, since when) of the next read while not yet begun
         while True:
@@ -235,10 +236,14 @@ class _SourceReader:
                 started = waiting[1]
             left = started + self.timeout - time.monotonic()
             if left <= 0:
+                job = jobs[position]
                 with batch.lock:  # the next read starts under this lock: none starts once cancelled
-                    if jobs[position].done.is_set():
+                    if job.done.is_set():
                         continue
                     batch.cancelled = True
+                    if job.started is None:  # never begun, and now it never will: a failed read, not a stuck one
+                        job.error = TimeoutError("the reader thread did not begin this read within its deadline")
+                        job.done.set()
                 return position
             last.done.wait(left)
 
@@ -463,7 +468,7 @@ class HardwareSampler:
                 _logger.info(
                     "hardware sampler: the stuck read of %r returned after %.1f s; reading it again",
                     source,
-                    time.monotonic() - (stuck.started or 0.0),
+                    time.monotonic() - (stuck.started or time.monotonic()),
                 )
             runnable.append((source, read))
         if not runnable:

@@ -594,3 +594,21 @@ def test_invalid_source_timeout_is_rejected_at_construction(bad: float) -> None:
     """A non-positive or non-finite source_timeout raises ValueError naming the argument."""
     with pytest.raises(ValueError, match="source_timeout"):
         HardwareSampler(source_timeout=bad)
+
+
+def test_a_read_the_reader_thread_never_began_fails_instead_of_staying_stuck() -> None:
+    """A batch no thread picks up within the deadline: its first read is then done and failed (a TimeoutError), so
+    the sampler counts an error and reads that source again next time, instead of waiting forever for a read that
+    will never run."""
+    from instrumentations._hardware_sampler import _Batch, _Job, _SourceReader
+
+    reader = _SourceReader(0.05)
+    batch = _Batch([_Job(lambda: 1), _Job(lambda: 2)])  # handed to no thread
+    started = time.monotonic()
+    assert reader._wait(batch) == 0
+    assert time.monotonic() - started < 1.0
+    first, second = batch.jobs
+    assert first.done.is_set() and isinstance(first.error, TimeoutError) and first.started is None
+    assert batch.cancelled and not second.done.is_set()
+    batch()  # a thread that picks it up late runs nothing
+    assert second.started is None and not second.done.is_set()
