@@ -179,13 +179,20 @@ class Monitor:
             with self._series_lock:
                 series = list(self._series.items())
             for key, (spec, hist, started) in series:
-                cumulative = hist.snapshot()
+                previous = self._previous.get(key)
                 window = self._windows.get(key)
                 if window is None:
                     window = self._windows[key] = SlidingWindow(hist.layout, self._percentile_window)
+                if previous is not None and hist.unchanged():
+                    # Nothing recorded since the last refresh (most series of a frame): the cumulative snapshot
+                    # stands, and the state too unless part of the window expired.
+                    if window.expire(now):
+                        self._states[key] = HistogramState(spec, key, previous, window.snapshot(), started)
+                    continue
+                cumulative = hist.snapshot()
                 # The interval since the previous refresh, with its exact min and max. Snapshots cover only the
                 # cells ever used, so statistics and buckets stay cheap.
-                window.add(now, difference(cumulative, self._previous.get(key)))
+                window.add(now, difference(cumulative, previous))
                 self._previous[key] = cumulative
                 self._states[key] = HistogramState(spec, key, cumulative, window.snapshot(), started)
             self._refresh(now)

@@ -186,16 +186,19 @@ class HistogramCell:
 
     ``counts`` maps keys to counts: positive cells by index, and the zero, invalid, per-bucket and negative counters
     by keys above them (the per-bucket ones from the start: ``seed``); ``low``/``high`` are the extremes recorded
-    since the last collection; ``sum`` is cumulative.
+    since the last collection; ``sum`` is cumulative. ``invalid_since`` is set when a value that is not a number
+    was recorded since the last collection (it moves no extreme): with the extremes, it tells a collection whether
+    the cell took anything in at all.
     """
 
-    __slots__ = ("__weakref__", "counts", "high", "low", "sum")
+    __slots__ = ("__weakref__", "counts", "high", "invalid_since", "low", "sum")
 
     def __init__(self, seed: dict[int, int] | None = None) -> None:
         self.counts: dict[int, int] = {} if seed is None else dict(seed)
         self.sum: float = 0.0
         self.low: float = _INF
         self.high: float = -_INF
+        self.invalid_since = False
 
 
 class _ShardLocal(threading.local, Generic[_S]):
@@ -328,6 +331,7 @@ class HistogramSnapshot:
     """
 
     __slots__ = (
+        "_buckets",
         "_high",
         "_log",
         "_low",
@@ -379,6 +383,7 @@ class HistogramSnapshot:
         self._high = high
         self._log = log
         self._running: list[int] | None = None
+        self._buckets: tuple[int, ...] | None = None
 
     def __repr__(self) -> str:
         return f"HistogramSnapshot(count={self.count}, sum={self.sum}, min={self.min()}, max={self.max()})"
@@ -390,7 +395,14 @@ class HistogramSnapshot:
         return running
 
     def bucket_counts(self) -> list[int]:
-        """Counts per explicit bucket (``len(boundaries) + 1`` values, the last for +Inf). Exact."""
+        """Counts per explicit bucket (``len(boundaries) + 1`` values, the last for +Inf). Exact. A new list each
+        call, computed once per snapshot (a series that records nothing keeps its snapshot from frame to frame)."""
+        found = self._buckets
+        if found is None:
+            found = self._buckets = tuple(self._bucket_counts())
+        return list(found)
+
+    def _bucket_counts(self) -> list[int]:
         layout = self.layout
         buckets = list(self.edge_counts) if self.edge_counts else [0] * (len(layout.recorded) + 1)
         if self.zero:
@@ -589,6 +601,7 @@ def _merged_cells(a: HistogramCell, b: HistogramCell) -> HistogramCell:
     merged.sum = a.sum + b.sum
     merged.low = min(a.low, b.low)
     merged.high = max(a.high, b.high)
+    merged.invalid_since = a.invalid_since or b.invalid_since
     return merged
 
 
@@ -702,6 +715,7 @@ class HistogramSeries:
                 counts[_INVALID] += 1
             else:
                 counts[_INVALID] = 1
+            cell.invalid_since = True
             return
         bucket = bisect.bisect_left(self._recorded, value) + _BUCKET
         # No call and nothing that raises from here on (see record()): the bucket keys are always there.
@@ -732,6 +746,7 @@ class HistogramSeries:
                 cell_high = cell.high
                 cell.low = _INF
                 cell.high = -_INF
+                cell.invalid_since = False
                 total += cell.sum
                 copies.append(cell.counts.copy())
                 if cell_low < low:
@@ -744,6 +759,16 @@ class HistogramSeries:
             if high > self._high:
                 self._high = high
             return _from_copies(self.layout, copies, total, self._low, self._high, generation, self._log)
+
+    def unchanged(self) -> bool:
+        """Whether nothing was recorded since the last :meth:`snapshot`, whose result then still stands.
+
+        Much cheaper than a snapshot: it reads each thread's extremes (every value but a NaN or an infinity moves
+        them; those set ``invalid_since``), copies nothing, and takes no collection of the extremes log. A value
+        recorded while this runs is in the next snapshot, as if recorded just after it (a record has no call
+        from its first update to its last: see :meth:`record`).
+        """
+        return all(cell.low == _INF and cell.high == -_INF and not cell.invalid_since for cell in self._shards.all())
 
 
 def difference(newer: HistogramSnapshot, older: HistogramSnapshot | None) -> HistogramSnapshot:
@@ -882,20 +907,29 @@ class SlidingWindow:
         # (time added, interval, its min, its max, its sum)
         self._intervals: deque[tuple[float, HistogramSnapshot, float, float, float]] = deque()
 
-    def add(self, now: float, interval: HistogramSnapshot) -> None:
-        """Add what one collection interval recorded, then drop intervals older than the window."""
-        if interval.count or interval.invalid:
+    def add(self, now: float, interval: HistogramSnapshot) -> bool:
+        """Add what one collection interval recorded, then drop intervals older than the window. True when the
+        window's content changed (the interval held values, or some expired)."""
+        added = bool(interval.count or interval.invalid)
+        if added:
             self._apply(interval, add)
             low, high = interval.min(), interval.max()
             self._intervals.append(
                 (now, interval, _INF if low is None else low, -_INF if high is None else high, interval.sum)
             )
+        return self.expire(now) or added
+
+    def expire(self, now: float) -> bool:
+        """Drop the intervals older than the window; True when there were any (the content changed)."""
         horizon = now - self.window
         intervals = self._intervals
+        if not intervals or intervals[0][0] > horizon:
+            return False
         while intervals and intervals[0][0] <= horizon:
             self._apply(intervals.popleft()[1], sub)
         if not intervals:
             self._positive, self._negative = _DenseCounts(), _DenseCounts()
+        return True
 
     def _apply(self, interval: HistogramSnapshot, op: Callable[[int, int], int]) -> None:
         self._positive.apply(interval.counts, interval.offset, op)

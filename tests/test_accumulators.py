@@ -269,3 +269,63 @@ def test_window_snapshots_cover_only_occupied_slots_and_merge_correctly() -> Non
     assert merged.min() == 10.0 and merged.max() == 900.0
     assert merged.quantile(0.5) == pytest.approx(45.0, rel=0.01)
     assert merged.bucket_counts() == series.snapshot().bucket_counts()
+
+
+def test_unchanged_tells_whether_anything_was_recorded_since_the_last_snapshot() -> None:
+    """Every kind of value a series takes in (positive, zero, negative, not a number, from another thread) makes it
+    changed until the next snapshot; the snapshot it skips would have equalled the previous one."""
+    series = HistogramSeries(HistogramLayout(LATENCY_BOUNDARIES, 0.001))
+    assert series.unchanged()
+    first = series.snapshot()
+    for value in (12.5, 0.0, -3.0, math.nan, math.inf):
+        series.record(value)
+        assert not series.unchanged(), value
+        series.snapshot()
+        assert series.unchanged(), value
+    later = series.snapshot()
+    assert (later.count, later.invalid, later.zero) == (first.count + 3, 2, 1)
+    thread = threading.Thread(target=series.record, args=(7.0,))
+    thread.start()
+    thread.join(10)
+    assert not series.unchanged()  # the ended thread's cell is folded into the retired one, still marked
+    assert series.snapshot().count == later.count + 1
+    assert series.unchanged()
+
+
+def test_a_difference_across_skipped_snapshots_keeps_its_exact_extremes() -> None:
+    """A reader that skips the snapshots of idle intervals still gets exact min and max for the next interval:
+    the extremes log only takes the snapshots that were taken."""
+    series = HistogramSeries(HistogramLayout(LATENCY_BOUNDARIES, 0.001))
+    series.record(50.0)
+    older = series.snapshot()
+    for _ in range(300):  # more idle intervals than the extremes log holds, none snapshotted
+        assert series.unchanged()
+    series.record(20.0)
+    series.record(30.0)
+    interval = difference(series.snapshot(), older)
+    assert (interval.count, interval.min(), interval.max()) == (2, 20.0, 30.0)
+
+
+def test_window_expire_and_add_say_whether_the_content_changed() -> None:
+    layout = HistogramLayout(LATENCY_BOUNDARIES, 0.001)
+    series = HistogramSeries(layout)
+    window = SlidingWindow(layout, window=10.0)
+    empty = series.snapshot()
+    assert not window.add(0.0, empty) and not window.expire(5.0)
+    series.record(10.0)
+    assert window.add(1.0, difference(series.snapshot(), empty))
+    assert not window.expire(10.5)  # the interval added at 1.0 is still inside the window
+    assert window.snapshot().count == 1
+    assert window.expire(11.0)
+    assert window.snapshot().count == 0 and not window.expire(12.0)
+
+
+def test_bucket_counts_are_computed_once_and_handed_out_as_new_lists() -> None:
+    series = HistogramSeries(HistogramLayout(LATENCY_BOUNDARIES, 0.001))
+    for value in (1.0, 10.0, 100.0):
+        series.record(value)
+    snapshot = series.snapshot()
+    counts = snapshot.bucket_counts()
+    expected = list(counts)
+    counts[0] += 100  # a caller's list is its own
+    assert snapshot.bucket_counts() == expected and sum(expected) == 3

@@ -113,3 +113,28 @@ def test_target_must_be_positive() -> None:
     """A zero or negative target tick rate is an error at construction."""
     with pytest.raises(ValueError, match="target_tick_rate"):
         PerformanceMonitor(target_tick_rate=0)
+
+
+def test_a_refresh_keeps_the_state_of_a_series_that_recorded_nothing_until_its_window_moves() -> None:
+    """An idle series keeps its state object from refresh to refresh (nothing is copied again), and still forgets
+    its window's old values when they expire; its cumulative counts stay."""
+    clocks = Clocks()
+    monitor = PerformanceMonitor(clock=clocks, perf_clock=clocks, refresh_interval=0.0, percentile_window=10)
+    monitor.record_phase("network", 0.004)
+    monitor.refresh()
+    first = monitor.histogram_state("server.tick.phase.duration", phase="network")
+    assert first is not None and first.window.count == 1
+    clocks.now += 1.0
+    monitor.refresh()
+    assert monitor.histogram_state("server.tick.phase.duration", phase="network") is first
+    clocks.now += 10.0
+    monitor.refresh()
+    expired = monitor.histogram_state("server.tick.phase.duration", phase="network")
+    assert expired is not None and expired is not first
+    assert expired.window.count == 0 and expired.cumulative.count == 1
+    monitor.record_phase("network", 0.002)
+    clocks.now += 1.0
+    monitor.refresh()
+    again = monitor.histogram_state("server.tick.phase.duration", phase="network")
+    assert again is not None and again.window.count == 1 and again.cumulative.count == 2
+    assert again.window.max() == pytest.approx(0.002)
